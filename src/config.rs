@@ -1,0 +1,503 @@
+//! Step 1 of the data path: configuration from the environment, validated before any API call.
+//!
+//! Every problem names the variable and the value; all problems are reported at once.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::images::{Image, parse_image_list};
+
+pub const DEFAULT_DEADLINE_SECONDS: i64 = 300;
+pub const MAX_DEADLINE_SECONDS: i64 = 86_400;
+pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: i32 = 3600;
+pub const DEFAULT_CREATE_CONCURRENCY: usize = 16;
+pub const MAX_CREATE_CONCURRENCY: usize = 256;
+pub const DEFAULT_WAIT_GRACE_SECONDS: u64 = 60;
+
+/// The raw variables, all as strings so that a bad value is reported in our words, not serde's.
+#[derive(Deserialize, Debug, Default)]
+struct RawEnv {
+    quay_images: Option<String>,
+    deadline_seconds: Option<String>,
+    namespace: Option<String>,
+    pod_name: Option<String>,
+    pod_namespace: Option<String>,
+    pull_strategy: Option<String>,
+    quayctl_image: Option<String>,
+    helper_image: Option<String>,
+    ttl_seconds_after_finished: Option<String>,
+    run_id: Option<String>,
+    dry_run: Option<String>,
+    node_selector: Option<String>,
+    create_concurrency: Option<String>,
+    wait_grace_seconds: Option<String>,
+}
+
+/// How the images get onto a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullStrategy {
+    /// One no-op container per image: the kubelet pulls with the node's runtime and credentials.
+    Kubelet,
+    /// The original: a `quayctl` container talks to the node's docker socket.
+    Quayctl { image: String },
+}
+
+impl PullStrategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PullStrategy::Kubelet => "kubelet",
+            PullStrategy::Quayctl { .. } => "quayctl",
+        }
+    }
+}
+
+/// Where the controller itself runs, from the downward API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRef {
+    pub name: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub images: Vec<Image>,
+    /// Entries of `QUAY_IMAGES` dropped as duplicates (logged as a warning).
+    pub duplicate_images: Vec<String>,
+    pub deadline_seconds: i64,
+    /// `NAMESPACE`, else `POD_NAMESPACE`; `None` means the kubeconfig's namespace.
+    pub namespace: Option<String>,
+    pub pod: Option<PodRef>,
+    pub strategy: PullStrategy,
+    pub helper_image: Option<String>,
+    pub ttl_seconds_after_finished: i32,
+    pub run_id: Option<String>,
+    pub dry_run: bool,
+    pub node_selector: Option<String>,
+    pub create_concurrency: usize,
+    pub wait_grace_seconds: u64,
+}
+
+/// One bad variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: Option<String>,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={:?}: {}", self.variable, value, self.problem),
+            None => write!(f, "{} is not set: {}", self.variable, self.problem),
+        }
+    }
+}
+
+impl Config {
+    /// Read the process environment.
+    pub fn from_env() -> Result<Config, Vec<ConfigError>> {
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Read any set of variables (tests pass their own).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, Vec<ConfigError>> {
+        let raw: RawEnv = envy::from_iter(vars).map_err(|e| {
+            vec![ConfigError { variable: "environment", value: None, problem: e.to_string() }]
+        })?;
+        Validator::default().validate(raw)
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn fail(&mut self, variable: &'static str, value: &str, problem: impl Into<String>) {
+        self.errors.push(ConfigError { variable, value: Some(value.to_string()), problem: problem.into() });
+    }
+
+    /// A non-empty, trimmed value, or `None` when unset or blank.
+    fn present(value: Option<String>) -> Option<String> {
+        value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn integer<T>(&mut self, variable: &'static str, value: Option<String>, default: T, range: (T, T)) -> T
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(text) = value else { return default };
+        match text.trim().parse::<T>() {
+            Ok(n) if n >= range.0 && n <= range.1 => n,
+            Ok(_) => {
+                self.fail(variable, &text, format!("must be between {} and {}", range.0, range.1));
+                default
+            }
+            Err(_) => {
+                self.fail(variable, &text, format!("must be a whole number between {} and {}", range.0, range.1));
+                default
+            }
+        }
+    }
+
+    fn image(&mut self, variable: &'static str, value: Option<String>) -> Option<String> {
+        let value = Self::present(value)?;
+        match Image::parse(&value) {
+            Ok(_) => Some(value),
+            Err(e) => {
+                self.fail(variable, &value, format!("not a valid image reference: {e}"));
+                None
+            }
+        }
+    }
+
+    fn validate(mut self, raw: RawEnv) -> Result<Config, Vec<ConfigError>> {
+        let (images, duplicate_images) = match raw.quay_images.as_deref() {
+            None => {
+                self.errors.push(ConfigError {
+                    variable: "QUAY_IMAGES",
+                    value: None,
+                    problem: "required: `;`-separated image references, e.g. `nginx:1.27;quay.io/org/app:v2`".into(),
+                });
+                (Vec::new(), Vec::new())
+            }
+            Some(text) => match parse_image_list(text) {
+                Ok(list) => (list.images, list.duplicates),
+                Err(problem) => {
+                    self.fail("QUAY_IMAGES", text, problem);
+                    (Vec::new(), Vec::new())
+                }
+            },
+        };
+
+        let deadline_seconds =
+            self.integer("DEADLINE_SECONDS", raw.deadline_seconds, DEFAULT_DEADLINE_SECONDS, (1, MAX_DEADLINE_SECONDS));
+        let ttl_seconds_after_finished = self.integer(
+            "TTL_SECONDS_AFTER_FINISHED",
+            raw.ttl_seconds_after_finished,
+            DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+            (0, i32::MAX),
+        );
+        let create_concurrency = self.integer(
+            "CREATE_CONCURRENCY",
+            raw.create_concurrency,
+            DEFAULT_CREATE_CONCURRENCY,
+            (1, MAX_CREATE_CONCURRENCY),
+        );
+        let wait_grace_seconds =
+            self.integer("WAIT_GRACE_SECONDS", raw.wait_grace_seconds, DEFAULT_WAIT_GRACE_SECONDS, (0, 3600));
+
+        let pod_name = Self::present(raw.pod_name);
+        let pod_namespace = Self::present(raw.pod_namespace);
+        for (variable, value) in [("POD_NAME", &pod_name), ("POD_NAMESPACE", &pod_namespace)] {
+            if let Some(v) = value.as_deref().filter(|v| !is_dns_subdomain(v)) {
+                self.fail(variable, v, "not a valid Kubernetes object name");
+            }
+        }
+        let pod = match (pod_name, pod_namespace.clone()) {
+            (Some(name), Some(namespace)) => Some(PodRef { name, namespace }),
+            _ => None,
+        };
+
+        let namespace = Self::present(raw.namespace).or(pod_namespace);
+        if let Some(ns) = namespace.as_deref().filter(|ns| !is_dns_label(ns)) {
+            self.fail("NAMESPACE", ns, "not a valid namespace name (lowercase DNS-1123 label, at most 63 characters)");
+        }
+
+        let quayctl_image = self.image("QUAYCTL_IMAGE", raw.quayctl_image);
+        let strategy = match Self::present(raw.pull_strategy).as_deref().unwrap_or("kubelet") {
+            "kubelet" => PullStrategy::Kubelet,
+            "quayctl" => match quayctl_image {
+                Some(image) => PullStrategy::Quayctl { image },
+                None => {
+                    if !self.errors.iter().any(|e| e.variable == "QUAYCTL_IMAGE") {
+                        self.errors.push(ConfigError {
+                            variable: "QUAYCTL_IMAGE",
+                            value: None,
+                            problem: "required when PULL_STRATEGY=quayctl".into(),
+                        });
+                    }
+                    PullStrategy::Kubelet
+                }
+            },
+            other => {
+                self.fail("PULL_STRATEGY", other, "unknown strategy; choose `kubelet` (default) or `quayctl`");
+                PullStrategy::Kubelet
+            }
+        };
+
+        let helper_image = self.image("HELPER_IMAGE", raw.helper_image);
+        if strategy == PullStrategy::Kubelet && helper_image.is_none() && pod.is_none()
+            && !self.errors.iter().any(|e| e.variable == "HELPER_IMAGE")
+        {
+            self.errors.push(ConfigError {
+                variable: "HELPER_IMAGE",
+                value: None,
+                problem: "required for PULL_STRATEGY=kubelet outside a pod (POD_NAME/POD_NAMESPACE unset): \
+                          the image of this controller, which carries /quayctl-noop"
+                    .into(),
+            });
+        }
+
+        let run_id = Self::present(raw.run_id);
+        if let Some(id) = run_id.as_deref().filter(|id| !is_label_value(id)) {
+            self.fail("RUN_ID", id, "must be at most 63 letters, digits, `-`, `_` or `.`, starting and ending alphanumeric");
+        }
+
+        let dry_run = match Self::present(raw.dry_run) {
+            None => false,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    self.fail("DRY_RUN", &v, "must be `true` or `false`");
+                    false
+                }
+            },
+        };
+
+        let node_selector = Self::present(raw.node_selector);
+        if let Some(selector) = node_selector.as_deref()
+            && let Err(problem) = validate_label_selector(selector)
+        {
+            self.fail("NODE_SELECTOR", selector, problem);
+        }
+
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(Config {
+            images,
+            duplicate_images,
+            deadline_seconds,
+            namespace,
+            pod,
+            strategy,
+            helper_image,
+            ttl_seconds_after_finished,
+            run_id,
+            dry_run,
+            node_selector,
+            create_concurrency,
+            wait_grace_seconds,
+        })
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// A Kubernetes label value (empty not allowed here).
+pub fn is_label_value(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+fn is_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    prefix.is_none_or(|p| !p.is_empty() && is_dns_subdomain(p)) && is_label_value(name)
+}
+
+/// Check a label selector string (`a=b,c!=d,e in (f,g),!h`) the way the apiserver parses it, so a typo
+/// is a configuration error (exit 2) and not an API error later.
+pub fn validate_label_selector(selector: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut start = 0usize;
+    let mut requirements = Vec::new();
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.checked_sub(1).ok_or("unbalanced `)`")?,
+            ',' if depth == 0 => {
+                requirements.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced `(`".into());
+    }
+    requirements.push(&selector[start..]);
+    for requirement in requirements {
+        validate_requirement(requirement.trim())
+            .map_err(|problem| format!("requirement `{}`: {problem}", requirement.trim()))?;
+    }
+    Ok(())
+}
+
+fn validate_requirement(req: &str) -> Result<(), String> {
+    if req.is_empty() {
+        return Err("empty requirement".into());
+    }
+    let key_ok = |key: &str| if is_label_key(key.trim()) { Ok(()) } else { Err(format!("invalid label key `{}`", key.trim())) };
+    let value_ok = |value: &str| {
+        let value = value.trim();
+        if value.is_empty() || is_label_value(value) { Ok(()) } else { Err(format!("invalid label value `{value}`")) }
+    };
+    if let Some(key) = req.strip_prefix('!') {
+        return key_ok(key);
+    }
+    for op in ["!=", "==", "="] {
+        if let Some((key, value)) = req.split_once(op) {
+            key_ok(key)?;
+            return value_ok(value);
+        }
+    }
+    for op in [" notin ", " in "] {
+        if let Some((key, values)) = req.split_once(op) {
+            key_ok(key)?;
+            let values = values.trim();
+            let inner = values
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or_else(|| format!("expected a `(value, ...)` list after `{}`", op.trim()))?;
+            return inner.split(',').try_for_each(value_ok);
+        }
+    }
+    key_ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn ok(pairs: &[(&str, &str)]) -> Config {
+        Config::from_vars(vars(pairs)).unwrap_or_else(|e| panic!("{pairs:?}: {e:?}"))
+    }
+
+    fn errors(pairs: &[(&str, &str)]) -> Vec<String> {
+        Config::from_vars(vars(pairs)).expect_err("expected a configuration error").iter().map(ToString::to_string).collect()
+    }
+
+    const BASE: [(&str, &str); 2] = [("QUAY_IMAGES", "nginx"), ("HELPER_IMAGE", "ghcr.io/x/quayctl-controller:1")];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut all: Vec<_> = BASE.iter().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).copied().collect();
+        all.extend_from_slice(extra);
+        all
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ok(&BASE);
+        assert_eq!(c.images.len(), 1);
+        assert_eq!(c.deadline_seconds, 300);
+        assert_eq!(c.ttl_seconds_after_finished, 3600);
+        assert_eq!(c.strategy, PullStrategy::Kubelet);
+        assert_eq!(c.namespace, None);
+        assert_eq!(c.pod, None);
+        assert_eq!(c.run_id, None);
+        assert!(!c.dry_run);
+        assert_eq!(c.create_concurrency, DEFAULT_CREATE_CONCURRENCY);
+        assert_eq!(c.wait_grace_seconds, DEFAULT_WAIT_GRACE_SECONDS);
+    }
+
+    #[test]
+    fn all_variables_set() {
+        let c = ok(&[
+            ("QUAY_IMAGES", "nginx;redis:7;nginx:latest;"),
+            ("DEADLINE_SECONDS", " 600 "),
+            ("NAMESPACE", "prepull"),
+            ("POD_NAME", "quayctl-controller-123-abcde"),
+            ("POD_NAMESPACE", "kube-system"),
+            ("PULL_STRATEGY", "quayctl"),
+            ("QUAYCTL_IMAGE", "quay.io/coreos/quayctl:v0.0.1"),
+            ("TTL_SECONDS_AFTER_FINISHED", "0"),
+            ("RUN_ID", "nightly-1"),
+            ("DRY_RUN", "TRUE"),
+            ("NODE_SELECTOR", "pool=gpu,kubernetes.io/os in (linux)"),
+            ("CREATE_CONCURRENCY", "4"),
+            ("WAIT_GRACE_SECONDS", "5"),
+        ]);
+        assert_eq!(c.images.len(), 2);
+        assert_eq!(c.duplicate_images, ["nginx:latest"]);
+        assert_eq!(c.deadline_seconds, 600);
+        assert_eq!(c.namespace.as_deref(), Some("prepull"));
+        assert_eq!(c.pod, Some(PodRef { name: "quayctl-controller-123-abcde".into(), namespace: "kube-system".into() }));
+        assert_eq!(c.strategy, PullStrategy::Quayctl { image: "quay.io/coreos/quayctl:v0.0.1".into() });
+        assert_eq!(c.ttl_seconds_after_finished, 0);
+        assert_eq!(c.run_id.as_deref(), Some("nightly-1"));
+        assert!(c.dry_run);
+        assert_eq!(c.create_concurrency, 4);
+        assert_eq!(c.wait_grace_seconds, 5);
+    }
+
+    #[test]
+    fn namespace_falls_back_to_pod_namespace() {
+        let c = ok(&[("QUAY_IMAGES", "nginx"), ("POD_NAME", "p"), ("POD_NAMESPACE", "ops")]);
+        assert_eq!(c.namespace.as_deref(), Some("ops"));
+        assert_eq!(c.helper_image, None, "read from the pod at run time");
+    }
+
+    #[test]
+    fn each_bad_input_names_the_variable_and_value() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("HELPER_IMAGE", "x")], "QUAY_IMAGES is not set"),
+            (&with(&[("QUAY_IMAGES", "")]), "QUAY_IMAGES=\"\": no image given"),
+            (&with(&[("QUAY_IMAGES", "a;;b")]), "QUAY_IMAGES=\"a;;b\": entry 2 is empty"),
+            (&with(&[("QUAY_IMAGES", "nginx;Bad Ref")]), "QUAY_IMAGES=\"nginx;Bad Ref\": entry 2 `Bad Ref` is not a valid image reference"),
+            (&with(&[("DEADLINE_SECONDS", "0")]), "DEADLINE_SECONDS=\"0\": must be between 1 and 86400"),
+            (&with(&[("DEADLINE_SECONDS", "-1")]), "DEADLINE_SECONDS=\"-1\": must be between 1 and 86400"),
+            (&with(&[("DEADLINE_SECONDS", "86401")]), "DEADLINE_SECONDS=\"86401\": must be between 1 and 86400"),
+            (&with(&[("DEADLINE_SECONDS", "five")]), "DEADLINE_SECONDS=\"five\": must be a whole number"),
+            (&with(&[("DEADLINE_SECONDS", "1.5")]), "DEADLINE_SECONDS=\"1.5\": must be a whole number"),
+            (&with(&[("PULL_STRATEGY", "torrent")]), "PULL_STRATEGY=\"torrent\": unknown strategy; choose `kubelet` (default) or `quayctl`"),
+            (&with(&[("PULL_STRATEGY", "quayctl")]), "QUAYCTL_IMAGE is not set: required when PULL_STRATEGY=quayctl"),
+            (&with(&[("PULL_STRATEGY", "quayctl"), ("QUAYCTL_IMAGE", "::")]), "QUAYCTL_IMAGE=\"::\": not a valid image reference"),
+            (&[("QUAY_IMAGES", "nginx")], "HELPER_IMAGE is not set: required for PULL_STRATEGY=kubelet outside a pod"),
+            (&with(&[("HELPER_IMAGE", "UPPER")]), "HELPER_IMAGE=\"UPPER\": not a valid image reference"),
+            (&with(&[("TTL_SECONDS_AFTER_FINISHED", "-5")]), "TTL_SECONDS_AFTER_FINISHED=\"-5\": must be between 0 and"),
+            (&with(&[("NAMESPACE", "Kube_System")]), "NAMESPACE=\"Kube_System\": not a valid namespace name"),
+            (&with(&[("RUN_ID", "-bad-")]), "RUN_ID=\"-bad-\": must be at most 63"),
+            (&with(&[("DRY_RUN", "maybe")]), "DRY_RUN=\"maybe\": must be `true` or `false`"),
+            (&with(&[("NODE_SELECTOR", "pool in gpu")]), "NODE_SELECTOR=\"pool in gpu\": requirement `pool in gpu`: expected a `(value, ...)` list"),
+            (&with(&[("NODE_SELECTOR", "a=b,,c")]), "NODE_SELECTOR=\"a=b,,c\": requirement ``: empty requirement"),
+            (&with(&[("CREATE_CONCURRENCY", "0")]), "CREATE_CONCURRENCY=\"0\": must be between 1 and 256"),
+            (&with(&[("WAIT_GRACE_SECONDS", "x")]), "WAIT_GRACE_SECONDS=\"x\": must be a whole number"),
+        ];
+        for (pairs, expected) in cases {
+            let errs = errors(pairs);
+            assert!(errs.iter().any(|e| e.starts_with(expected)), "{pairs:?}: expected `{expected}`, got {errs:?}");
+        }
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let errs = errors(&[("QUAY_IMAGES", "a;;b"), ("DEADLINE_SECONDS", "0"), ("PULL_STRATEGY", "x")]);
+        let vars: Vec<&str> = errs.iter().map(|e| e.split(['=', ' ']).next().unwrap()).collect();
+        assert_eq!(vars, ["QUAY_IMAGES", "DEADLINE_SECONDS", "PULL_STRATEGY", "HELPER_IMAGE"]);
+    }
+
+    #[test]
+    fn label_selectors() {
+        for good in ["a=b", "a==b", "a!=b", "a", "!a", "a in (b, c)", "a notin (b)", "example.com/a=b,c", "a=", "x in (a,b),y=z"] {
+            assert_eq!(validate_label_selector(good), Ok(()), "{good}");
+        }
+        for bad in ["", "a=b,", "=b", "a=b c", "a in b", "a in (b", "a)", "-a=b", "a=-b", "Ex ample=b"] {
+            assert!(validate_label_selector(bad).is_err(), "{bad}");
+        }
+    }
+}
