@@ -1,6 +1,8 @@
 //! Logs through tracing: readable text by default, JSON with `LOG_FORMAT=json`, filtered by
 //! `RUST_LOG` (default `info`), with the HTTP stack quiet unless asked for.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +27,10 @@ const DEFAULT_FILTER: &str = "info,hyper=warn,hyper_util=warn,rustls=warn,tower=
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),

@@ -118,7 +118,8 @@ impl Report {
         let _ = writeln!(out, "{:<width$}  {:<11}  {:>8}  REASON", "NODE", "OUTCOME", "DURATION");
         for r in &rows {
             let duration = r.duration.map(|d| format!("{:.1}s", d.as_secs_f64())).unwrap_or_else(|| "-".into());
-            let _ = writeln!(out, "{:<width$}  {:<11}  {:>8}  {}", r.node, r.outcome, duration, r.reason);
+            let line = format!("{:<width$}  {:<11}  {:>8}  {}", r.node, r.outcome, duration, r.reason);
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         if hidden > 0 {
             let _ = writeln!(out, "({hidden} succeeded nodes not listed)");

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Start or stop a real, local Kubernetes control plane with simulated (kwok) nodes, on loopback only.
+#
+#   hack/cluster.sh up   STATE_DIR   start etcd, kube-apiserver, kube-controller-manager,
+#                                    kube-scheduler and kwok; write STATE_DIR/env (KUBECONFIG, ...)
+#   hack/cluster.sh down STATE_DIR   kill every process started by `up` (by PID)
+#   hack/cluster.sh logs STATE_DIR   print the tail of every component's log
+#
+# Binaries come from hack/build-control-plane.sh (built once, cached outside the repo).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cmd=${1:?usage: cluster.sh up|down|logs STATE_DIR}
+state=${2:?usage: cluster.sh up|down|logs STATE_DIR}
+log() { printf '[cluster] %s\n' "$*" >&2; }
+
+down() {
+  [ -f "$state/pids" ] || return 0
+  # Reverse start order: kwok and controllers first, etcd last.
+  tac "$state/pids" | while read -r name pid; do
+    if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
+  done
+  for _ in $(seq 50); do
+    alive=0
+    while read -r name pid; do kill -0 "$pid" 2>/dev/null && alive=1; done < "$state/pids"
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  while read -r name pid; do kill -9 "$pid" 2>/dev/null || true; done < "$state/pids"
+  rm -f "$state/pids"
+  log "stopped"
+}
+
+logs() {
+  for f in "$state"/logs/*.log; do
+    [ -f "$f" ] || continue
+    echo "===== $(basename "$f") (last 40 lines)"
+    tail -n 40 "$f"
+  done
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds, fail with logs after SECONDS.
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "ERROR: timed out after ${timeout}s waiting for $what"
+      logs >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+start() {
+  local name=$1; shift
+  "$@" >"$state/logs/$name.log" 2>&1 &
+  echo "$name $!" >> "$state/pids"
+}
+
+kubeconfig() { # kubeconfig FILE TOKEN
+  cat > "$1" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$apiserver_port
+    certificate-authority: $state/pki/apiserver.crt
+contexts:
+- name: local
+  context: {cluster: local, user: user, namespace: default}
+current-context: local
+users:
+- name: user
+  user: {token: $2}
+KC
+}
+
+up() {
+  bin=$("$here/build-control-plane.sh" | tail -n 1)
+  mkdir -p "$state/logs" "$state/pki" "$state/etcd"
+  [ ! -f "$state/pids" ] || { log "ERROR: $state already has a running cluster"; exit 1; }
+  trap 'log "start failed"; down' ERR
+
+  etcd_port=$(free_port); peer_port=$(free_port); apiserver_port=$(free_port)
+  kcm_port=$(free_port); scheduler_port=$(free_port); kwok_port=$(free_port)
+
+  openssl genrsa -out "$state/pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$state/pki/sa.key" -pubout -out "$state/pki/sa.pub" 2>/dev/null
+  admin_token=$(openssl rand -hex 16); kcm_token=$(openssl rand -hex 16)
+  scheduler_token=$(openssl rand -hex 16); kwok_token=$(openssl rand -hex 16)
+  cat > "$state/tokens.csv" <<T
+$admin_token,admin,admin,"system:masters"
+$kcm_token,system:kube-controller-manager,kcm,"system:masters"
+$scheduler_token,system:kube-scheduler,scheduler
+$kwok_token,kwok,kwok,"system:masters"
+T
+  cat > "$state/audit-policy.yaml" <<'A'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+A
+
+  log "starting etcd on 127.0.0.1:$etcd_port"
+  start etcd "$bin/etcd" --name local --data-dir "$state/etcd" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "local=http://127.0.0.1:$peer_port" --listen-metrics-urls "" --log-level warn
+  wait_for "etcd" 30 curl -sf "http://127.0.0.1:$etcd_port/health"
+
+  log "starting kube-apiserver on https://127.0.0.1:$apiserver_port"
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    --cert-dir "$state/pki" --token-auth-file "$state/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$state/pki/sa.pub" --service-account-signing-key-file "$state/pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+    --disable-admission-plugins TaintNodesByCondition \
+    --audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$state/logs/audit.jsonl" \
+    --audit-log-mode batch --audit-log-batch-max-wait 1s
+  kubeconfig "$state/admin.kubeconfig" "$admin_token"
+  kubeconfig "$state/kcm.kubeconfig" "$kcm_token"
+  kubeconfig "$state/scheduler.kubeconfig" "$scheduler_token"
+  kubeconfig "$state/kwok.kubeconfig" "$kwok_token"
+  wait_for "kube-apiserver /readyz" 90 "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig" get --raw /readyz
+
+  log "starting kube-controller-manager, kube-scheduler, kwok"
+  start kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$state/kcm.kubeconfig" --leader-elect=false \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" \
+    --authorization-always-allow-paths /healthz,/readyz,/livez,/metrics \
+    --controllers job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,pod-garbage-collector-controller,cronjob-controller,daemonset-controller,serviceaccount-controller \
+    --kube-api-qps 200 --kube-api-burst 400 --concurrent-job-syncs 20
+  start kube-scheduler "$bin/kube-scheduler" \
+    --kubeconfig "$state/scheduler.kubeconfig" --leader-elect=false \
+    --bind-address 127.0.0.1 --secure-port "$scheduler_port" \
+    --kube-api-qps 200 --kube-api-burst 400
+  start kwok "$bin/kwok" --kubeconfig "$state/kwok.kubeconfig" \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --config "$here/kwok/stages.yaml" --server-address "127.0.0.1:$kwok_port" \
+    --cidr 10.244.0.0/16 --node-ip 10.240.0.1
+
+  cat > "$state/env" <<E
+export KUBECONFIG=$state/admin.kubeconfig
+export QUAYCTL_E2E_STATE=$state
+export QUAYCTL_E2E_BIN=$bin
+export QUAYCTL_E2E_AUDIT_LOG=$state/logs/audit.jsonl
+export PATH=$bin:\$PATH
+E
+  k() { "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig" "$@"; }
+  wait_for "kube-controller-manager /healthz" 60 curl -skf "https://127.0.0.1:$kcm_port/healthz"
+  wait_for "kube-scheduler /healthz" 60 curl -skf "https://127.0.0.1:$scheduler_port/healthz"
+  wait_for "the default ServiceAccount (serviceaccount controller)" 60 k get serviceaccount default -n default
+  # kwok is ready once it brings a probe node to Ready.
+  "$here/nodes.sh" probe-ready | k apply -f - >/dev/null
+  wait_for "kwok to make a node Ready" 60 k wait --for=condition=Ready node/probe-ready --timeout=1s
+  k delete node probe-ready --wait=false >/dev/null
+  trap - ERR
+  log "up: KUBECONFIG=$state/admin.kubeconfig (source $state/env)"
+}
+
+case "$cmd" in
+  up) up ;;
+  down) down ;;
+  logs) logs ;;
+  *) echo "usage: cluster.sh up|down|logs STATE_DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Print Node manifests for kwok, one per NAME[:SHAPE] argument. Shapes:
+#   ready (default)  Ready, schedulable, pods succeed    (name is used as given)
+#   cordoned         spec.unschedulable: true
+#   noschedule       taint dedicated=infra:NoSchedule
+#   noexecute        taint dedicated=infra:NoExecute
+#   notready         Ready=False (the name must start with notready-: kwok's stages key on it)
+#   fail             pods fail   (name must start with fail-)
+#   slow             pods never finish (name must start with slow-)
+# Extra labels for every node: NODE_LABELS="k=v,k2=v2".
+set -euo pipefail
+for arg in "$@"; do
+  name=${arg%%:*}; shape=ready
+  [ "$arg" != "$name" ] && shape=${arg#*:}
+  case "$shape" in
+    notready) [[ $name == notready-* ]] || { echo "nodes.sh: $name: notready nodes must be named notready-*" >&2; exit 2; } ;;
+    fail) [[ $name == fail-* ]] || { echo "nodes.sh: $name: failing nodes must be named fail-*" >&2; exit 2; } ;;
+    slow) [[ $name == slow-* ]] || { echo "nodes.sh: $name: slow nodes must be named slow-*" >&2; exit 2; } ;;
+    ready|cordoned|noschedule|noexecute) ;;
+    *) echo "nodes.sh: unknown shape $shape" >&2; exit 2 ;;
+  esac
+  unschedulable=false; taints="[]"
+  [ "$shape" = cordoned ] && unschedulable=true
+  [ "$shape" = noschedule ] && taints='[{key: dedicated, value: infra, effect: NoSchedule}]'
+  [ "$shape" = noexecute ] && taints='[{key: dedicated, value: infra, effect: NoExecute}]'
+  labels="kubernetes.io/hostname: $name, kubernetes.io/os: linux, type: kwok"
+  if [ -n "${NODE_LABELS:-}" ]; then
+    IFS=',' read -ra extra <<< "$NODE_LABELS"
+    for kv in "${extra[@]}"; do labels="$labels, ${kv%%=*}: \"${kv#*=}\""; done
+  fi
+  cat <<N
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $name
+  annotations: {kwok.x-k8s.io/node: fake}
+  labels: {$labels}
+spec:
+  unschedulable: $unschedulable
+  taints: $taints
+N
+done
