@@ -59,7 +59,9 @@ impl Cluster {
     }
 
     pub fn new(client: Client, namespace: Option<&str>) -> Cluster {
-        let namespace = namespace.map(str::to_string).unwrap_or_else(|| client.default_namespace().to_string());
+        let namespace = namespace
+            .map(str::to_string)
+            .unwrap_or_else(|| client.default_namespace().to_string());
         Cluster { client, namespace }
     }
 
@@ -86,7 +88,11 @@ impl Cluster {
                 controller: None,
                 block_owner_deletion: None,
             });
-        let containers = me.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+        let containers = me
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
         let image = containers
             .iter()
             .find(|c| c.name == "quayctl-controller")
@@ -110,7 +116,11 @@ impl Cluster {
                 ..Default::default()
             },
         });
-        Ok(SelfInfo { owner_job, image, event_target })
+        Ok(SelfInfo {
+            owner_job,
+            image,
+            event_target,
+        })
     }
 
     /// All nodes (matching `selector`), page by page.
@@ -140,40 +150,71 @@ impl Cluster {
         let params = PostParams::default();
         match retry(&action, || api.create(&params, job)).await {
             Ok(_) => Ok(Created::New),
-            Err(Error::Api { source: kube::Error::Api(status), .. }) if status.code == 409 => {
+            Err(Error::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 409 => {
                 let action = format!("get jobs.batch {name:?} in namespace {:?}", self.namespace);
-                let existing = retry(&action, || api.get(&name)).await.map_err(CreateError::Fatal)?;
+                let existing = retry(&action, || api.get(&name))
+                    .await
+                    .map_err(CreateError::Fatal)?;
                 Ok(Created::AlreadyExists(Box::new(existing)))
             }
-            Err(Error::Api { source: kube::Error::Api(status), action })
-                if status.code == 401 || status.code == 404 =>
-            {
-                Err(CreateError::Fatal(Error::Api { source: kube::Error::Api(status), action }))
-            }
+            Err(Error::Api {
+                source: kube::Error::Api(status),
+                action,
+            }) if status.code == 401 || status.code == 404 => Err(CreateError::Fatal(Error::Api {
+                source: kube::Error::Api(status),
+                action,
+            })),
             Err(e @ Error::Forbidden { .. }) => Err(CreateError::Fatal(e)),
             Err(e) => Err(CreateError::Node(e.to_string())),
         }
     }
 
     /// One label-selected watch of this run's Jobs (relists and backs off on errors).
-    pub fn watch_jobs(&self, selector: &str) -> impl Stream<Item = Result<watcher::Event<Job>, watcher::Error>> + Send + use<> {
+    pub fn watch_jobs(
+        &self,
+        selector: &str,
+    ) -> impl Stream<Item = Result<watcher::Event<Job>, watcher::Error>> + Send + use<> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
         watcher(api, watcher::Config::default().labels(selector)).default_backoff()
     }
 
     /// One label-selected watch of this run's pods, to explain failures (pull errors, exits).
-    pub fn watch_pods(&self, selector: &str) -> impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send + use<> {
+    pub fn watch_pods(
+        &self,
+        selector: &str,
+    ) -> impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send + use<> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         watcher(api, watcher::Config::default().labels(selector)).default_backoff()
     }
 
     /// Publish the run's summary as a Kubernetes Event. Best effort: a failure is only logged.
-    pub async fn publish_event(&self, target: &ObjectReference, success: bool, note: String, instance: Option<String>) {
-        let reporter = Reporter { controller: "quayctl-controller".into(), instance };
+    pub async fn publish_event(
+        &self,
+        target: &ObjectReference,
+        success: bool,
+        note: String,
+        instance: Option<String>,
+    ) {
+        let reporter = Reporter {
+            controller: "quayctl-controller".into(),
+            instance,
+        };
         let recorder = Recorder::new(self.client.clone(), reporter);
         let event = KubeEvent {
-            type_: if success { EventType::Normal } else { EventType::Warning },
-            reason: if success { "PrePullSucceeded" } else { "PrePullFailed" }.into(),
+            type_: if success {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: if success {
+                "PrePullSucceeded"
+            } else {
+                "PrePullFailed"
+            }
+            .into(),
             note: Some(note.chars().take(1000).collect()),
             action: "PrePull".into(),
             secondary: None,

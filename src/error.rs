@@ -9,7 +9,9 @@ pub enum Error {
     Config(Vec<ConfigError>),
 
     /// The apiserver refused a verb: RBAC is missing something.
-    #[error("forbidden: cannot {action}: {message} (check the controller's RBAC, k8s/deploy/rbac.yaml)")]
+    #[error(
+        "forbidden: cannot {action}: {message} (check the controller's RBAC, k8s/deploy/rbac.yaml)"
+    )]
     Forbidden { action: String, message: String },
 
     #[error("Kubernetes API error: cannot {action}: {source}")]
@@ -31,7 +33,11 @@ pub enum Error {
 }
 
 fn list(errors: &[ConfigError]) -> String {
-    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Error {
@@ -39,9 +45,10 @@ impl Error {
     pub fn api(action: impl Into<String>, source: kube::Error) -> Error {
         let action = action.into();
         match &source {
-            kube::Error::Api(status) if status.code == 403 => {
-                Error::Forbidden { action, message: status.message.clone() }
-            }
+            kube::Error::Api(status) if status.code == 403 => Error::Forbidden {
+                action,
+                message: status.message.clone(),
+            },
             _ => Error::Api { action, source },
         }
     }

@@ -68,7 +68,15 @@ mod tests {
     #[test]
     fn codes_are_the_documented_numbers() {
         assert_eq!(
-            [Success, NodesFailed, BadConfig, ClusterError, Interrupted, Terminated].map(ExitCode::code),
+            [
+                Success,
+                NodesFailed,
+                BadConfig,
+                ClusterError,
+                Interrupted,
+                Terminated
+            ]
+            .map(ExitCode::code),
             [0, 1, 2, 3, 130, 143]
         );
     }
@@ -87,7 +95,14 @@ mod tests {
 
     #[test]
     fn merge_is_commutative_and_associative() {
-        let all = [Success, NodesFailed, BadConfig, ClusterError, Interrupted, Terminated];
+        let all = [
+            Success,
+            NodesFailed,
+            BadConfig,
+            ClusterError,
+            Interrupted,
+            Terminated,
+        ];
         for a in all {
             for b in all {
                 assert_eq!(a.merge(b), b.merge(a), "{a:?} {b:?}");
@@ -101,6 +116,9 @@ mod tests {
     #[test]
     fn merge_all_of_nothing_is_success() {
         assert_eq!(ExitCode::merge_all([]), Success);
-        assert_eq!(ExitCode::merge_all([Success, NodesFailed, Success]), NodesFailed);
+        assert_eq!(
+            ExitCode::merge_all([Success, NodesFailed, Success]),
+            NodesFailed
+        );
     }
 }

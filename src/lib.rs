@@ -25,5 +25,8 @@ pub mod report;
 pub mod run;
 pub mod wait;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use error::{Error, Result};
 pub use exit_code::ExitCode;

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode as ProcessExitCode;
 
+use quayctl_controller::ExitCode;
 use quayctl_controller::cluster::Cluster;
-use quayctl_controller::config::Config;
 use quayctl_controller::logging::{self, LogFormat};
-use quayctl_controller::run::run;
+use quayctl_controller::run::execute;
 use quayctl_controller::wait::Signal;
-use quayctl_controller::{Error, ExitCode};
 use tokio::sync::watch;
 
 #[tokio::main]
@@ -21,14 +20,11 @@ async fn main() -> anyhow::Result<ProcessExitCode> {
     };
     logging::init(format);
 
-    let result = async {
-        let config = Config::from_env().map_err(Error::Config)?;
-        let cluster = Cluster::connect(config.namespace.as_deref()).await?;
-        let (signal_tx, signal_rx) = watch::channel(None);
-        tokio::spawn(forward_signals(signal_tx));
-        run(&cluster, &config, signal_rx, &mut std::io::stdout()).await
-    }
-    .await;
+    let (signal_tx, signal_rx) = watch::channel(None);
+    tokio::spawn(forward_signals(signal_tx));
+    let connect =
+        |namespace: Option<String>| async move { Cluster::connect(namespace.as_deref()).await };
+    let result = execute(std::env::vars(), connect, signal_rx, &mut std::io::stdout()).await;
 
     Ok(match result {
         Ok(finished) => finished.exit_code().into(),

@@ -25,7 +25,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub enum Finished {
     /// `DRY_RUN=true`: the Jobs were printed, nothing was created.
-    DryRun { jobs: usize },
+    DryRun {
+        jobs: usize,
+    },
     Report(Report),
 }
 
@@ -68,14 +70,27 @@ pub async fn run(
     for s in &skipped {
         info!(node = %s.node, reason = %s.reason, "skipping node");
     }
-    info!(nodes = nodes.len(), eligible = eligible.len(), skipped = skipped.len(), "listed nodes");
-    let jobs: Vec<(String, Job)> = eligible.iter().map(|node| (node.clone(), template.build(node))).collect();
+    info!(
+        nodes = nodes.len(),
+        eligible = eligible.len(),
+        skipped = skipped.len(),
+        "listed nodes"
+    );
+    let jobs: Vec<(String, Job)> = eligible
+        .iter()
+        .map(|node| (node.clone(), template.build(node)))
+        .collect();
 
     if config.dry_run {
         let documents: Vec<&Job> = jobs.iter().map(|(_, job)| job).collect();
-        let yaml = serde_saphyr::to_string_multiple(&documents).map_err(|e| Error::Output(e.to_string()))?;
-        out.write_all(yaml.as_bytes()).map_err(|e| Error::Output(e.to_string()))?;
-        info!(jobs = jobs.len(), "dry run: printed the Jobs, created nothing");
+        let yaml = serde_saphyr::to_string_multiple(&documents)
+            .map_err(|e| Error::Output(e.to_string()))?;
+        out.write_all(yaml.as_bytes())
+            .map_err(|e| Error::Output(e.to_string()))?;
+        info!(
+            jobs = jobs.len(),
+            "dry run: printed the Jobs, created nothing"
+        );
         return Ok(Finished::DryRun { jobs: jobs.len() });
     }
 
@@ -84,25 +99,49 @@ pub async fn run(
     if eligible.is_empty() {
         warn!("no eligible node: nothing to pre-pull");
     } else {
-        report.interrupted = create_jobs(cluster, &template, jobs, config.create_concurrency, &mut tracker, &mut shutdown).await?;
+        report.interrupted = create_jobs(
+            cluster,
+            &template,
+            jobs,
+            config.create_concurrency,
+            &mut tracker,
+            &mut shutdown,
+        )
+        .await?;
         if report.interrupted.is_none() {
-            let deadline = Instant::now() + Duration::from_secs(config.deadline_seconds as u64 + config.wait_grace_seconds);
+            let deadline = Instant::now()
+                + Duration::from_secs(config.deadline_seconds as u64 + config.wait_grace_seconds);
             let selector = template.run_selector();
-            match wait_for_jobs(cluster, &selector, &mut tracker, deadline, &mut shutdown, PROGRESS_EVERY).await? {
+            match wait_for_jobs(
+                cluster,
+                &selector,
+                &mut tracker,
+                deadline,
+                &mut shutdown,
+                PROGRESS_EVERY,
+            )
+            .await?
+            {
                 WaitEnd::AllDone => {}
-                WaitEnd::DeadlineReached => warn!("wait ended at DEADLINE_SECONDS + WAIT_GRACE_SECONDS; open Jobs count as timed out"),
+                WaitEnd::DeadlineReached => warn!(
+                    "wait ended at DEADLINE_SECONDS + WAIT_GRACE_SECONDS; open Jobs count as timed out"
+                ),
                 WaitEnd::Interrupted(signal) => report.interrupted = Some(signal),
             }
         }
         if let Some(signal) = report.interrupted {
-            warn!(?signal, "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL");
+            warn!(
+                ?signal,
+                "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL"
+            );
             tracker.mark_unfinished(Instant::now());
         }
     }
     report.add_tracked(tracker.entries());
     report.elapsed = started.elapsed();
 
-    out.write_all(report.table().as_bytes()).map_err(|e| Error::Output(e.to_string()))?;
+    out.write_all(report.table().as_bytes())
+        .map_err(|e| Error::Output(e.to_string()))?;
     let summary = report.summary();
     writeln!(out, "{summary}").map_err(|e| Error::Output(e.to_string()))?;
     let counts = report.counts();
@@ -119,7 +158,14 @@ pub async fn run(
     );
     if let Some(target) = &me.event_target {
         let instance = config.pod.as_ref().map(|p| p.name.clone());
-        cluster.publish_event(target, report.exit_code() == ExitCode::Success, summary, instance).await;
+        cluster
+            .publish_event(
+                target,
+                report.exit_code() == ExitCode::Success,
+                summary,
+                instance,
+            )
+            .await;
     }
     Ok(Finished::Report(report))
 }
@@ -129,14 +175,19 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
     let helper_image = config.helper_image.clone().or_else(|| me.image.clone());
     if config.strategy == PullStrategy::Kubelet && helper_image.is_none() {
         return Err(Error::SelfInspection(
-            "the controller's pod has no container image to use as HELPER_IMAGE; set HELPER_IMAGE".into(),
+            "the controller's pod has no container image to use as HELPER_IMAGE; set HELPER_IMAGE"
+                .into(),
         ));
     }
     let run_id = config
         .run_id
         .clone()
         .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
-        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
+        .unwrap_or_else(|| {
+            k8s_openapi::jiff::Timestamp::now()
+                .strftime("%Y%m%d-%H%M%S")
+                .to_string()
+        });
     Ok(JobTemplate {
         run_id,
         namespace: cluster.namespace().to_string(),
@@ -201,4 +252,22 @@ async fn create_jobs(
     }
     info!(created, adopted, total, "created puller Jobs");
     Ok(None)
+}
+
+/// The whole program minus process concerns: validate `vars` (nothing is sent when they are bad),
+/// connect with `connect`, run. `main` passes the process environment and [`Cluster::connect`].
+pub async fn execute<V, C, F>(
+    vars: V,
+    connect: C,
+    shutdown: watch::Receiver<Option<Signal>>,
+    out: &mut (dyn Write + Send),
+) -> Result<Finished>
+where
+    V: IntoIterator<Item = (String, String)>,
+    C: FnOnce(Option<String>) -> F,
+    F: Future<Output = Result<Cluster>>,
+{
+    let config = Config::from_vars(vars).map_err(Error::Config)?;
+    let cluster = connect(config.namespace.clone()).await?;
+    run(&cluster, &config, shutdown, out).await
 }

@@ -1,0 +1,568 @@
+//! Mock-API scenario tests (tower-test, in the style of kube-rs/controller-rs `fixtures.rs`) for
+//! the faults a real apiserver cannot easily produce on demand: 503s, 409 races, forbidden watches,
+//! Jobs vanishing between list and watch. Everything else is proven against a real apiserver in
+//! `tests/e2e.rs`.
+//!
+//! The fake answers by route rather than in a fixed order, because the Job and pod watchers run
+//! concurrently. Watch requests are held open without an answer, like a quiet long-poll.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::error::Error;
+use crate::exit_code::ExitCode;
+use crate::nodes::tests::node;
+use crate::run::{Finished, execute};
+use crate::wait::Signal;
+
+/// Status code for the n-th (0-based) create of a Job name.
+type CreateStatus = Box<dyn Fn(&str, usize) -> u16 + Send + Sync>;
+/// Terminal condition `(type, reason)` of a Job by name; `None` while it runs.
+type Condition = Box<dyn Fn(&str) -> Option<(&'static str, &'static str)> + Send + Sync>;
+
+/// What the fake apiserver does. Closures decide per request so a scenario reads as data.
+struct Behavior {
+    nodes: Vec<Node>,
+    /// Status for listing nodes (200 = list them).
+    list_nodes_status: u16,
+    /// Status for the n-th (0-based) create of a Job name: 201 creates it.
+    create_status: CreateStatus,
+    /// Terminal condition (type, reason) reported for a Job when it is listed; `None` = running.
+    condition: Condition,
+    /// Status for listing Jobs (the watcher's initial list).
+    list_jobs_status: u16,
+    /// Jobs that exist before the run (for 409 adoption).
+    existing: Vec<Job>,
+    /// Jobs that are created but gone by the time the watcher lists.
+    vanish: Vec<&'static str>,
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Behavior {
+            nodes: vec![
+                node("n1", Some("True"), false, &[]),
+                node("n2", Some("True"), false, &[]),
+            ],
+            list_nodes_status: 200,
+            create_status: Box::new(|_, _| 201),
+            condition: Box::new(|_| Some(("Complete", "CompletionsReached"))),
+            list_jobs_status: 200,
+            existing: Vec::new(),
+            vanish: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<String>,
+    jobs: BTreeMap<String, Job>,
+    create_attempts: BTreeMap<String, usize>,
+}
+
+struct Fake {
+    state: Arc<Mutex<State>>,
+}
+
+impl Fake {
+    fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.starts_with(prefix))
+            .count()
+    }
+}
+
+fn respond(status: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    respond(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}),
+    )
+}
+
+/// Start the fake; returns a client for it and a handle to inspect what it saw.
+fn serve(behavior: Behavior) -> (Client, Fake) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let state = Arc::new(Mutex::new(State::default()));
+    for job in &behavior.existing {
+        state
+            .lock()
+            .unwrap()
+            .jobs
+            .insert(job.metadata.name.clone().unwrap(), job.clone());
+    }
+    let shared = state.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new(); // open watches
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let path = parts.uri.path().to_string();
+            let query = parts.uri.query().unwrap_or("").to_string();
+            let line = format!(
+                "{} {}{}",
+                parts.method,
+                path,
+                if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                }
+            );
+            shared.lock().unwrap().requests.push(line);
+            let watching = query.contains("watch=true");
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let response = match (parts.method.clone(), segments.as_slice()) {
+                (_, _) if watching => {
+                    held.push(send);
+                    continue;
+                }
+                (Method::GET, ["api", "v1", "nodes"]) if behavior.list_nodes_status == 200 => {
+                    respond(
+                        200,
+                        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": behavior.nodes}),
+                    )
+                }
+                (Method::GET, ["api", "v1", "nodes"]) => status(
+                    behavior.list_nodes_status,
+                    "InternalError",
+                    "etcdserver: request timed out",
+                ),
+                (Method::POST, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
+                    let bytes = body.collect_bytes().await.unwrap();
+                    let job: Job = serde_json::from_slice(&bytes).unwrap();
+                    let name = job.metadata.name.clone().unwrap();
+                    let mut state = shared.lock().unwrap();
+                    let attempt = *state
+                        .create_attempts
+                        .entry(name.clone())
+                        .and_modify(|n| *n += 1)
+                        .or_insert(0);
+                    match (behavior.create_status)(&name, attempt) {
+                        _ if state.jobs.contains_key(&name) => {
+                            status(409, "AlreadyExists", "jobs.batch already exists")
+                        }
+                        201 => {
+                            state.jobs.insert(name, job.clone());
+                            respond(201, &serde_json::to_value(&job).unwrap())
+                        }
+                        403 => status(
+                            403,
+                            "Forbidden",
+                            "jobs.batch is forbidden: User \"system:serviceaccount:ops:quayctl\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"ops\"",
+                        ),
+                        code => status(
+                            code,
+                            "ServiceUnavailable",
+                            "the server is currently unable to handle the request",
+                        ),
+                    }
+                }
+                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => {
+                    match shared.lock().unwrap().jobs.get(*name) {
+                        Some(job) => respond(200, &serde_json::to_value(job).unwrap()),
+                        None => status(404, "NotFound", "not found"),
+                    }
+                }
+                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"])
+                    if behavior.list_jobs_status != 200 =>
+                {
+                    status(
+                        behavior.list_jobs_status,
+                        "Forbidden",
+                        "jobs.batch is forbidden: User \"x\" cannot watch resource \"jobs\" in API group \"batch\"",
+                    )
+                }
+                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
+                    let state = shared.lock().unwrap();
+                    let items: Vec<Value> = state
+                        .jobs
+                        .values()
+                        .filter(|j| !behavior.vanish.iter().any(|v| j.metadata.name.as_deref().is_some_and(|n| n.ends_with(v))))
+                        .map(|job| {
+                            let mut j = serde_json::to_value(job).unwrap();
+                            if let Some((kind, reason)) = (behavior.condition)(job.metadata.name.as_deref().unwrap()) {
+                                j["status"] = json!({"conditions": [{"type": kind, "status": "True", "reason": reason, "message": ""}]});
+                            }
+                            j
+                        })
+                        .collect();
+                    respond(
+                        200,
+                        &json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {"resourceVersion": "5"}, "items": items}),
+                    )
+                }
+                (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => respond(
+                    200,
+                    &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "5"}, "items": []}),
+                ),
+                _ => status(404, "NotFound", "route not faked"),
+            };
+            send.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), Fake { state })
+}
+
+fn vars(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut all: BTreeMap<String, String> = [
+        ("QUAY_IMAGES", "nginx:1.27;redis:7"),
+        ("HELPER_IMAGE", "ghcr.io/x/quayctl-controller:1"),
+        ("NAMESPACE", "ops"),
+        ("RUN_ID", "r1"),
+        ("DEADLINE_SECONDS", "30"),
+        ("WAIT_GRACE_SECONDS", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        all.insert(k.to_string(), v.to_string());
+    }
+    all.into_iter().collect()
+}
+
+struct Run {
+    result: Result<Finished, Error>,
+    output: String,
+}
+
+impl Run {
+    fn exit_code(&self) -> ExitCode {
+        match &self.result {
+            Ok(finished) => finished.exit_code(),
+            Err(e) => e.exit_code(),
+        }
+    }
+}
+
+async fn run_with(
+    client: Client,
+    extra: &[(&str, &str)],
+    shutdown: watch::Receiver<Option<Signal>>,
+) -> Run {
+    let mut out = Vec::new();
+    let connect = |ns: Option<String>| async move { Ok(Cluster::new(client, ns.as_deref())) };
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        execute(vars(extra), connect, shutdown, &mut out),
+    )
+    .await
+    .expect("the run ends on its own");
+    Run {
+        result,
+        output: String::from_utf8(out).unwrap(),
+    }
+}
+
+async fn run(client: Client, extra: &[(&str, &str)]) -> Run {
+    let (_tx, rx) = watch::channel(None);
+    run_with(client, extra, rx).await
+}
+
+fn outcome_line<'a>(output: &'a str, node: &str) -> &'a str {
+    output
+        .lines()
+        .find(|l| l.starts_with(&format!("{node} ")))
+        .unwrap_or_else(|| panic!("no row for {node} in\n{output}"))
+}
+
+#[tokio::test]
+async fn all_nodes_succeed() {
+    let (client, fake) = serve(Behavior::default());
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    assert!(outcome_line(&run.output, "n1").contains("succeeded"));
+    assert!(outcome_line(&run.output, "n2").contains("succeeded"));
+    assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 2);
+    assert_eq!(fake.count("GET /api/v1/nodes?"), 1);
+    let list = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.starts_with("GET /apis/batch/v1/namespaces/ops/jobs?"))
+        .unwrap();
+    assert!(list.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dquayctl-controller%2Cquayctl-controller%2Frun%3Dr1"), "{list}");
+}
+
+#[tokio::test]
+async fn one_node_fails() {
+    let (client, _fake) = serve(Behavior {
+        condition: Box::new(|job| {
+            Some(if job.ends_with("n2") {
+                ("Failed", "BackoffLimitExceeded")
+            } else {
+                ("Complete", "")
+            })
+        }),
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::NodesFailed);
+    assert!(
+        outcome_line(&run.output, "n2").contains("failed"),
+        "{}",
+        run.output
+    );
+    assert!(outcome_line(&run.output, "n2").contains("BackoffLimitExceeded"));
+    assert!(outcome_line(&run.output, "n1").contains("succeeded"));
+}
+
+#[tokio::test]
+async fn jobs_that_never_finish_time_out_at_deadline_plus_grace() {
+    let (client, _fake) = serve(Behavior {
+        condition: Box::new(|_| None),
+        ..Behavior::default()
+    });
+    let started = std::time::Instant::now();
+    let run = run(
+        client,
+        &[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")],
+    )
+    .await;
+    let waited = started.elapsed();
+    assert_eq!(run.exit_code(), ExitCode::NodesFailed);
+    assert!(
+        outcome_line(&run.output, "n1").contains("timed-out"),
+        "{}",
+        run.output
+    );
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn deadline_exceeded_condition_is_a_timeout() {
+    let (client, _fake) = serve(Behavior {
+        condition: Box::new(|job| {
+            Some(if job.ends_with("n1") {
+                ("FailureTarget", "DeadlineExceeded")
+            } else {
+                ("SuccessCriteriaMet", "")
+            })
+        }),
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::NodesFailed);
+    assert!(outcome_line(&run.output, "n1").contains("timed-out"));
+    assert!(outcome_line(&run.output, "n1").contains("DeadlineExceeded"));
+    assert!(outcome_line(&run.output, "n2").contains("succeeded"));
+}
+
+#[tokio::test]
+async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
+    use crate::config::PullStrategy;
+    use crate::images::parse_image_list;
+    use crate::jobs::JobTemplate;
+    let template = JobTemplate {
+        run_id: "r1".into(),
+        namespace: "ops".into(),
+        strategy: PullStrategy::Kubelet,
+        images: parse_image_list("nginx:1.27").unwrap().images,
+        helper_image: Some("h".into()),
+        deadline_seconds: 30,
+        ttl_seconds_after_finished: 3600,
+        owner: None,
+    };
+    let mut foreign = template.clone();
+    foreign.run_id = "other".into();
+    let mut squatter = foreign.build("n2");
+    squatter.metadata.name = Some(template.job_name("n2"));
+    let (client, fake) = serve(Behavior {
+        existing: vec![template.build("n1"), squatter],
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 2);
+    assert_eq!(
+        fake.count("GET /apis/batch/v1/namespaces/ops/jobs/prepull-r1-n1"),
+        1,
+        "409 is followed by a GET"
+    );
+    assert!(
+        outcome_line(&run.output, "n1").contains("succeeded"),
+        "adopted: {}",
+        run.output
+    );
+    assert!(outcome_line(&run.output, "n2").contains("not-created"));
+    assert!(outcome_line(&run.output, "n2").contains("does not belong to run r1"));
+    assert_eq!(run.exit_code(), ExitCode::NodesFailed);
+}
+
+#[tokio::test]
+async fn transient_create_errors_are_retried() {
+    let (client, fake) = serve(Behavior {
+        create_status: Box::new(|job, attempt| {
+            if job.ends_with("n1") && attempt < 2 {
+                503
+            } else {
+                201
+            }
+        }),
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 4);
+}
+
+#[tokio::test]
+async fn forbidden_create_stops_the_run_with_exit_3() {
+    let (client, fake) = serve(Behavior {
+        create_status: Box::new(|_, _| 403),
+        ..Behavior::default()
+    });
+    let run = run(client, &[("CREATE_CONCURRENCY", "1")]).await;
+    assert_eq!(run.exit_code(), ExitCode::ClusterError);
+    let message = run.result.unwrap_err().to_string();
+    assert!(
+        message.starts_with("forbidden: cannot create jobs.batch in namespace \"ops\""),
+        "{message}"
+    );
+    assert!(message.contains("RBAC"));
+    assert_eq!(fake.count("POST"), 1, "no further creates after a 403");
+}
+
+#[tokio::test]
+async fn forbidden_watch_stops_the_run_with_exit_3() {
+    let (client, _fake) = serve(Behavior {
+        list_jobs_status: 403,
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::ClusterError);
+    assert!(
+        run.result
+            .unwrap_err()
+            .to_string()
+            .starts_with("forbidden: cannot watch jobs.batch in namespace \"ops\"")
+    );
+}
+
+#[tokio::test]
+async fn api_error_listing_nodes_exits_3_and_creates_nothing() {
+    let (client, fake) = serve(Behavior {
+        list_nodes_status: 500,
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::ClusterError);
+    assert!(
+        run.result
+            .unwrap_err()
+            .to_string()
+            .contains("cannot list nodes")
+    );
+    assert_eq!(fake.count("GET /api/v1/nodes"), 4, "retried, then given up");
+    assert_eq!(fake.count("POST"), 0);
+}
+
+#[tokio::test]
+async fn bad_configuration_sends_no_request_at_all() {
+    let (client, fake) = serve(Behavior::default());
+    let run = run(
+        client,
+        &[("QUAY_IMAGES", "a;;b"), ("DEADLINE_SECONDS", "0")],
+    )
+    .await;
+    assert_eq!(run.exit_code(), ExitCode::BadConfig);
+    let message = run.result.unwrap_err().to_string();
+    assert!(
+        message.contains("QUAY_IMAGES=\"a;;b\"") && message.contains("DEADLINE_SECONDS=\"0\""),
+        "{message}"
+    );
+    tokio::task::yield_now().await;
+    assert_eq!(fake.requests(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_job_deleted_by_someone_else_is_an_outcome() {
+    let (client, _fake) = serve(Behavior {
+        vanish: vec!["n2"],
+        condition: Box::new(|_| None),
+        ..Behavior::default()
+    });
+    let run = run(client, &[("DEADLINE_SECONDS", "2")]).await;
+    assert!(
+        outcome_line(&run.output, "n2").contains("deleted"),
+        "{}",
+        run.output
+    );
+    assert!(outcome_line(&run.output, "n1").contains("timed-out"));
+}
+
+#[tokio::test]
+async fn no_eligible_node_exits_1_without_creating() {
+    let (client, fake) = serve(Behavior {
+        nodes: vec![
+            node("c", Some("True"), true, &[]),
+            node("t", Some("True"), false, &[("gpu", "NoSchedule")]),
+        ],
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::NodesFailed);
+    assert!(run.output.contains("no eligible node"), "{}", run.output);
+    assert_eq!(fake.count("POST"), 0);
+}
+
+#[tokio::test]
+async fn sigterm_during_the_wait_prints_a_partial_report_and_exits_143() {
+    let (client, _fake) = serve(Behavior {
+        condition: Box::new(|job| job.ends_with("n1").then_some(("Complete", ""))),
+        ..Behavior::default()
+    });
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.send(Some(Signal::Terminate)).unwrap();
+        tx.closed().await;
+    });
+    let run = run_with(client, &[], rx).await;
+    assert_eq!(run.exit_code(), ExitCode::Terminated);
+    assert!(
+        outcome_line(&run.output, "n1").contains("succeeded"),
+        "{}",
+        run.output
+    );
+    assert!(outcome_line(&run.output, "n2").contains("unfinished"));
+    assert!(run.output.contains("interrupted by SIGTERM"));
+}
+
+#[tokio::test]
+async fn dry_run_prints_yaml_and_creates_nothing() {
+    let (client, fake) = serve(Behavior::default());
+    let run = run(client, &[("DRY_RUN", "true")]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success);
+    assert_eq!(fake.count("POST"), 0);
+    let docs: Vec<&str> = run.output.split("\n---\n").collect();
+    assert_eq!(docs.len(), 2, "{}", run.output);
+    for doc in docs {
+        let job: Job = serde_saphyr::from_str(doc).unwrap();
+        assert_eq!(job.metadata.namespace.as_deref(), Some("ops"));
+    }
+}
