@@ -59,9 +59,7 @@ impl Cluster {
     }
 
     pub fn new(client: Client, namespace: Option<&str>) -> Cluster {
-        let namespace = namespace
-            .map(str::to_string)
-            .unwrap_or_else(|| client.default_namespace().to_string());
+        let namespace = namespace.map(str::to_string).unwrap_or_else(|| client.default_namespace().to_string());
         Cluster { client, namespace }
     }
 
@@ -74,25 +72,18 @@ impl Cluster {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let action = format!("get pods {:?} in namespace {:?}", pod.name, pod.namespace);
         let me = retry(&action, || api.get(&pod.name)).await?;
-        let owner_job = me
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.kind == "Job" && o.api_version == "batch/v1")
-            .map(|o| OwnerReference {
-                api_version: o.api_version.clone(),
-                kind: o.kind.clone(),
-                name: o.name.clone(),
-                uid: o.uid.clone(),
-                controller: None,
-                block_owner_deletion: None,
-            });
-        let containers = me
-            .spec
-            .as_ref()
-            .map(|s| s.containers.as_slice())
-            .unwrap_or_default();
+        let owner_job =
+            me.metadata.owner_references.iter().flatten().find(|o| o.kind == "Job" && o.api_version == "batch/v1").map(
+                |o| OwnerReference {
+                    api_version: o.api_version.clone(),
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                    uid: o.uid.clone(),
+                    controller: None,
+                    block_owner_deletion: None,
+                },
+            );
+        let containers = me.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
         let image = containers
             .iter()
             .find(|c| c.name == "quayctl-controller")
@@ -116,30 +107,31 @@ impl Cluster {
                 ..Default::default()
             },
         });
-        Ok(SelfInfo {
-            owner_job,
-            image,
-            event_target,
-        })
+        Ok(SelfInfo { owner_job, image, event_target })
     }
 
-    /// All nodes (matching `selector`), page by page.
-    pub async fn list_nodes(&self, selector: Option<&str>) -> Result<Vec<Node>> {
+    /// Every node (matching `selector`), handed to `on_page` one page at a time so that memory stays
+    /// bounded by the page size, not the cluster size. Returns how many nodes were seen.
+    pub async fn for_each_node_page(
+        &self,
+        selector: Option<&str>,
+        mut on_page: impl FnMut(Vec<Node>),
+    ) -> Result<usize> {
         let api: Api<Node> = Api::all(self.client.clone());
         let mut params = ListParams::default().limit(NODE_PAGE_SIZE);
         if let Some(selector) = selector {
             params = params.labels(selector);
         }
-        let mut nodes = Vec::new();
+        let mut seen = 0;
         loop {
             let page = retry("list nodes", || api.list(&params)).await?;
-            nodes.extend(page.items);
+            seen += page.items.len();
+            on_page(page.items);
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
-                None => break,
+                None => return Ok(seen),
             }
         }
-        Ok(nodes)
     }
 
     /// Create one Job; transient errors are retried, a 409 hands back the existing Job.
@@ -150,23 +142,16 @@ impl Cluster {
         let params = PostParams::default();
         match retry(&action, || api.create(&params, job)).await {
             Ok(_) => Ok(Created::New),
-            Err(Error::Api {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 409 => {
+            Err(Error::Api { source: kube::Error::Api(status), .. }) if status.code == 409 => {
                 let action = format!("get jobs.batch {name:?} in namespace {:?}", self.namespace);
-                let existing = retry(&action, || api.get(&name))
-                    .await
-                    .map_err(CreateError::Fatal)?;
+                let existing = retry(&action, || api.get(&name)).await.map_err(CreateError::Fatal)?;
                 Ok(Created::AlreadyExists(Box::new(existing)))
             }
-            Err(Error::Api {
-                source: kube::Error::Api(status),
-                action,
-            }) if status.code == 401 || status.code == 404 => Err(CreateError::Fatal(Error::Api {
-                source: kube::Error::Api(status),
-                action,
-            })),
+            Err(Error::Api { source: kube::Error::Api(status), action })
+                if status.code == 401 || status.code == 404 =>
+            {
+                Err(CreateError::Fatal(Error::Api { source: kube::Error::Api(status), action }))
+            }
             Err(e @ Error::Forbidden { .. }) => Err(CreateError::Fatal(e)),
             Err(e) => Err(CreateError::Node(e.to_string())),
         }
@@ -191,30 +176,12 @@ impl Cluster {
     }
 
     /// Publish the run's summary as a Kubernetes Event. Best effort: a failure is only logged.
-    pub async fn publish_event(
-        &self,
-        target: &ObjectReference,
-        success: bool,
-        note: String,
-        instance: Option<String>,
-    ) {
-        let reporter = Reporter {
-            controller: "quayctl-controller".into(),
-            instance,
-        };
+    pub async fn publish_event(&self, target: &ObjectReference, success: bool, note: String, instance: Option<String>) {
+        let reporter = Reporter { controller: "quayctl-controller".into(), instance };
         let recorder = Recorder::new(self.client.clone(), reporter);
         let event = KubeEvent {
-            type_: if success {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: if success {
-                "PrePullSucceeded"
-            } else {
-                "PrePullFailed"
-            }
-            .into(),
+            type_: if success { EventType::Normal } else { EventType::Warning },
+            reason: if success { "PrePullSucceeded" } else { "PrePullFailed" }.into(),
             note: Some(note.chars().take(1000).collect()),
             action: "PrePull".into(),
             secondary: None,

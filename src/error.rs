@@ -10,7 +10,7 @@ pub enum Error {
 
     /// The apiserver refused a verb: RBAC is missing something.
     #[error(
-        "forbidden: cannot {action}: {message} (check the controller's RBAC, k8s/deploy/rbac.yaml)"
+        "forbidden: cannot {action}: {message} (check the controller's RBAC in k8s/deploy/quayctl-controller-cronjob.yaml)"
     )]
     Forbidden { action: String, message: String },
 
@@ -33,11 +33,7 @@ pub enum Error {
 }
 
 fn list(errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("  - {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
 }
 
 impl Error {
@@ -45,10 +41,9 @@ impl Error {
     pub fn api(action: impl Into<String>, source: kube::Error) -> Error {
         let action = action.into();
         match &source {
-            kube::Error::Api(status) if status.code == 403 => Error::Forbidden {
-                action,
-                message: status.message.clone(),
-            },
+            kube::Error::Api(status) if status.code == 403 => {
+                Error::Forbidden { action, message: status.message.clone() }
+            }
             _ => Error::Api { action, source },
         }
     }

@@ -37,11 +37,7 @@ impl ExitCode {
     /// The more severe of two codes.
     #[must_use]
     pub fn merge(self, other: ExitCode) -> ExitCode {
-        if other.severity() > self.severity() {
-            other
-        } else {
-            self
-        }
+        if other.severity() > self.severity() { other } else { self }
     }
 
     /// Merge any number of codes; an empty input is a success.
@@ -68,15 +64,7 @@ mod tests {
     #[test]
     fn codes_are_the_documented_numbers() {
         assert_eq!(
-            [
-                Success,
-                NodesFailed,
-                BadConfig,
-                ClusterError,
-                Interrupted,
-                Terminated
-            ]
-            .map(ExitCode::code),
+            [Success, NodesFailed, BadConfig, ClusterError, Interrupted, Terminated].map(ExitCode::code),
             [0, 1, 2, 3, 130, 143]
         );
     }
@@ -95,14 +83,7 @@ mod tests {
 
     #[test]
     fn merge_is_commutative_and_associative() {
-        let all = [
-            Success,
-            NodesFailed,
-            BadConfig,
-            ClusterError,
-            Interrupted,
-            Terminated,
-        ];
+        let all = [Success, NodesFailed, BadConfig, ClusterError, Interrupted, Terminated];
         for a in all {
             for b in all {
                 assert_eq!(a.merge(b), b.merge(a), "{a:?} {b:?}");
@@ -116,9 +97,6 @@ mod tests {
     #[test]
     fn merge_all_of_nothing_is_success() {
         assert_eq!(ExitCode::merge_all([]), Success);
-        assert_eq!(
-            ExitCode::merge_all([Success, NodesFailed, Success]),
-            NodesFailed
-        );
+        assert_eq!(ExitCode::merge_all([Success, NodesFailed, Success]), NodesFailed);
     }
 }

@@ -50,10 +50,7 @@ struct Behavior {
 impl Default for Behavior {
     fn default() -> Self {
         Behavior {
-            nodes: vec![
-                node("n1", Some("True"), false, &[]),
-                node("n2", Some("True"), false, &[]),
-            ],
+            nodes: vec![node("n1", Some("True"), false, &[]), node("n2", Some("True"), false, &[])],
             list_nodes_status: 200,
             create_status: Box::new(|_, _| 201),
             condition: Box::new(|_| Some(("Complete", "CompletionsReached"))),
@@ -81,10 +78,7 @@ impl Fake {
     }
 
     fn count(&self, prefix: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.starts_with(prefix))
-            .count()
+        self.requests().iter().filter(|r| r.starts_with(prefix)).count()
     }
 }
 
@@ -108,11 +102,7 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let state = Arc::new(Mutex::new(State::default()));
     for job in &behavior.existing {
-        state
-            .lock()
-            .unwrap()
-            .jobs
-            .insert(job.metadata.name.clone().unwrap(), job.clone());
+        state.lock().unwrap().jobs.insert(job.metadata.name.clone().unwrap(), job.clone());
     }
     let shared = state.clone();
     tokio::spawn(async move {
@@ -125,11 +115,7 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                 "{} {}{}",
                 parts.method,
                 path,
-                if query.is_empty() {
-                    String::new()
-                } else {
-                    format!("?{query}")
-                }
+                if query.is_empty() { String::new() } else { format!("?{query}") }
             );
             shared.lock().unwrap().requests.push(line);
             let watching = query.contains("watch=true");
@@ -139,27 +125,19 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                     held.push(send);
                     continue;
                 }
-                (Method::GET, ["api", "v1", "nodes"]) if behavior.list_nodes_status == 200 => {
-                    respond(
-                        200,
-                        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": behavior.nodes}),
-                    )
-                }
-                (Method::GET, ["api", "v1", "nodes"]) => status(
-                    behavior.list_nodes_status,
-                    "InternalError",
-                    "etcdserver: request timed out",
+                (Method::GET, ["api", "v1", "nodes"]) if behavior.list_nodes_status == 200 => respond(
+                    200,
+                    &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": behavior.nodes}),
                 ),
+                (Method::GET, ["api", "v1", "nodes"]) => {
+                    status(behavior.list_nodes_status, "InternalError", "etcdserver: request timed out")
+                }
                 (Method::POST, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
                     let bytes = body.collect_bytes().await.unwrap();
                     let job: Job = serde_json::from_slice(&bytes).unwrap();
                     let name = job.metadata.name.clone().unwrap();
                     let mut state = shared.lock().unwrap();
-                    let attempt = *state
-                        .create_attempts
-                        .entry(name.clone())
-                        .and_modify(|n| *n += 1)
-                        .or_insert(0);
+                    let attempt = *state.create_attempts.entry(name.clone()).and_modify(|n| *n += 1).or_insert(0);
                     match (behavior.create_status)(&name, attempt) {
                         _ if state.jobs.contains_key(&name) => {
                             status(409, "AlreadyExists", "jobs.batch already exists")
@@ -173,11 +151,9 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                             "Forbidden",
                             "jobs.batch is forbidden: User \"system:serviceaccount:ops:quayctl\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"ops\"",
                         ),
-                        code => status(
-                            code,
-                            "ServiceUnavailable",
-                            "the server is currently unable to handle the request",
-                        ),
+                        code => {
+                            status(code, "ServiceUnavailable", "the server is currently unable to handle the request")
+                        }
                     }
                 }
                 (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => {
@@ -186,9 +162,7 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                         None => status(404, "NotFound", "not found"),
                     }
                 }
-                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"])
-                    if behavior.list_jobs_status != 200 =>
-                {
+                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) if behavior.list_jobs_status != 200 => {
                     status(
                         behavior.list_jobs_status,
                         "Forbidden",
@@ -258,23 +232,13 @@ impl Run {
     }
 }
 
-async fn run_with(
-    client: Client,
-    extra: &[(&str, &str)],
-    shutdown: watch::Receiver<Option<Signal>>,
-) -> Run {
+async fn run_with(client: Client, extra: &[(&str, &str)], shutdown: watch::Receiver<Option<Signal>>) -> Run {
     let mut out = Vec::new();
     let connect = |ns: Option<String>| async move { Ok(Cluster::new(client, ns.as_deref())) };
-    let result = tokio::time::timeout(
-        Duration::from_secs(20),
-        execute(vars(extra), connect, shutdown, &mut out),
-    )
-    .await
-    .expect("the run ends on its own");
-    Run {
-        result,
-        output: String::from_utf8(out).unwrap(),
-    }
+    let result = tokio::time::timeout(Duration::from_secs(20), execute(vars(extra), connect, shutdown, &mut out))
+        .await
+        .expect("the run ends on its own");
+    Run { result, output: String::from_utf8(out).unwrap() }
 }
 
 async fn run(client: Client, extra: &[(&str, &str)]) -> Run {
@@ -298,71 +262,46 @@ async fn all_nodes_succeed() {
     assert!(outcome_line(&run.output, "n2").contains("succeeded"));
     assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 2);
     assert_eq!(fake.count("GET /api/v1/nodes?"), 1);
-    let list = fake
-        .requests()
-        .into_iter()
-        .find(|r| r.starts_with("GET /apis/batch/v1/namespaces/ops/jobs?"))
-        .unwrap();
-    assert!(list.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dquayctl-controller%2Cquayctl-controller%2Frun%3Dr1"), "{list}");
+    let list = fake.requests().into_iter().find(|r| r.starts_with("GET /apis/batch/v1/namespaces/ops/jobs?")).unwrap();
+    assert!(
+        list.contains(
+            "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dquayctl-controller%2Cquayctl-controller%2Frun%3Dr1"
+        ),
+        "{list}"
+    );
 }
 
 #[tokio::test]
 async fn one_node_fails() {
     let (client, _fake) = serve(Behavior {
         condition: Box::new(|job| {
-            Some(if job.ends_with("n2") {
-                ("Failed", "BackoffLimitExceeded")
-            } else {
-                ("Complete", "")
-            })
+            Some(if job.ends_with("n2") { ("Failed", "BackoffLimitExceeded") } else { ("Complete", "") })
         }),
         ..Behavior::default()
     });
     let run = run(client, &[]).await;
     assert_eq!(run.exit_code(), ExitCode::NodesFailed);
-    assert!(
-        outcome_line(&run.output, "n2").contains("failed"),
-        "{}",
-        run.output
-    );
+    assert!(outcome_line(&run.output, "n2").contains("failed"), "{}", run.output);
     assert!(outcome_line(&run.output, "n2").contains("BackoffLimitExceeded"));
     assert!(outcome_line(&run.output, "n1").contains("succeeded"));
 }
 
 #[tokio::test]
 async fn jobs_that_never_finish_time_out_at_deadline_plus_grace() {
-    let (client, _fake) = serve(Behavior {
-        condition: Box::new(|_| None),
-        ..Behavior::default()
-    });
+    let (client, _fake) = serve(Behavior { condition: Box::new(|_| None), ..Behavior::default() });
     let started = std::time::Instant::now();
-    let run = run(
-        client,
-        &[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")],
-    )
-    .await;
+    let run = run(client, &[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")]).await;
     let waited = started.elapsed();
     assert_eq!(run.exit_code(), ExitCode::NodesFailed);
-    assert!(
-        outcome_line(&run.output, "n1").contains("timed-out"),
-        "{}",
-        run.output
-    );
-    assert!(
-        waited >= Duration::from_secs(2) && waited < Duration::from_secs(6),
-        "{waited:?}"
-    );
+    assert!(outcome_line(&run.output, "n1").contains("timed-out"), "{}", run.output);
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(6), "{waited:?}");
 }
 
 #[tokio::test]
 async fn deadline_exceeded_condition_is_a_timeout() {
     let (client, _fake) = serve(Behavior {
         condition: Box::new(|job| {
-            Some(if job.ends_with("n1") {
-                ("FailureTarget", "DeadlineExceeded")
-            } else {
-                ("SuccessCriteriaMet", "")
-            })
+            Some(if job.ends_with("n1") { ("FailureTarget", "DeadlineExceeded") } else { ("SuccessCriteriaMet", "") })
         }),
         ..Behavior::default()
     });
@@ -392,22 +331,11 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
     foreign.run_id = "other".into();
     let mut squatter = foreign.build("n2");
     squatter.metadata.name = Some(template.job_name("n2"));
-    let (client, fake) = serve(Behavior {
-        existing: vec![template.build("n1"), squatter],
-        ..Behavior::default()
-    });
+    let (client, fake) = serve(Behavior { existing: vec![template.build("n1"), squatter], ..Behavior::default() });
     let run = run(client, &[]).await;
     assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 2);
-    assert_eq!(
-        fake.count("GET /apis/batch/v1/namespaces/ops/jobs/prepull-r1-n1"),
-        1,
-        "409 is followed by a GET"
-    );
-    assert!(
-        outcome_line(&run.output, "n1").contains("succeeded"),
-        "adopted: {}",
-        run.output
-    );
+    assert_eq!(fake.count("GET /apis/batch/v1/namespaces/ops/jobs/prepull-r1-n1"), 1, "409 is followed by a GET");
+    assert!(outcome_line(&run.output, "n1").contains("succeeded"), "adopted: {}", run.output);
     assert!(outcome_line(&run.output, "n2").contains("not-created"));
     assert!(outcome_line(&run.output, "n2").contains("does not belong to run r1"));
     assert_eq!(run.exit_code(), ExitCode::NodesFailed);
@@ -416,13 +344,7 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
 #[tokio::test]
 async fn transient_create_errors_are_retried() {
     let (client, fake) = serve(Behavior {
-        create_status: Box::new(|job, attempt| {
-            if job.ends_with("n1") && attempt < 2 {
-                503
-            } else {
-                201
-            }
-        }),
+        create_status: Box::new(|job, attempt| if job.ends_with("n1") && attempt < 2 { 503 } else { 201 }),
         ..Behavior::default()
     });
     let run = run(client, &[]).await;
@@ -432,51 +354,29 @@ async fn transient_create_errors_are_retried() {
 
 #[tokio::test]
 async fn forbidden_create_stops_the_run_with_exit_3() {
-    let (client, fake) = serve(Behavior {
-        create_status: Box::new(|_, _| 403),
-        ..Behavior::default()
-    });
+    let (client, fake) = serve(Behavior { create_status: Box::new(|_, _| 403), ..Behavior::default() });
     let run = run(client, &[("CREATE_CONCURRENCY", "1")]).await;
     assert_eq!(run.exit_code(), ExitCode::ClusterError);
     let message = run.result.unwrap_err().to_string();
-    assert!(
-        message.starts_with("forbidden: cannot create jobs.batch in namespace \"ops\""),
-        "{message}"
-    );
+    assert!(message.starts_with("forbidden: cannot create jobs.batch in namespace \"ops\""), "{message}");
     assert!(message.contains("RBAC"));
     assert_eq!(fake.count("POST"), 1, "no further creates after a 403");
 }
 
 #[tokio::test]
 async fn forbidden_watch_stops_the_run_with_exit_3() {
-    let (client, _fake) = serve(Behavior {
-        list_jobs_status: 403,
-        ..Behavior::default()
-    });
+    let (client, _fake) = serve(Behavior { list_jobs_status: 403, ..Behavior::default() });
     let run = run(client, &[]).await;
     assert_eq!(run.exit_code(), ExitCode::ClusterError);
-    assert!(
-        run.result
-            .unwrap_err()
-            .to_string()
-            .starts_with("forbidden: cannot watch jobs.batch in namespace \"ops\"")
-    );
+    assert!(run.result.unwrap_err().to_string().starts_with("forbidden: cannot watch jobs.batch in namespace \"ops\""));
 }
 
 #[tokio::test]
 async fn api_error_listing_nodes_exits_3_and_creates_nothing() {
-    let (client, fake) = serve(Behavior {
-        list_nodes_status: 500,
-        ..Behavior::default()
-    });
+    let (client, fake) = serve(Behavior { list_nodes_status: 500, ..Behavior::default() });
     let run = run(client, &[]).await;
     assert_eq!(run.exit_code(), ExitCode::ClusterError);
-    assert!(
-        run.result
-            .unwrap_err()
-            .to_string()
-            .contains("cannot list nodes")
-    );
+    assert!(run.result.unwrap_err().to_string().contains("cannot list nodes"));
     assert_eq!(fake.count("GET /api/v1/nodes"), 4, "retried, then given up");
     assert_eq!(fake.count("POST"), 0);
 }
@@ -484,44 +384,26 @@ async fn api_error_listing_nodes_exits_3_and_creates_nothing() {
 #[tokio::test]
 async fn bad_configuration_sends_no_request_at_all() {
     let (client, fake) = serve(Behavior::default());
-    let run = run(
-        client,
-        &[("QUAY_IMAGES", "a;;b"), ("DEADLINE_SECONDS", "0")],
-    )
-    .await;
+    let run = run(client, &[("QUAY_IMAGES", "a;;b"), ("DEADLINE_SECONDS", "0")]).await;
     assert_eq!(run.exit_code(), ExitCode::BadConfig);
     let message = run.result.unwrap_err().to_string();
-    assert!(
-        message.contains("QUAY_IMAGES=\"a;;b\"") && message.contains("DEADLINE_SECONDS=\"0\""),
-        "{message}"
-    );
+    assert!(message.contains("QUAY_IMAGES=\"a;;b\"") && message.contains("DEADLINE_SECONDS=\"0\""), "{message}");
     tokio::task::yield_now().await;
     assert_eq!(fake.requests(), Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn a_job_deleted_by_someone_else_is_an_outcome() {
-    let (client, _fake) = serve(Behavior {
-        vanish: vec!["n2"],
-        condition: Box::new(|_| None),
-        ..Behavior::default()
-    });
+    let (client, _fake) = serve(Behavior { vanish: vec!["n2"], condition: Box::new(|_| None), ..Behavior::default() });
     let run = run(client, &[("DEADLINE_SECONDS", "2")]).await;
-    assert!(
-        outcome_line(&run.output, "n2").contains("deleted"),
-        "{}",
-        run.output
-    );
+    assert!(outcome_line(&run.output, "n2").contains("deleted"), "{}", run.output);
     assert!(outcome_line(&run.output, "n1").contains("timed-out"));
 }
 
 #[tokio::test]
 async fn no_eligible_node_exits_1_without_creating() {
     let (client, fake) = serve(Behavior {
-        nodes: vec![
-            node("c", Some("True"), true, &[]),
-            node("t", Some("True"), false, &[("gpu", "NoSchedule")]),
-        ],
+        nodes: vec![node("c", Some("True"), true, &[]), node("t", Some("True"), false, &[("gpu", "NoSchedule")])],
         ..Behavior::default()
     });
     let run = run(client, &[]).await;
@@ -544,11 +426,7 @@ async fn sigterm_during_the_wait_prints_a_partial_report_and_exits_143() {
     });
     let run = run_with(client, &[], rx).await;
     assert_eq!(run.exit_code(), ExitCode::Terminated);
-    assert!(
-        outcome_line(&run.output, "n1").contains("succeeded"),
-        "{}",
-        run.output
-    );
+    assert!(outcome_line(&run.output, "n1").contains("succeeded"), "{}", run.output);
     assert!(outcome_line(&run.output, "n2").contains("unfinished"));
     assert!(run.output.contains("interrupted by SIGTERM"));
 }
@@ -559,8 +437,9 @@ async fn dry_run_prints_yaml_and_creates_nothing() {
     let run = run(client, &[("DRY_RUN", "true")]).await;
     assert_eq!(run.exit_code(), ExitCode::Success);
     assert_eq!(fake.count("POST"), 0);
-    let docs: Vec<&str> = run.output.split("\n---\n").collect();
+    let docs: Vec<&str> = run.output.split("---\n").filter(|d| !d.trim().is_empty()).collect();
     assert_eq!(docs.len(), 2, "{}", run.output);
+    assert!(run.output.starts_with("---\n"));
     for doc in docs {
         let job: Job = serde_saphyr::from_str(doc).unwrap();
         assert_eq!(job.metadata.namespace.as_deref(), Some("ops"));

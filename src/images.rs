@@ -18,21 +18,13 @@ impl Image {
     pub fn parse(entry: &str) -> Result<Image, String> {
         let reference = Reference::try_from(entry).map_err(|e| e.to_string())?;
         let pinned = reference.digest().is_some() || reference.tag().is_some_and(|t| t != "latest");
-        Ok(Image {
-            given: entry.to_string(),
-            normalized: reference.whole(),
-            pinned,
-        })
+        Ok(Image { given: entry.to_string(), normalized: reference.whole(), pinned })
     }
 
     /// The pull policy the kubelet would default to for this reference: `Always` for `latest`
     /// (so a moved tag is refreshed), `IfNotPresent` for anything pinned.
     pub fn pull_policy(&self) -> &'static str {
-        if self.pinned {
-            "IfNotPresent"
-        } else {
-            "Always"
-        }
+        if self.pinned { "IfNotPresent" } else { "Always" }
     }
 
     /// The last path segment of the repository (`docker.io/library/nginx:1` -> `nginx`).
@@ -66,13 +58,9 @@ pub fn parse_image_list(raw: &str) -> Result<ImageList, String> {
         if entry.is_empty() {
             return Err(format!("entry {position} is empty (two `;` in a row?)"));
         }
-        let image = Image::parse(entry).map_err(|e| {
-            format!("entry {position} `{entry}` is not a valid image reference: {e}")
-        })?;
-        if images
-            .iter()
-            .any(|seen| seen.normalized == image.normalized)
-        {
+        let image = Image::parse(entry)
+            .map_err(|e| format!("entry {position} `{entry}` is not a valid image reference: {e}"))?;
+        if images.iter().any(|seen| seen.normalized == image.normalized) {
             duplicates.push(entry.to_string());
         } else {
             images.push(image);
@@ -100,54 +88,26 @@ mod tests {
 
     #[test]
     fn drops_duplicates_after_normalization() {
-        let list =
-            parse_image_list("nginx;docker.io/library/nginx:latest;library/nginx;redis").unwrap();
+        let list = parse_image_list("nginx;docker.io/library/nginx:latest;library/nginx;redis").unwrap();
         assert_eq!(given(&list), ["nginx", "redis"]);
-        assert_eq!(
-            list.duplicates,
-            ["docker.io/library/nginx:latest", "library/nginx"]
-        );
+        assert_eq!(list.duplicates, ["docker.io/library/nginx:latest", "library/nginx"]);
     }
 
     #[test]
     fn rejects_empty_lists_and_entries() {
         for raw in ["", "   ", ";", " ; "] {
-            assert!(
-                parse_image_list(raw).unwrap_err().contains("no image"),
-                "{raw:?}"
-            );
+            assert!(parse_image_list(raw).unwrap_err().contains("no image"), "{raw:?}");
         }
-        assert_eq!(
-            parse_image_list("a;;b").unwrap_err(),
-            "entry 2 is empty (two `;` in a row?)"
-        );
-        assert!(
-            parse_image_list(";a")
-                .unwrap_err()
-                .contains("entry 1 is empty")
-        );
-        assert!(
-            parse_image_list("a;;")
-                .unwrap_err()
-                .contains("entry 2 is empty")
-        );
+        assert_eq!(parse_image_list("a;;b").unwrap_err(), "entry 2 is empty (two `;` in a row?)");
+        assert!(parse_image_list(";a").unwrap_err().contains("entry 1 is empty"));
+        assert!(parse_image_list("a;;").unwrap_err().contains("entry 2 is empty"));
     }
 
     #[test]
     fn rejects_invalid_references() {
-        for bad in [
-            "Nginx",
-            "nginx:",
-            "nginx@sha256:abc",
-            "foo bar",
-            "nginx:tag:tag",
-            "-nginx",
-        ] {
+        for bad in ["Nginx", "nginx:", "nginx@sha256:abc", "foo bar", "nginx:tag:tag", "-nginx"] {
             let err = parse_image_list(&format!("redis;{bad}")).unwrap_err();
-            assert!(
-                err.starts_with(&format!("entry 2 `{bad}` is not a valid image reference")),
-                "{err}"
-            );
+            assert!(err.starts_with(&format!("entry 2 `{bad}` is not a valid image reference")), "{err}");
         }
     }
 
@@ -161,25 +121,15 @@ mod tests {
             (&digest, "IfNotPresent"),
         ];
         for (entry, policy) in cases {
-            assert_eq!(
-                Image::parse(entry).unwrap().pull_policy(),
-                policy,
-                "{entry}"
-            );
+            assert_eq!(Image::parse(entry).unwrap().pull_policy(), policy, "{entry}");
         }
     }
 
     #[test]
     fn short_name_is_the_last_repository_segment() {
-        let digest = format!(
-            "registry.example.com:5000/ml/pytorch@sha256:{}",
-            "b".repeat(64)
-        );
+        let digest = format!("registry.example.com:5000/ml/pytorch@sha256:{}", "b".repeat(64));
         assert_eq!(Image::parse("nginx").unwrap().short_name(), "nginx");
         assert_eq!(Image::parse(&digest).unwrap().short_name(), "pytorch");
-        assert_eq!(
-            Image::parse("localhost:5000/a/b:1").unwrap().short_name(),
-            "b"
-        );
+        assert_eq!(Image::parse("localhost:5000/a/b:1").unwrap().short_name(), "b");
     }
 }

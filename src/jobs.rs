@@ -44,10 +44,7 @@ pub struct JobTemplate {
 impl JobTemplate {
     /// Label selector matching every Job (and pod) of this run.
     pub fn run_selector(&self) -> String {
-        format!(
-            "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}={}",
-            naming::label_value(&self.run_id)
-        )
+        format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}={}", naming::label_value(&self.run_id))
     }
 
     pub fn job_name(&self, node: &str) -> String {
@@ -68,9 +65,7 @@ impl JobTemplate {
         let Some(labels) = job.metadata.labels.as_ref() else {
             return false;
         };
-        self.labels(node)
-            .iter()
-            .all(|(k, v)| labels.get(*k) == Some(v))
+        self.labels(node).iter().all(|(k, v)| labels.get(*k) == Some(v))
     }
 
     /// The puller Job for `node`.
@@ -114,12 +109,9 @@ impl JobTemplate {
             },
         });
         if self.owner.is_none() {
-            job["metadata"]
-                .as_object_mut()
-                .map(|m| m.remove("ownerReferences"));
+            job["metadata"].as_object_mut().map(|m| m.remove("ownerReferences"));
         }
-        serde_json::from_value(job)
-            .expect("the Job template matches the k8s-openapi types (unit-tested)")
+        serde_json::from_value(job).expect("the Job template matches the k8s-openapi types (unit-tested)")
     }
 
     /// Kubelet strategy: copy a static no-op into an emptyDir, then run it from every image, so the
@@ -209,11 +201,7 @@ fn tiny_resources() -> Value {
 
 /// The node a Job was built for (from its annotation).
 pub fn node_of(job: &Job) -> Option<&str> {
-    job.metadata
-        .annotations
-        .as_ref()?
-        .get(ANNOTATION_NODE)
-        .map(String::as_str)
+    job.metadata.annotations.as_ref()?.get(ANNOTATION_NODE).map(String::as_str)
 }
 
 #[cfg(test)]
@@ -226,9 +214,7 @@ mod tests {
             run_id: "nightly-7".into(),
             namespace: "prepull".into(),
             strategy,
-            images: parse_image_list("nginx:1.27;ghcr.io/org/model:v1")
-                .unwrap()
-                .images,
+            images: parse_image_list("nginx:1.27;ghcr.io/org/model:v1").unwrap().images,
             helper_image: Some("ghcr.io/x/quayctl-controller:0.1.0".into()),
             deadline_seconds: 300,
             ttl_seconds_after_finished: 3600,
@@ -244,10 +230,7 @@ mod tests {
     fn common_job_fields() {
         let job = template(PullStrategy::Kubelet).build("node-a.example.com");
         let j = as_json(&job);
-        assert_eq!(
-            j["metadata"]["name"],
-            naming::job_name("nightly-7", "node-a.example.com")
-        );
+        assert_eq!(j["metadata"]["name"], naming::job_name("nightly-7", "node-a.example.com"));
         assert_eq!(j["metadata"]["namespace"], "prepull");
         assert_eq!(j["spec"]["activeDeadlineSeconds"], 300);
         assert_eq!(j["spec"]["backoffLimit"], 0);
@@ -255,20 +238,14 @@ mod tests {
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Never");
         assert_eq!(pod["automountServiceAccountToken"], false);
-        let term = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            ["nodeSelectorTerms"][0];
+        let term =
+            &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
         assert_eq!(
             term["matchFields"],
             json!([{"key": "metadata.name", "operator": "In", "values": ["node-a.example.com"]}])
         );
-        assert!(
-            term.get("matchExpressions").is_none(),
-            "never pinned by the hostname label"
-        );
-        for labels in [
-            &j["metadata"]["labels"],
-            &j["spec"]["template"]["metadata"]["labels"],
-        ] {
+        assert!(term.get("matchExpressions").is_none(), "never pinned by the hostname label");
+        for labels in [&j["metadata"]["labels"], &j["spec"]["template"]["metadata"]["labels"]] {
             assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
             assert_eq!(labels[LABEL_NAME], PULLER_NAME);
             assert_eq!(labels[LABEL_RUN], "nightly-7");
@@ -293,21 +270,12 @@ mod tests {
         let j = as_json(&template(PullStrategy::Kubelet).build("n1"));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-        assert_eq!(
-            pod["securityContext"]["seccompProfile"]["type"],
-            "RuntimeDefault"
-        );
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
         assert!(pod.get("hostNetwork").is_none() && pod.get("hostPID").is_none());
-        assert_eq!(
-            pod["volumes"],
-            json!([{"name": "noop", "emptyDir": {"sizeLimit": "16Mi"}}])
-        );
+        assert_eq!(pod["volumes"], json!([{"name": "noop", "emptyDir": {"sizeLimit": "16Mi"}}]));
         let init = &pod["initContainers"][0];
         assert_eq!(init["image"], "ghcr.io/x/quayctl-controller:0.1.0");
-        assert_eq!(
-            init["command"],
-            json!(["/quayctl-noop", "--install", "/.quayctl-noop/quayctl-noop"])
-        );
+        assert_eq!(init["command"], json!(["/quayctl-noop", "--install", "/.quayctl-noop/quayctl-noop"]));
         let containers = pod["containers"].as_array().unwrap();
         assert_eq!(containers.len(), 2);
         assert_eq!(containers[0]["name"], "pull-0-nginx");
@@ -330,25 +298,17 @@ mod tests {
 
     #[test]
     fn quayctl_strategy_is_faithful_to_the_original() {
-        let strategy = PullStrategy::Quayctl {
-            image: "quay.io/coreos/quayctl:v0.0.1".into(),
-        };
+        let strategy = PullStrategy::Quayctl { image: "quay.io/coreos/quayctl:v0.0.1".into() };
         let j = as_json(&template(strategy).build("n1"));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["hostNetwork"], true);
         assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
-        assert_eq!(
-            pod["volumes"][0]["hostPath"],
-            json!({"path": "/var/run/docker.sock", "type": "Socket"})
-        );
+        assert_eq!(pod["volumes"][0]["hostPath"], json!({"path": "/var/run/docker.sock", "type": "Socket"}));
         let c = &pod["containers"][0];
         assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
         assert_eq!(c["name"], "puller");
         assert_eq!(c["image"], "quay.io/coreos/quayctl:v0.0.1");
-        assert_eq!(
-            c["env"],
-            json!([{"name": "QUAY_IMAGES", "value": "nginx:1.27;ghcr.io/org/model:v1"}])
-        );
+        assert_eq!(c["env"], json!([{"name": "QUAY_IMAGES", "value": "nginx:1.27;ghcr.io/org/model:v1"}]));
         assert_eq!(c["volumeMounts"][0]["mountPath"], "/var/run/docker.sock");
         assert!(pod.get("initContainers").is_none());
     }
@@ -364,10 +324,7 @@ mod tests {
             ..Default::default()
         });
         let j = as_json(&t.build("n1"));
-        assert_eq!(
-            j["metadata"]["ownerReferences"][0]["name"],
-            "quayctl-controller-29384756"
-        );
+        assert_eq!(j["metadata"]["ownerReferences"][0]["name"], "quayctl-controller-29384756");
         assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "Job");
     }
 

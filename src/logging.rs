@@ -23,23 +23,17 @@ impl LogFormat {
 }
 
 /// Default filter: our crate at info, the HTTP/TLS stack only on warnings.
-const DEFAULT_FILTER: &str =
-    "info,hyper=warn,hyper_util=warn,rustls=warn,tower=warn,h2=warn,kube_client=warn";
+const DEFAULT_FILTER: &str = "info,hyper=warn,hyper_util=warn,rustls=warn,tower=warn,h2=warn,kube_client=warn";
 
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
 }
 
@@ -52,9 +46,6 @@ mod tests {
         assert_eq!(LogFormat::parse(None), Ok(LogFormat::Text));
         assert_eq!(LogFormat::parse(Some("json")), Ok(LogFormat::Json));
         assert_eq!(LogFormat::parse(Some(" text ")), Ok(LogFormat::Text));
-        assert_eq!(
-            LogFormat::parse(Some("yaml")),
-            Err("LOG_FORMAT=\"yaml\": must be `text` or `json`".into())
-        );
+        assert_eq!(LogFormat::parse(Some("yaml")), Err("LOG_FORMAT=\"yaml\": must be `text` or `json`".into()));
     }
 }

@@ -22,8 +22,7 @@ async fn main() -> anyhow::Result<ProcessExitCode> {
 
     let (signal_tx, signal_rx) = watch::channel(None);
     tokio::spawn(forward_signals(signal_tx));
-    let connect =
-        |namespace: Option<String>| async move { Cluster::connect(namespace.as_deref()).await };
+    let connect = |namespace: Option<String>| async move { Cluster::connect(namespace.as_deref()).await };
     let result = execute(std::env::vars(), connect, signal_rx, &mut std::io::stdout()).await;
 
     Ok(match result {

@@ -22,11 +22,7 @@ fn to_dns_chars(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     for c in input.chars() {
         let c = c.to_ascii_lowercase();
-        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            c
-        } else {
-            '-'
-        };
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' };
         if !(c == '-' && out.ends_with('-')) {
             out.push(c);
         }
@@ -44,11 +40,7 @@ fn fit(original: &str, body: String, max: usize) -> String {
     let room = max - HASH_LEN - 1;
     let head: String = trimmed.chars().take(room).collect();
     let head = head.trim_end_matches('-');
-    if head.is_empty() {
-        short_hash(original)
-    } else {
-        format!("{head}-{}", short_hash(original))
-    }
+    if head.is_empty() { short_hash(original) } else { format!("{head}-{}", short_hash(original)) }
 }
 
 /// The name of the puller Job for one node in one run: `prepull-<run>-<node>`.
@@ -61,9 +53,7 @@ pub fn job_name(run_id: &str, node: &str) -> String {
 pub fn label_value(value: &str) -> String {
     let valid = value.len() <= MAX_NAME_LEN
         && !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && value.as_bytes()[0].is_ascii_alphanumeric()
         && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric();
     if valid {
@@ -88,23 +78,16 @@ mod tests {
     fn is_dns_label(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-')
     }
 
     #[test]
     fn short_names_are_kept_readable() {
-        assert_eq!(
-            job_name("20261122-0214", "worker-1"),
-            "prepull-20261122-0214-worker-1"
-        );
+        assert_eq!(job_name("20261122-0214", "worker-1"), "prepull-20261122-0214-worker-1");
         assert_eq!(label_value("worker-1"), "worker-1");
-        assert_eq!(
-            label_value("ip-10-0-0-1.ec2.internal"),
-            "ip-10-0-0-1.ec2.internal"
-        );
+        assert_eq!(label_value("ip-10-0-0-1.ec2.internal"), "ip-10-0-0-1.ec2.internal");
     }
 
     #[test]
@@ -112,10 +95,7 @@ mod tests {
         let name = job_name("run", "ip-10-0-0-1.ec2.internal");
         assert_eq!(
             name,
-            format!(
-                "prepull-run-ip-10-0-0-1-ec2-internal-{}",
-                short_hash("prepull-run-ip-10-0-0-1.ec2.internal")
-            )
+            format!("prepull-run-ip-10-0-0-1-ec2-internal-{}", short_hash("prepull-run-ip-10-0-0-1.ec2.internal"))
         );
         assert!(is_dns_label(&name));
         // `a.b` and `a-b` would collide without the hash.
@@ -133,27 +113,14 @@ mod tests {
             assert_eq!(name.len(), 63, "{name}");
         }
         assert_ne!(a, b);
-        assert_eq!(
-            a,
-            job_name("quayctl-controller-29384756", long),
-            "deterministic"
-        );
+        assert_eq!(a, job_name("quayctl-controller-29384756", long), "deterministic");
         let node_label = label_value(&format!("{long}{long}"));
-        assert!(
-            node_label.len() <= 63 && is_dns_label(&node_label),
-            "{node_label}"
-        );
+        assert!(node_label.len() <= 63 && is_dns_label(&node_label), "{node_label}");
     }
 
     #[test]
     fn odd_inputs_still_give_valid_names() {
-        for (run, node) in [
-            ("r", "-"),
-            ("R_U_N", "__"),
-            ("r", &"x".repeat(300)),
-            ("r", "ÄÖÜ"),
-            ("1", "2"),
-        ] {
+        for (run, node) in [("r", "-"), ("R_U_N", "__"), ("r", &"x".repeat(300)), ("r", "ÄÖÜ"), ("1", "2")] {
             let name = job_name(run, node);
             assert!(is_dns_label(&name), "{run}/{node}: {name}");
         }

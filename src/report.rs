@@ -42,12 +42,7 @@ pub struct Counts {
 
 impl Report {
     pub fn new(run_id: &str, total_nodes: usize, skipped: Vec<Skipped>) -> Report {
-        Report {
-            run_id: run_id.to_string(),
-            total_nodes,
-            skipped,
-            ..Default::default()
-        }
+        Report { run_id: run_id.to_string(), total_nodes, skipped, ..Default::default() }
     }
 
     pub fn add_tracked<'a>(&mut self, entries: impl Iterator<Item = &'a Tracked>) {
@@ -78,13 +73,13 @@ impl Report {
         let nodes = if self.results.is_empty() {
             ExitCode::NodesFailed
         } else {
-            ExitCode::merge_all(self.results.iter().map(|(_, o, _)| {
-                if o.is_success() {
-                    ExitCode::Success
-                } else {
-                    ExitCode::NodesFailed
-                }
-            }))
+            ExitCode::merge_all(
+                self.results.iter().map(
+                    |(_, o, _)| {
+                        if o.is_success() { ExitCode::Success } else { ExitCode::NodesFailed }
+                    },
+                ),
+            )
         };
         let signal = match self.interrupted {
             Some(Signal::Interrupt) => ExitCode::Interrupted,
@@ -105,11 +100,7 @@ impl Report {
                 reason: outcome.reason().into(),
                 duration: *duration,
             };
-            if outcome.is_success() {
-                successes.push(row)
-            } else {
-                problems.push(row)
-            }
+            if outcome.is_success() { successes.push(row) } else { problems.push(row) }
         }
         let skipped = self.skipped.iter().map(|s| Row {
             node: s.node.clone(),
@@ -117,11 +108,7 @@ impl Report {
             reason: s.reason.to_string(),
             duration: None,
         });
-        problems
-            .into_iter()
-            .chain(skipped)
-            .chain(successes)
-            .collect()
+        problems.into_iter().chain(skipped).chain(successes).collect()
     }
 
     /// The human table; succeeded nodes are only counted when the table would be huge.
@@ -134,33 +121,13 @@ impl Report {
         } else {
             0
         };
-        let header = Row {
-            node: "NODE".into(),
-            outcome: "OUTCOME".into(),
-            reason: "REASON".into(),
-            duration: None,
-        };
-        let width = rows
-            .iter()
-            .chain([&header])
-            .map(|r| r.node.len())
-            .max()
-            .unwrap_or(4);
+        let header = Row { node: "NODE".into(), outcome: "OUTCOME".into(), reason: "REASON".into(), duration: None };
+        let width = rows.iter().chain([&header]).map(|r| r.node.len()).max().unwrap_or(4);
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:<11}  {:>8}  REASON",
-            "NODE", "OUTCOME", "DURATION"
-        );
+        let _ = writeln!(out, "{:<width$}  {:<11}  {:>8}  REASON", "NODE", "OUTCOME", "DURATION");
         for r in &rows {
-            let duration = r
-                .duration
-                .map(|d| format!("{:.1}s", d.as_secs_f64()))
-                .unwrap_or_else(|| "-".into());
-            let line = format!(
-                "{:<width$}  {:<11}  {:>8}  {}",
-                r.node, r.outcome, duration, r.reason
-            );
+            let duration = r.duration.map(|d| format!("{:.1}s", d.as_secs_f64())).unwrap_or_else(|| "-".into());
+            let line = format!("{:<width$}  {:<11}  {:>8}  {}", r.node, r.outcome, duration, r.reason);
             let _ = writeln!(out, "{}", line.trim_end());
         }
         if hidden > 0 {
@@ -179,32 +146,14 @@ impl Report {
         if c.unfinished > 0 {
             let _ = write!(line, ", {} unfinished", c.unfinished);
         }
-        let _ = write!(
-            line,
-            "; {} skipped of {} nodes",
-            self.skipped.len(),
-            self.total_nodes
-        );
+        let _ = write!(line, "; {} skipped of {} nodes", self.skipped.len(), self.total_nodes);
         if eligible == 0 {
             line.push_str("; no eligible node");
         }
         if let Some(signal) = self.interrupted {
-            let _ = write!(
-                line,
-                "; interrupted by {}",
-                if signal == Signal::Interrupt {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                }
-            );
+            let _ = write!(line, "; interrupted by {}", if signal == Signal::Interrupt { "SIGINT" } else { "SIGTERM" });
         }
-        let _ = write!(
-            line,
-            "; {:.1}s; exit {}",
-            self.elapsed.as_secs_f64(),
-            self.exit_code().code()
-        );
+        let _ = write!(line, "; {:.1}s; exit {}", self.elapsed.as_secs_f64(), self.exit_code().code());
         line
     }
 }
@@ -215,32 +164,17 @@ mod tests {
     use crate::nodes::SkipReason;
 
     fn report(outcomes: &[(&str, Outcome)], skipped: &[&str]) -> Report {
-        let skipped = skipped
-            .iter()
-            .map(|n| Skipped {
-                node: n.to_string(),
-                reason: SkipReason::Cordoned,
-            })
-            .collect();
+        let skipped = skipped.iter().map(|n| Skipped { node: n.to_string(), reason: SkipReason::Cordoned }).collect();
         let mut r = Report::new("r1", outcomes.len() + 1, skipped);
-        r.results = outcomes
-            .iter()
-            .map(|(n, o)| (n.to_string(), o.clone(), Some(Duration::from_millis(1500))))
-            .collect();
+        r.results =
+            outcomes.iter().map(|(n, o)| (n.to_string(), o.clone(), Some(Duration::from_millis(1500)))).collect();
         r
     }
 
     #[test]
     fn exit_codes() {
-        assert_eq!(
-            report(&[("a", Outcome::Succeeded)], &["s"]).exit_code(),
-            ExitCode::Success
-        );
-        assert_eq!(
-            report(&[], &["s"]).exit_code(),
-            ExitCode::NodesFailed,
-            "no eligible node"
-        );
+        assert_eq!(report(&[("a", Outcome::Succeeded)], &["s"]).exit_code(), ExitCode::Success);
+        assert_eq!(report(&[], &["s"]).exit_code(), ExitCode::NodesFailed, "no eligible node");
         for bad in [
             Outcome::Failed { reason: "x".into() },
             Outcome::TimedOut { reason: "x".into() },
@@ -248,10 +182,7 @@ mod tests {
             Outcome::NotCreated { reason: "x".into() },
             Outcome::Unfinished,
         ] {
-            assert_eq!(
-                report(&[("a", Outcome::Succeeded), ("b", bad)], &[]).exit_code(),
-                ExitCode::NodesFailed
-            );
+            assert_eq!(report(&[("a", Outcome::Succeeded), ("b", bad)], &[]).exit_code(), ExitCode::NodesFailed);
         }
         let mut r = report(&[("a", Outcome::Succeeded)], &[]);
         r.interrupted = Some(Signal::Terminate);
@@ -262,37 +193,17 @@ mod tests {
 
     #[test]
     fn table_lists_problems_first_and_names_reasons() {
-        let r = report(
-            &[
-                ("a", Outcome::Succeeded),
-                (
-                    "b",
-                    Outcome::Failed {
-                        reason: "puller exited 1".into(),
-                    },
-                ),
-            ],
-            &["c"],
-        );
+        let r =
+            report(&[("a", Outcome::Succeeded), ("b", Outcome::Failed { reason: "puller exited 1".into() })], &["c"]);
         let table = r.table();
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("NODE"));
         assert!(
-            lines[1].starts_with("b ")
-                && lines[1].contains("failed")
-                && lines[1].ends_with("puller exited 1"),
+            lines[1].starts_with("b ") && lines[1].contains("failed") && lines[1].ends_with("puller exited 1"),
             "{table}"
         );
-        assert!(
-            lines[2].starts_with("c ")
-                && lines[2].contains("skipped")
-                && lines[2].contains("cordoned")
-        );
-        assert!(
-            lines[3].starts_with("a ")
-                && lines[3].contains("succeeded")
-                && lines[3].contains("1.5s")
-        );
+        assert!(lines[2].starts_with("c ") && lines[2].contains("skipped") && lines[2].contains("cordoned"));
+        assert!(lines[3].starts_with("a ") && lines[3].contains("succeeded") && lines[3].contains("1.5s"));
         assert_eq!(
             r.summary(),
             "run r1: 1/2 eligible nodes succeeded, 1 failed, 0 timed out, 0 deleted, 0 not created; 1 skipped of 3 nodes; 0.0s; exit 1"
@@ -301,13 +212,8 @@ mod tests {
 
     #[test]
     fn huge_tables_count_successes() {
-        let outcomes: Vec<(String, Outcome)> = (0..300)
-            .map(|i| (format!("n{i:03}"), Outcome::Succeeded))
-            .collect();
-        let refs: Vec<(&str, Outcome)> = outcomes
-            .iter()
-            .map(|(n, o)| (n.as_str(), o.clone()))
-            .collect();
+        let outcomes: Vec<(String, Outcome)> = (0..300).map(|i| (format!("n{i:03}"), Outcome::Succeeded)).collect();
+        let refs: Vec<(&str, Outcome)> = outcomes.iter().map(|(n, o)| (n.as_str(), o.clone())).collect();
         let mut with_failure = refs.clone();
         with_failure.push(("zz", Outcome::Deleted));
         let table = report(&with_failure, &[]).table();

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -14,7 +13,7 @@ use crate::config::{Config, PullStrategy};
 use crate::error::{Error, Result};
 use crate::exit_code::ExitCode;
 use crate::jobs::JobTemplate;
-use crate::nodes::partition;
+use crate::nodes::Partition;
 use crate::outcome::Outcome;
 use crate::report::Report;
 use crate::wait::{Signal, Tracker, WaitEnd, wait_for_jobs};
@@ -65,83 +64,51 @@ pub async fn run(
         "starting pre-pull run"
     );
 
-    let nodes = cluster.list_nodes(config.node_selector.as_deref()).await?;
-    let (eligible, skipped) = partition(&nodes);
+    let mut partition = Partition::default();
+    let total_nodes = cluster.for_each_node_page(config.node_selector.as_deref(), |page| partition.add(&page)).await?;
+    let Partition { eligible, skipped } = partition.sorted();
     for s in &skipped {
         info!(node = %s.node, reason = %s.reason, "skipping node");
     }
-    info!(
-        nodes = nodes.len(),
-        eligible = eligible.len(),
-        skipped = skipped.len(),
-        "listed nodes"
-    );
-    let jobs: Vec<(String, Job)> = eligible
-        .iter()
-        .map(|node| (node.clone(), template.build(node)))
-        .collect();
+    info!(nodes = total_nodes, eligible = eligible.len(), skipped = skipped.len(), "listed nodes");
 
     if config.dry_run {
-        let documents: Vec<&Job> = jobs.iter().map(|(_, job)| job).collect();
-        let yaml = serde_saphyr::to_string_multiple(&documents)
-            .map_err(|e| Error::Output(e.to_string()))?;
-        out.write_all(yaml.as_bytes())
-            .map_err(|e| Error::Output(e.to_string()))?;
-        info!(
-            jobs = jobs.len(),
-            "dry run: printed the Jobs, created nothing"
-        );
-        return Ok(Finished::DryRun { jobs: jobs.len() });
+        for node in &eligible {
+            let yaml = serde_saphyr::to_string(&template.build(node)).map_err(|e| Error::Output(e.to_string()))?;
+            write!(out, "---\n{yaml}").map_err(|e| Error::Output(e.to_string()))?;
+        }
+        info!(jobs = eligible.len(), "dry run: printed the Jobs, created nothing");
+        return Ok(Finished::DryRun { jobs: eligible.len() });
     }
 
-    let mut report = Report::new(&template.run_id, nodes.len(), skipped);
+    let mut report = Report::new(&template.run_id, total_nodes, skipped);
     let mut tracker = Tracker::default();
     if eligible.is_empty() {
         warn!("no eligible node: nothing to pre-pull");
     } else {
-        report.interrupted = create_jobs(
-            cluster,
-            &template,
-            jobs,
-            config.create_concurrency,
-            &mut tracker,
-            &mut shutdown,
-        )
-        .await?;
+        report.interrupted =
+            create_jobs(cluster, &template, &eligible, config.create_concurrency, &mut tracker, &mut shutdown).await?;
         if report.interrupted.is_none() {
-            let deadline = Instant::now()
-                + Duration::from_secs(config.deadline_seconds as u64 + config.wait_grace_seconds);
+            let deadline =
+                Instant::now() + Duration::from_secs(config.deadline_seconds as u64 + config.wait_grace_seconds);
             let selector = template.run_selector();
-            match wait_for_jobs(
-                cluster,
-                &selector,
-                &mut tracker,
-                deadline,
-                &mut shutdown,
-                PROGRESS_EVERY,
-            )
-            .await?
-            {
+            match wait_for_jobs(cluster, &selector, &mut tracker, deadline, &mut shutdown, PROGRESS_EVERY).await? {
                 WaitEnd::AllDone => {}
-                WaitEnd::DeadlineReached => warn!(
-                    "wait ended at DEADLINE_SECONDS + WAIT_GRACE_SECONDS; open Jobs count as timed out"
-                ),
+                WaitEnd::DeadlineReached => {
+                    warn!("wait ended at DEADLINE_SECONDS + WAIT_GRACE_SECONDS; open Jobs count as timed out")
+                }
                 WaitEnd::Interrupted(signal) => report.interrupted = Some(signal),
             }
         }
         if let Some(signal) = report.interrupted {
-            warn!(
-                ?signal,
-                "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL"
-            );
+            warn!(?signal, "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL");
             tracker.mark_unfinished(Instant::now());
         }
     }
     report.add_tracked(tracker.entries());
     report.elapsed = started.elapsed();
 
-    out.write_all(report.table().as_bytes())
-        .map_err(|e| Error::Output(e.to_string()))?;
+    out.write_all(report.table().as_bytes()).map_err(|e| Error::Output(e.to_string()))?;
     let summary = report.summary();
     writeln!(out, "{summary}").map_err(|e| Error::Output(e.to_string()))?;
     let counts = report.counts();
@@ -158,14 +125,7 @@ pub async fn run(
     );
     if let Some(target) = &me.event_target {
         let instance = config.pod.as_ref().map(|p| p.name.clone());
-        cluster
-            .publish_event(
-                target,
-                report.exit_code() == ExitCode::Success,
-                summary,
-                instance,
-            )
-            .await;
+        cluster.publish_event(target, report.exit_code() == ExitCode::Success, summary, instance).await;
     }
     Ok(Finished::Report(report))
 }
@@ -175,19 +135,14 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
     let helper_image = config.helper_image.clone().or_else(|| me.image.clone());
     if config.strategy == PullStrategy::Kubelet && helper_image.is_none() {
         return Err(Error::SelfInspection(
-            "the controller's pod has no container image to use as HELPER_IMAGE; set HELPER_IMAGE"
-                .into(),
+            "the controller's pod has no container image to use as HELPER_IMAGE; set HELPER_IMAGE".into(),
         ));
     }
     let run_id = config
         .run_id
         .clone()
         .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
-        .unwrap_or_else(|| {
-            k8s_openapi::jiff::Timestamp::now()
-                .strftime("%Y%m%d-%H%M%S")
-                .to_string()
-        });
+        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
     Ok(JobTemplate {
         run_id,
         namespace: cluster.namespace().to_string(),
@@ -205,16 +160,17 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
 async fn create_jobs(
     cluster: &Cluster,
     template: &JobTemplate,
-    jobs: Vec<(String, Job)>,
+    nodes: &[String],
     concurrency: usize,
     tracker: &mut Tracker,
     shutdown: &mut watch::Receiver<Option<Signal>>,
 ) -> Result<Option<Signal>> {
-    let total = jobs.len();
-    let mut creates = futures::stream::iter(jobs)
-        .map(|(node, job)| async move {
+    // Jobs are built as they are sent, so only `concurrency` of them are in memory at once.
+    let mut creates = futures::stream::iter(nodes)
+        .map(|node| async move {
+            let job = template.build(node);
             let result = cluster.create_job(&job).await;
-            (node, job.metadata.name.unwrap_or_default(), result)
+            (node.clone(), job.metadata.name.unwrap_or_default(), result)
         })
         .buffer_unordered(concurrency);
     let (mut created, mut adopted) = (0usize, 0usize);
@@ -250,7 +206,7 @@ async fn create_jobs(
             }
         }
     }
-    info!(created, adopted, total, "created puller Jobs");
+    info!(created, adopted, total = nodes.len(), "created puller Jobs");
     Ok(None)
 }
 

@@ -37,8 +37,7 @@ pub struct Tracked {
 
 impl Tracked {
     pub fn duration(&self) -> Option<Duration> {
-        self.finished
-            .map(|f| f.saturating_duration_since(self.started))
+        self.finished.map(|f| f.saturating_duration_since(self.started))
     }
 }
 
@@ -54,19 +53,8 @@ pub struct Tracker {
 impl Tracker {
     /// Follow a Job that exists (created or adopted) for `node`.
     pub fn track(&mut self, job: String, node: String, started: Instant) {
-        let entry = Tracked {
-            node,
-            job: job.clone(),
-            started,
-            outcome: None,
-            finished: None,
-            pod_problem: None,
-        };
-        if self
-            .jobs
-            .insert(job, entry)
-            .is_none_or(|old| old.outcome.is_some())
-        {
+        let entry = Tracked { node, job: job.clone(), started, outcome: None, finished: None, pod_problem: None };
+        if self.jobs.insert(job, entry).is_none_or(|old| old.outcome.is_some()) {
             self.pending += 1;
         }
     }
@@ -113,9 +101,7 @@ impl Tracker {
                 Vec::new()
             }
             Event::InitApply(job) => {
-                if let (Some(seen), Some(name)) =
-                    (self.relisting.as_mut(), job.metadata.name.clone())
-                {
+                if let (Some(seen), Some(name)) = (self.relisting.as_mut(), job.metadata.name.clone()) {
                     seen.insert(name);
                 }
                 self.apply_job(&job, now).into_iter().collect()
@@ -127,10 +113,7 @@ impl Tracker {
                     return vec![done];
                 }
                 let name = job.metadata.name.unwrap_or_default();
-                self.finish(&name, Outcome::Deleted, now)
-                    .cloned()
-                    .into_iter()
-                    .collect()
+                self.finish(&name, Outcome::Deleted, now).cloned().into_iter().collect()
             }
             Event::InitDone => {
                 // Every tracked Job existed before this list started, so one missing from it is gone.
@@ -143,10 +126,7 @@ impl Tracker {
                     .filter(|e| e.outcome.is_none() && !seen.contains(&e.job))
                     .map(|e| e.job.clone())
                     .collect();
-                missing
-                    .iter()
-                    .filter_map(|job| self.finish(job, Outcome::Deleted, now).cloned())
-                    .collect()
+                missing.iter().filter_map(|job| self.finish(job, Outcome::Deleted, now).cloned()).collect()
             }
         }
     }
@@ -175,10 +155,7 @@ impl Tracker {
             .map(|e| (e.job.clone(), e.pod_problem.clone()))
             .collect();
         for (job, problem) in open {
-            let mut reason = format!(
-                "no terminal Job condition after waiting {}s",
-                waited.as_secs()
-            );
+            let mut reason = format!("no terminal Job condition after waiting {}s", waited.as_secs());
             if let Some(problem) = problem {
                 reason.push_str(&format!("; last pod problem: {problem}"));
             }
@@ -188,12 +165,7 @@ impl Tracker {
 
     /// The run was interrupted: every Job still running is unfinished.
     pub fn mark_unfinished(&mut self, now: Instant) {
-        let open: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|e| e.outcome.is_none())
-            .map(|e| e.job.clone())
-            .collect();
+        let open: Vec<String> = self.jobs.values().filter(|e| e.outcome.is_none()).map(|e| e.job.clone()).collect();
         for job in open {
             self.finish(&job, Outcome::Unfinished, now);
         }
@@ -276,15 +248,8 @@ pub async fn wait_for_jobs(
 }
 
 fn log_finished(done: &Tracked, tracker: &Tracker) {
-    let outcome = done
-        .outcome
-        .as_ref()
-        .expect("finished entries have an outcome");
-    let progress = format!(
-        "{}/{}",
-        tracker.total() - tracker.pending(),
-        tracker.total()
-    );
+    let outcome = done.outcome.as_ref().expect("finished entries have an outcome");
+    let progress = format!("{}/{}", tracker.total() - tracker.pending(), tracker.total());
     if outcome.is_success() {
         tracing::debug!(node = %done.node, job = %done.job, %progress, "node done");
     } else {
@@ -318,29 +283,11 @@ mod tests {
         let done = t.on_job_event(Event::Apply(complete("job-a")), now);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].node, "a");
-        assert!(
-            t.on_job_event(Event::Apply(complete("job-a")), now)
-                .is_empty(),
-            "no double count"
-        );
-        assert!(
-            t.on_job_event(Event::Apply(complete("job-unknown")), now)
-                .is_empty(),
-            "foreign Jobs are ignored"
-        );
-        assert!(
-            t.on_job_event(Event::Apply(job("job-b", &[])), now)
-                .is_empty(),
-            "running"
-        );
+        assert!(t.on_job_event(Event::Apply(complete("job-a")), now).is_empty(), "no double count");
+        assert!(t.on_job_event(Event::Apply(complete("job-unknown")), now).is_empty(), "foreign Jobs are ignored");
+        assert!(t.on_job_event(Event::Apply(job("job-b", &[])), now).is_empty(), "running");
         assert_eq!(t.pending(), 1);
-        t.on_job_event(
-            Event::Apply(job(
-                "job-b",
-                &[("Failed", "True", "BackoffLimitExceeded", "")],
-            )),
-            now,
-        );
+        t.on_job_event(Event::Apply(job("job-b", &[("Failed", "True", "BackoffLimitExceeded", "")])), now);
         assert_eq!(t.pending(), 0);
     }
 
@@ -351,10 +298,7 @@ mod tests {
         t.on_job_event(Event::InitApply(job("job-a", &[])), now);
         t.on_job_event(Event::InitApply(complete("job-b")), now);
         let gone = t.on_job_event(Event::InitDone, now);
-        assert_eq!(
-            gone.iter().map(|e| e.node.as_str()).collect::<Vec<_>>(),
-            ["c"]
-        );
+        assert_eq!(gone.iter().map(|e| e.node.as_str()).collect::<Vec<_>>(), ["c"]);
         assert_eq!(gone[0].outcome, Some(Outcome::Deleted));
         assert_eq!(t.pending(), 1);
     }
@@ -363,11 +307,7 @@ mod tests {
     fn delete_events_keep_a_finished_outcome() {
         let (mut t, now) = tracker(&["a", "b"]);
         let done = t.on_job_event(Event::Delete(complete("job-a")), now);
-        assert_eq!(
-            done[0].outcome,
-            Some(Outcome::Succeeded),
-            "TTL 0 deletes right after success"
-        );
+        assert_eq!(done[0].outcome, Some(Outcome::Succeeded), "TTL 0 deletes right after success");
         let gone = t.on_job_event(Event::Delete(job("job-b", &[])), now);
         assert_eq!(gone[0].outcome, Some(Outcome::Deleted));
     }
@@ -383,24 +323,15 @@ mod tests {
         );
         assert_eq!(
             t.on_pod_event(Event::Apply(failing.clone())),
-            Some((
-                "a".into(),
-                "pull-0-x (x) ImagePullBackOff: Back-off pulling image".into()
-            ))
+            Some(("a".into(), "pull-0-x (x) ImagePullBackOff: Back-off pulling image".into()))
         );
         assert_eq!(t.on_pod_event(Event::Apply(failing)), None, "reported once");
-        let done = t.on_job_event(
-            Event::Apply(job(
-                "job-a",
-                &[("FailureTarget", "True", "DeadlineExceeded", "m")],
-            )),
-            now,
-        );
+        let done =
+            t.on_job_event(Event::Apply(job("job-a", &[("FailureTarget", "True", "DeadlineExceeded", "m")])), now);
         assert_eq!(
             done[0].outcome,
             Some(Outcome::TimedOut {
-                reason: "DeadlineExceeded: pull-0-x (x) ImagePullBackOff: Back-off pulling image"
-                    .into()
+                reason: "DeadlineExceeded: pull-0-x (x) ImagePullBackOff: Back-off pulling image".into()
             })
         );
     }
@@ -417,23 +348,13 @@ mod tests {
 
         let (mut t, now) = tracker(&["a"]);
         t.mark_unfinished(now);
-        assert_eq!(
-            t.entries().next().unwrap().outcome,
-            Some(Outcome::Unfinished)
-        );
+        assert_eq!(t.entries().next().unwrap().outcome, Some(Outcome::Unfinished));
     }
 
     #[test]
     fn settled_outcomes_count_as_done() {
         let (mut t, now) = tracker(&["a"]);
-        t.settle(
-            "job-b".into(),
-            "b".into(),
-            Outcome::NotCreated {
-                reason: "422".into(),
-            },
-            now,
-        );
+        t.settle("job-b".into(), "b".into(), Outcome::NotCreated { reason: "422".into() }, now);
         assert_eq!(t.total(), 2);
         assert_eq!(t.pending(), 1);
     }
