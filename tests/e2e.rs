@@ -1,0 +1,666 @@
+//! End-to-end suite: the real static binary against a real kube-apiserver, kube-controller-manager,
+//! kube-scheduler and etcd, with kwok simulating the nodes (see hack/cluster.sh, hack/kwok/stages.yaml).
+//!
+//! Run with `make e2e` (or `hack/e2e.sh`), which builds and starts everything and sets:
+//! `KUBECONFIG` (admin), `QUAYCTL_BIN` (the binary under test), `QUAYCTL_E2E_BIN` (kubectl & co.),
+//! `QUAYCTL_E2E_STATE` and `QUAYCTL_REPO`. The tests are `#[ignore]`d so that `cargo test` alone
+//! never needs a cluster.
+//!
+//! Every test owns a namespace and a group of nodes (label `e2e-group`, used as `NODE_SELECTOR`), so
+//! tests run in parallel on one cluster without seeing each other's nodes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+const HELPER_IMAGE: &str = "quayctl-controller:e2e";
+const RUN_SELECTOR_PREFIX: &str = "app.kubernetes.io/managed-by=quayctl-controller";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the e2e suite with `make e2e`"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env("QUAYCTL_REPO"))
+}
+
+fn kubectl_path() -> PathBuf {
+    PathBuf::from(env("QUAYCTL_E2E_BIN")).join("kubectl")
+}
+
+async fn client() -> Client {
+    Client::try_default().await.expect("admin kubeconfig from KUBECONFIG")
+}
+
+/// Poll `check` every 200 ms until it returns `Some`, or fail after `timeout` naming `what`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A namespace, optionally with labels (Pod Security), created fresh.
+async fn namespace(client: &Client, name: &str, labels: &[(&str, &str)]) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    let ns = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    api.create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+    // The ServiceAccount admission plugin needs the namespace's `default` ServiceAccount.
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), name);
+    eventually("the default ServiceAccount", Duration::from_secs(30), || async {
+        sa.get_opt("default").await.ok().flatten()
+    })
+    .await;
+}
+
+/// Create kwok nodes `name:shape` (see hack/nodes.sh) labelled `e2e-group=<group>`, and wait until kwok
+/// has given each its Ready condition.
+async fn nodes(client: &Client, group: &str, specs: &[String]) {
+    let manifest = std::process::Command::new(repo().join("hack/nodes.sh"))
+        .args(specs)
+        .env("NODE_LABELS", format!("e2e-group={group}"))
+        .output()
+        .expect("hack/nodes.sh");
+    assert!(manifest.status.success(), "nodes.sh: {}", String::from_utf8_lossy(&manifest.stderr));
+    let applied = kubectl(&["apply", "-f", "-"], Some(&manifest.stdout)).await;
+    assert!(applied.0, "kubectl apply nodes: {}", applied.1);
+    let api: Api<Node> = Api::all(client.clone());
+    let selector = format!("e2e-group={group}");
+    eventually(
+        &format!("kwok to initialize the {} nodes of {group}", specs.len()),
+        Duration::from_secs(60),
+        || async {
+            let list = api.list(&ListParams::default().labels(&selector)).await.ok()?;
+            let ready = |n: &Node| {
+                let want = if n.metadata.name.as_deref()?.starts_with("notready-") { "False" } else { "True" };
+                n.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status == want)
+            };
+            (list.items.len() == specs.len() && list.items.iter().all(|n| ready(n) == Some(true))).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Run kubectl (admin); returns (success, stdout + stderr).
+async fn kubectl(args: &[&str], stdin: Option<&[u8]>) -> (bool, String) {
+    let mut child = tokio::process::Command::new(kubectl_path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).await.unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    finished: Instant,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn row(&self, node: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{node} ")))
+            .unwrap_or_else(|| panic!("no report row for {node}:\n{}\n{}", self.stdout, self.stderr))
+    }
+
+    fn rows_with(&self, outcome: &str) -> usize {
+        self.stdout.lines().filter(|l| l.split_whitespace().nth(1) == Some(outcome)).count()
+    }
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Run the binary under test with exactly `vars` (plus KUBECONFIG unless given) and a 3-minute cap.
+async fn controller(vars: &[(&str, &str)]) -> Outcome {
+    let mut cmd = tokio::process::Command::new(env("QUAYCTL_BIN"));
+    cmd.env_clear().env("RUST_LOG", "info");
+    if !vars.iter().any(|(k, _)| *k == "KUBECONFIG") {
+        cmd.env("KUBECONFIG", env("KUBECONFIG"));
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.kill_on_drop(true).output())
+        .await
+        .expect("the controller ends within 3 minutes")
+        .expect("spawn the controller");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        finished: Instant::now(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The usual variables for a test: its namespace and node group, a helper image, a run id.
+fn base<'a>(ns: &'a str, selector: &'a str, run_id: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("QUAY_IMAGES", "nginx:1.27;registry.example.com/ml/pytorch:2.4"),
+        ("HELPER_IMAGE", HELPER_IMAGE),
+        ("NAMESPACE", ns),
+        ("NODE_SELECTOR", selector),
+        ("RUN_ID", run_id),
+        ("DEADLINE_SECONDS", "60"),
+        ("WAIT_GRACE_SECONDS", "30"),
+    ]
+}
+
+fn with<'a>(mut vars: Vec<(&'a str, &'a str)>, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    vars.extend_from_slice(extra);
+    vars
+}
+
+async fn jobs(client: &Client, ns: &str) -> Vec<Job> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default().labels(RUN_SELECTOR_PREFIX)).await.unwrap().items
+}
+
+fn condition_true(job: &Job, kind: &str) -> bool {
+    job.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == kind && c.status == "True")
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:02}")).collect()
+}
+
+// 1. Happy path: 20 nodes, 3 ineligible → 17 Jobs complete, exit 0, 3 skipped with reasons.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn happy_path_twenty_nodes_three_skipped() {
+    let client = client().await;
+    namespace(&client, "e2e-happy", &[]).await;
+    let mut specs = names("happy", 17);
+    specs.extend(["happy-cordoned:cordoned", "happy-tainted:noexecute", "notready-happy:notready"].map(String::from));
+    nodes(&client, "happy", &specs).await;
+
+    let run = controller(&base("e2e-happy", "e2e-group=happy", "happy-1")).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.rows_with("succeeded"), 17, "{run:?}");
+    assert!(run.row("happy-cordoned").contains("skipped") && run.row("happy-cordoned").contains("cordoned"));
+    assert!(run.row("happy-tainted").contains("tainted dedicated:NoExecute"), "{run:?}");
+    assert!(run.row("notready-happy").contains("not Ready (Ready=False, KubeletNotReady)"));
+    assert!(run.stdout.contains("17/17 eligible nodes succeeded") && run.stdout.contains("3 skipped of 20 nodes"));
+    assert!(run.stderr.contains("progress") || run.elapsed < Duration::from_secs(5), "progress lines while waiting");
+
+    let jobs = jobs(&client, "e2e-happy").await;
+    assert_eq!(jobs.len(), 17);
+    // The controller finishes on SuccessCriteriaMet; `Complete` follows once the pods are fully done.
+    eventually("every Job to be Complete in the API", Duration::from_secs(30), || async {
+        let all = self::jobs(&client, "e2e-happy").await;
+        all.iter().all(|j| condition_true(j, "Complete")).then_some(())
+    })
+    .await;
+    let pinned: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            let spec = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let terms = &spec.affinity.as_ref().unwrap().node_affinity.as_ref().unwrap();
+            let term =
+                &terms.required_during_scheduling_ignored_during_execution.as_ref().unwrap().node_selector_terms[0];
+            term.match_fields.as_ref().unwrap()[0].values.as_ref().unwrap()[0].clone()
+        })
+        .collect();
+    let mut expected = names("happy", 17);
+    let mut got = pinned;
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "one Job per eligible node, pinned by name");
+    // The pods really ran on the node they were pinned to.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-happy");
+    for pod in pods.list(&ListParams::default().labels(RUN_SELECTOR_PREFIX)).await.unwrap() {
+        let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
+        assert_eq!(pod.labels()["quayctl-controller/node"], node);
+    }
+}
+
+// 2. Failures: nodes whose pods fail → exit 1, each named with its reason.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn failing_nodes_exit_1_with_reasons() {
+    let client = client().await;
+    namespace(&client, "e2e-fail", &[]).await;
+    nodes(&client, "fail", &["fail-a-0:fail".into(), "fail-a-1:fail".into()]).await;
+    nodes(&client, "fail2", &["good-0".into(), "fail-b-0:fail".into()]).await;
+
+    let run = controller(&base("e2e-fail", "e2e-group in (fail, fail2)", "fail-1")).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    for node in ["fail-a-0", "fail-a-1", "fail-b-0"] {
+        let row = run.row(node);
+        assert!(row.contains(" failed "), "{row}");
+        assert!(
+            row.contains("BackoffLimitExceeded") && row.contains("exited 1 (Error): simulated pull failure"),
+            "{row}"
+        );
+    }
+    assert!(run.row("good-0").contains("succeeded"));
+    assert!(run.stdout.contains("1/4 eligible nodes succeeded, 3 failed"), "{run:?}");
+}
+
+// 3. Deadline: pods that never finish → DeadlineExceeded, exit 1, named as timed out, and the process
+//    exits within a few seconds of the last Job's terminal condition (not at deadline + grace).
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn deadline_exceeded_is_reported_as_timed_out_promptly() {
+    let client = client().await;
+    namespace(&client, "e2e-deadline", &[]).await;
+    nodes(&client, "deadline", &["slow-d-0:slow".into(), "slow-d-1:slow".into(), "quick-d-0".into()]).await;
+
+    let vars = with(base("e2e-deadline", "e2e-group=deadline", "deadline-1"), &[("DEADLINE_SECONDS", "6")]);
+    let run = controller(&vars).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    for node in ["slow-d-0", "slow-d-1"] {
+        let row = run.row(node);
+        assert!(row.contains("timed-out") && row.contains("DeadlineExceeded"), "{row}");
+    }
+    assert!(run.row("quick-d-0").contains("succeeded"));
+    assert!(run.elapsed < Duration::from_secs(6 + 30), "ended by the Jobs' conditions, not the grace: {run:?}");
+
+    // When did the Job controller mark the last Job terminal? The process must exit soon after.
+    let last_terminal = eventually("terminal conditions on the slow Jobs", Duration::from_secs(30), || async {
+        let all = jobs(&client, "e2e-deadline").await;
+        let times: Vec<_> = all
+            .iter()
+            .filter(|j| j.metadata.name.as_deref().unwrap().contains("slow"))
+            .filter_map(|j| {
+                j.status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .filter(|c| (c.type_ == "FailureTarget" || c.type_ == "Failed") && c.status == "True")
+                    .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                    .min()
+            })
+            .collect();
+        (times.len() == 2).then(|| times.into_iter().max().unwrap())
+    })
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let exited_ago = Duration::from_secs_f64(Instant::now().duration_since(run.finished).as_secs_f64());
+    let lag = (now.as_millisecond() - last_terminal.as_millisecond()) as f64 / 1000.0 - exited_ago.as_secs_f64();
+    // Condition times have 1 s resolution; the process should exit within a few seconds of the last one.
+    assert!(lag < 5.0, "exited {lag:.1}s after the last terminal condition: {run:?}");
+}
+
+// 4. quayctl strategy: the apiserver accepts the Jobs; the pod spec carries the image list, the docker
+//    socket and host networking.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn quayctl_strategy_jobs_are_accepted_and_faithful() {
+    let client = client().await;
+    namespace(&client, "e2e-quayctl", &[("pod-security.kubernetes.io/enforce", "privileged")]).await;
+    nodes(&client, "quayctl", &names("quayctl", 2)).await;
+    let vars = with(
+        base("e2e-quayctl", "e2e-group=quayctl", "quayctl-1"),
+        &[("PULL_STRATEGY", "quayctl"), ("QUAYCTL_IMAGE", "quay.io/coreos/quayctl:v0.0.1"), ("HELPER_IMAGE", "")],
+    );
+    let run = controller(&vars).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let jobs = jobs(&client, "e2e-quayctl").await;
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("quay.io/coreos/quayctl:v0.0.1"));
+        let env = c.env.as_ref().unwrap();
+        assert_eq!(env[0].name, "QUAY_IMAGES");
+        assert_eq!(env[0].value.as_deref(), Some("nginx:1.27;registry.example.com/ml/pytorch:2.4"));
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/var/run/docker.sock");
+        let socket = pod.volumes.as_ref().unwrap()[0].host_path.as_ref().unwrap();
+        assert_eq!((socket.path.as_str(), socket.type_.as_deref()), ("/var/run/docker.sock", Some("Socket")));
+    }
+}
+
+// 5. Re-run with the same RUN_ID, and two instances at once: no duplicate Jobs, correct tally.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn same_run_id_is_idempotent_even_when_concurrent() {
+    let client = client().await;
+    namespace(&client, "e2e-rerun", &[]).await;
+    nodes(&client, "rerun", &names("rerun", 5)).await;
+    let vars = base("e2e-rerun", "e2e-group=rerun", "rerun-1");
+
+    let (a, b) = tokio::join!(controller(&vars), controller(&vars));
+    for run in [&a, &b] {
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains("5/5 eligible nodes succeeded"), "{run:?}");
+    }
+    let adopted = [&a, &b].iter().map(|r| r.stderr.matches("adopting it").count()).sum::<usize>();
+    assert!(adopted >= 1, "the slower instance adopts the other's Jobs:\n{a:?}\n{b:?}");
+    assert_eq!(jobs(&client, "e2e-rerun").await.len(), 5, "no duplicate Jobs");
+
+    let again = controller(&vars).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.stderr.matches("adopting it").count(), 5, "{again:?}");
+    assert_eq!(jobs(&client, "e2e-rerun").await.len(), 5);
+
+    let other = controller(&with(vars.clone(), &[("RUN_ID", "rerun-2")])).await;
+    assert_eq!(other.code, 0, "{other:?}");
+    assert_eq!(jobs(&client, "e2e-rerun").await.len(), 10, "a new run id is a new set of Jobs");
+}
+
+// 6 + 7. RBAC and Pod Security: apply k8s/deploy (server dry-run first), run with a token of ITS
+// ServiceAccount in its `restricted` namespace → succeeds; remove one needed verb → exit 3, forbidden.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn deploy_manifests_rbac_and_pod_security() {
+    let client = client().await;
+    nodes(&client, "rbac", &names("rbac", 3)).await;
+    let manifest = std::fs::read_to_string(repo().join("k8s/deploy/quayctl-controller-cronjob.yaml")).unwrap();
+    let documents: Vec<&str> = manifest.split("\n---\n").collect();
+    // The Namespace first (everything else lives in it), then a server-side dry run of every document.
+    let (ok, out) = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(documents[0].as_bytes())).await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(documents[0].as_bytes())).await;
+    assert!(ok, "{out}");
+    for doc in &documents {
+        let (ok, out) = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(doc.as_bytes())).await;
+        assert!(ok, "server dry-run rejected a manifest: {out}\n{doc}");
+    }
+    let deploy = repo().join("k8s/deploy");
+    let (ok, out) = kubectl(&["apply", "-k", deploy.to_str().unwrap()], None).await;
+    assert!(ok, "{out}");
+    // Keep the hourly schedule from firing during the suite.
+    let (ok, out) = kubectl(
+        &["-n", "quayctl-controller", "patch", "cronjob", "quayctl-controller", "-p", r#"{"spec":{"suspend":true}}"#],
+        None,
+    )
+    .await;
+    assert!(ok, "{out}");
+
+    let (ok, token) = kubectl(&["-n", "quayctl-controller", "create", "token", "quayctl-controller"], None).await;
+    assert!(ok, "{token}");
+    let admin = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
+    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap();
+    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap();
+    let kubeconfig = std::env::temp_dir().join(format!("quayctl-e2e-sa-{}.kubeconfig", std::process::id()));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: {server}, certificate-authority: {ca}}}\n\
+             contexts:\n- name: c\n  context: {{cluster: c, user: sa, namespace: quayctl-controller}}\ncurrent-context: c\n\
+             users:\n- name: sa\n  user: {{token: {}}}\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    let kc = kubeconfig.to_str().unwrap();
+    let vars = vec![
+        ("KUBECONFIG", kc),
+        ("QUAY_IMAGES", "busybox:1.36;nginx:1.27"),
+        ("HELPER_IMAGE", HELPER_IMAGE),
+        ("NODE_SELECTOR", "e2e-group=rbac"),
+        ("RUN_ID", "rbac-1"),
+        ("DEADLINE_SECONDS", "30"),
+    ];
+    let run = controller(&vars).await;
+    assert_eq!(run.code, 0, "the ServiceAccount's RBAC is enough, and restricted PSS admits the pods: {run:?}");
+    assert!(run.stdout.contains("3/3 eligible nodes succeeded"));
+    assert_eq!(jobs(&client, "quayctl-controller").await.len(), 3, "namespace from the kubeconfig");
+
+    // Remove one needed verb: creating Jobs.
+    let patch = r#"[{"op":"replace","path":"/rules/0/verbs","value":["get","list","watch","delete"]}]"#;
+    let (ok, out) =
+        kubectl(&["-n", "quayctl-controller", "patch", "role", "quayctl-controller", "--type=json", "-p", patch], None)
+            .await;
+    assert!(ok, "{out}");
+    let run = controller(&with(vars.clone(), &[("RUN_ID", "rbac-2")])).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("forbidden: cannot create jobs.batch in namespace \"quayctl-controller\""), "{run:?}");
+    assert!(
+        run.stderr.contains("cannot create resource \\\"jobs\\\"")
+            || run.stderr.contains("cannot create resource \"jobs\""),
+        "{run:?}"
+    );
+
+    // And without `list` on nodes the run stops before creating anything.
+    let (ok, out) = kubectl(&["delete", "clusterrolebinding", "quayctl-controller"], None).await;
+    assert!(ok, "{out}");
+    let run = controller(&with(vars, &[("RUN_ID", "rbac-3")])).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("forbidden: cannot list nodes"), "{run:?}");
+    assert_eq!(jobs(&client, "quayctl-controller").await.len(), 3, "nothing new was created");
+    let _ = std::fs::remove_file(kubeconfig);
+}
+
+// 7. Pod Security: the kubelet strategy's pods pass `restricted`; the quayctl strategy's do not (the
+//    negative control shows the namespace really enforces).
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn restricted_pod_security_admits_kubelet_strategy_pods() {
+    let client = client().await;
+    let restricted = [
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-security.kubernetes.io/enforce-version", "latest"),
+    ];
+    namespace(&client, "e2e-restricted", &restricted).await;
+    nodes(&client, "restricted", &names("restricted", 2)).await;
+    let vars = base("e2e-restricted", "e2e-group=restricted", "pss-1");
+    let run = controller(&vars).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-restricted");
+    let admitted = pods.list(&ListParams::default().labels("quayctl-controller/run=pss-1")).await.unwrap();
+    assert_eq!(admitted.items.len(), 2, "PodSecurity admitted both puller pods");
+
+    let quayctl = with(
+        vars,
+        &[
+            ("RUN_ID", "pss-2"),
+            ("PULL_STRATEGY", "quayctl"),
+            ("QUAYCTL_IMAGE", "quay.io/coreos/quayctl:v0.0.1"),
+            ("DEADLINE_SECONDS", "4"),
+        ],
+    );
+    let run = controller(&quayctl).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let events =
+        kubectl(&["-n", "e2e-restricted", "get", "events", "--field-selector", "reason=FailedCreate"], None).await.1;
+    assert!(events.contains("violates PodSecurity \"restricted:latest\""), "{events}");
+}
+
+// 8. Ownership and cleanup: as if in a pod owned by the CronJob's Job → puller Jobs carry the
+//    ownerReference and its name as run id; deleting the parent removes them; TTL removes finished Jobs.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn ownership_garbage_collection_and_ttl() {
+    let client = client().await;
+    namespace(&client, "e2e-owner", &[]).await;
+    nodes(&client, "owner", &names("owner", 3)).await;
+    let jobs_api: Api<Job> = Api::namespaced(client.clone(), "e2e-owner");
+    let parent: Job = serde_json::from_value(json!({
+        "metadata": {"name": "quayctl-controller-29000000"},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": HELPER_IMAGE}]}}},
+    }))
+    .unwrap();
+    let parent = jobs_api.create(&PostParams::default(), &parent).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-owner");
+    let me: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "quayctl-controller-29000000-abcde", "ownerReferences": [{
+            "apiVersion": "batch/v1", "kind": "Job", "name": parent.metadata.name, "uid": parent.metadata.uid,
+            "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"nodeSelector": {"e2e-group": "nowhere"}, "containers": [
+            {"name": "quayctl-controller", "image": "registry.example.com/platform/quayctl-controller:0.1.0"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &me).await.unwrap();
+
+    let run = controller(&[
+        ("QUAY_IMAGES", "nginx:1.27"),
+        ("NODE_SELECTOR", "e2e-group=owner"),
+        ("POD_NAME", "quayctl-controller-29000000-abcde"),
+        ("POD_NAMESPACE", "e2e-owner"),
+        ("TTL_SECONDS_AFTER_FINISHED", "600"),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let pullers = jobs(&client, "e2e-owner").await;
+    assert_eq!(pullers.len(), 3);
+    for job in &pullers {
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Job", "quayctl-controller-29000000"));
+        assert_eq!(Some(&owner.uid), parent.metadata.uid.as_ref());
+        assert_eq!(job.labels()["quayctl-controller/run"], "quayctl-controller-29000000", "run id = parent Job");
+        let init = &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0];
+        assert_eq!(
+            init.image.as_deref(),
+            Some("registry.example.com/platform/quayctl-controller:0.1.0"),
+            "helper = own image"
+        );
+    }
+    // The run's summary is published as an Event on the parent Job.
+    let events = kubectl(
+        &["-n", "e2e-owner", "get", "events", "--field-selector", "reason=PrePullSucceeded", "-o", "name"],
+        None,
+    )
+    .await;
+    assert!(events.0 && !events.1.trim().is_empty(), "summary Event: {}", events.1);
+
+    jobs_api.delete("quayctl-controller-29000000", &DeleteParams::background()).await.unwrap();
+    eventually("the garbage collector to delete the puller Jobs", Duration::from_secs(90), || async {
+        jobs(&client, "e2e-owner").await.is_empty().then_some(())
+    })
+    .await;
+
+    // TTL: finished Jobs and their pods are removed by the ttl-after-finished controller.
+    let run =
+        controller(&with(base("e2e-owner", "e2e-group=owner", "ttl-1"), &[("TTL_SECONDS_AFTER_FINISHED", "1")])).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    eventually("the TTL controller to delete finished Jobs and their pods", Duration::from_secs(90), || async {
+        let no_jobs = jobs(&client, "e2e-owner").await.is_empty();
+        let no_pods =
+            pods.list(&ListParams::default().labels("quayctl-controller/run=ttl-1")).await.ok()?.items.is_empty();
+        (no_jobs && no_pods).then_some(())
+    })
+    .await;
+}
+
+// 9. Bad inputs → exit 2, the message names the variable, and nothing was created.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn bad_inputs_exit_2_and_create_nothing() {
+    let client = client().await;
+    namespace(&client, "e2e-bad", &[]).await;
+    nodes(&client, "bad", &names("bad", 2)).await;
+    let good = base("e2e-bad", "e2e-group=bad", "bad-1");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("QUAY_IMAGES", "")], "QUAY_IMAGES=\"\""),
+        (&[("QUAY_IMAGES", "nginx;Not A Ref")], "QUAY_IMAGES=\"nginx;Not A Ref\": entry 2"),
+        (&[("QUAY_IMAGES", "a;;b")], "QUAY_IMAGES=\"a;;b\": entry 2 is empty"),
+        (&[("DEADLINE_SECONDS", "0")], "DEADLINE_SECONDS=\"0\""),
+        (&[("DEADLINE_SECONDS", "-1")], "DEADLINE_SECONDS=\"-1\""),
+        (&[("DEADLINE_SECONDS", "soon")], "DEADLINE_SECONDS=\"soon\""),
+        (&[("PULL_STRATEGY", "bittorrent")], "PULL_STRATEGY=\"bittorrent\""),
+        (&[("PULL_STRATEGY", "quayctl")], "QUAYCTL_IMAGE is not set"),
+        (&[("LOG_FORMAT", "xml")], "LOG_FORMAT=\"xml\""),
+    ];
+    for (extra, expected) in cases {
+        let run = controller(&with(good.clone(), extra)).await;
+        assert_eq!(run.code, 2, "{extra:?}: {run:?}");
+        assert!(run.stderr.contains(expected), "{extra:?}: expected `{expected}` in {run:?}");
+        assert!(run.stderr.contains("nothing was created"), "{run:?}");
+    }
+    let unset = controller(&good.iter().copied().filter(|(k, _)| *k != "QUAY_IMAGES").collect::<Vec<_>>()).await;
+    assert_eq!(unset.code, 2, "{unset:?}");
+    assert!(unset.stderr.contains("QUAY_IMAGES is not set"));
+    assert!(jobs(&client, "e2e-bad").await.is_empty(), "no Job was created by any bad run");
+}
+
+// 10. DRY_RUN=true creates nothing and prints Jobs that the apiserver accepts.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn dry_run_prints_jobs_the_apiserver_accepts() {
+    let client = client().await;
+    namespace(&client, "e2e-dry", &[]).await;
+    nodes(&client, "dry", &names("dry", 3)).await;
+    for strategy in [vec![], vec![("PULL_STRATEGY", "quayctl"), ("QUAYCTL_IMAGE", "quay.io/coreos/quayctl:v0.0.1")]] {
+        let mut extra = vec![("DRY_RUN", "true")];
+        extra.extend(strategy);
+        let run = controller(&with(base("e2e-dry", "e2e-group=dry", "dry-1"), &extra)).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stdout.matches("kind: Job").count(), 3, "{run:?}");
+        let (ok, out) = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(run.stdout.as_bytes())).await;
+        assert!(ok, "{out}");
+        assert_eq!(out.matches("created (server dry run)").count(), 3, "{out}");
+        assert!(jobs(&client, "e2e-dry").await.is_empty(), "dry run created nothing");
+    }
+}
+
+// The shipped binary is fully static: it runs from an empty root with only a kubeconfig, as in
+// `docker run -v kubeconfig ... quayctl-controller` on distroless/static.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn static_binary_runs_in_an_empty_root() {
+    let client = client().await;
+    namespace(&client, "e2e-static", &[]).await;
+    nodes(&client, "static", &names("static", 2)).await;
+    let root = std::env::temp_dir().join(format!("quayctl-e2e-root-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(env("QUAYCTL_BIN"), root.join("quayctl-controller")).unwrap();
+    let admin = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
+    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap();
+    std::fs::copy(ca, root.join("ca.crt")).unwrap();
+    std::fs::write(root.join("kubeconfig"), admin.replace(ca, "/ca.crt")).unwrap();
+    let out = tokio::process::Command::new("chroot")
+        .arg(&root)
+        .arg("/quayctl-controller")
+        .env_clear()
+        .envs([
+            ("KUBECONFIG", "/kubeconfig"),
+            ("QUAY_IMAGES", "nginx:1.27"),
+            ("HELPER_IMAGE", HELPER_IMAGE),
+            ("NAMESPACE", "e2e-static"),
+            ("NODE_SELECTOR", "e2e-group=static"),
+            ("RUN_ID", "static-1"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .output()
+        .await
+        .expect("chroot (the suite runs as root)");
+    std::fs::remove_dir_all(&root).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    for line in stderr.lines() {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("LOG_FORMAT=json line {line:?}: {e}"));
+        assert!(entry["level"].is_string() && entry["message"].is_string(), "{line}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2/2 eligible nodes succeeded"));
+}
