@@ -93,12 +93,13 @@ up() {
   openssl genrsa -out "$state/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$state/pki/sa.key" -pubout -out "$state/pki/sa.pub" 2>/dev/null
   admin_token=$(openssl rand -hex 16); kcm_token=$(openssl rand -hex 16)
-  scheduler_token=$(openssl rand -hex 16); kwok_token=$(openssl rand -hex 16)
+  scheduler_token=$(openssl rand -hex 16); kwok_token=$(openssl rand -hex 16); controller_token=$(openssl rand -hex 16)
   cat > "$state/tokens.csv" <<T
 $admin_token,admin,admin,"system:masters"
 $kcm_token,system:kube-controller-manager,kcm,"system:masters"
 $scheduler_token,system:kube-scheduler,scheduler
 $kwok_token,kwok,kwok,"system:masters"
+$controller_token,quayctl-controller,quayctl-controller,"system:masters"
 T
   cat > "$state/audit-policy.yaml" <<'A'
 apiVersion: audit.k8s.io/v1
@@ -131,6 +132,8 @@ A
   kubeconfig "$state/kcm.kubeconfig" "$kcm_token"
   kubeconfig "$state/scheduler.kubeconfig" "$scheduler_token"
   kubeconfig "$state/kwok.kubeconfig" "$kwok_token"
+  # An admin identity of its own, so the audit log can tell the controller's requests apart (make bench).
+  kubeconfig "$state/controller.kubeconfig" "$controller_token"
   wait_for "kube-apiserver /readyz" 90 "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig" get --raw /readyz
 
   log "starting kube-controller-manager, kube-scheduler, kwok"

@@ -638,7 +638,9 @@ async fn static_binary_runs_in_an_empty_root() {
     let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap();
     std::fs::copy(ca, root.join("ca.crt")).unwrap();
     std::fs::write(root.join("kubeconfig"), admin.replace(ca, "/ca.crt")).unwrap();
-    let out = tokio::process::Command::new("chroot")
+    let chroot =
+        ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let out = tokio::process::Command::new(chroot.expect("chroot(8) is installed (coreutils)"))
         .arg(&root)
         .arg("/quayctl-controller")
         .env_clear()
