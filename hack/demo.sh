@@ -20,7 +20,7 @@ for i in $(seq -w 1 14); do nodes+=("worker-$i"); done
 nodes+=(worker-15:cordoned gpu-01:noschedule infra-01:noexecute notready-01:notready fail-01:fail slow-01:slow)
 "$here/nodes.sh" "${nodes[@]}" | kubectl apply -f - >/dev/null
 kubectl create namespace quayctl-demo >/dev/null
-kubectl wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null 2>&1 || true
+kubectl wait --for=condition=Ready node -l 'type=kwok,quayctl-e2e/shape!=notready' --timeout=60s >/dev/null
 
 cat <<MSG
 
@@ -28,11 +28,11 @@ cat <<MSG
     14 healthy, 1 cordoned, 1 NoSchedule, 1 NoExecute, 1 NotReady,
     1 whose puller fails (fail-01), 1 whose puller never finishes (slow-01, DEADLINE_SECONDS=15)
 
-\$ QUAY_IMAGES='nginx:1.27;quay.io/prometheus/node-exporter:v1.8.2;nginx' DEADLINE_SECONDS=15 quayctl-controller
+\$ QUAY_IMAGES='nginx:1.27;quay.io/prometheus/node-exporter:v1.8.2;docker.io/library/nginx:1.27' DEADLINE_SECONDS=15 quayctl-controller
 
 MSG
 set +e
-QUAY_IMAGES='nginx:1.27;quay.io/prometheus/node-exporter:v1.8.2;nginx' \
+QUAY_IMAGES='nginx:1.27;quay.io/prometheus/node-exporter:v1.8.2;docker.io/library/nginx:1.27' \
 DEADLINE_SECONDS=15 WAIT_GRACE_SECONDS=30 NAMESPACE=quayctl-demo HELPER_IMAGE=quayctl-controller:0.1.0 \
   "$bin"
 code=$?

@@ -23,7 +23,7 @@ for arg in "$@"; do
   [ "$shape" = cordoned ] && unschedulable=true
   [ "$shape" = noschedule ] && taints='[{key: dedicated, value: infra, effect: NoSchedule}]'
   [ "$shape" = noexecute ] && taints='[{key: dedicated, value: infra, effect: NoExecute}]'
-  labels="kubernetes.io/hostname: $name, kubernetes.io/os: linux, type: kwok"
+  labels="kubernetes.io/hostname: $name, kubernetes.io/os: linux, type: kwok, quayctl-e2e/shape: $shape"
   if [ -n "${NODE_LABELS:-}" ]; then
     IFS=',' read -ra extra <<< "$NODE_LABELS"
     for kv in "${extra[@]}"; do labels="$labels, ${kv%%=*}: \"${kv#*=}\""; done

@@ -21,6 +21,10 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// kube-runtime watchers retry forever; this only happens if that ever changes.
+    #[error("cannot {0}: the watch stream ended")]
+    WatchEnded(String),
+
     #[error("cannot connect to Kubernetes: {0}")]
     Connect(#[source] kube::Error),
 

@@ -211,7 +211,7 @@ pub async fn wait_for_jobs(
                     }
                     warn!(error = %e, "Job watch failed; retrying with backoff");
                 }
-                None => unreachable!("kube-runtime watchers never end"),
+                None => return Err(Error::WatchEnded(action("jobs.batch"))),
             },
             event = pods.next() => match event {
                 Some(Ok(event)) => {
@@ -225,7 +225,7 @@ pub async fn wait_for_jobs(
                     }
                     warn!(error = %e, "pod watch failed; retrying with backoff");
                 }
-                None => unreachable!("kube-runtime watchers never end"),
+                None => return Err(Error::WatchEnded(action("pods"))),
             },
             _ = tokio::time::sleep_until(deadline) => {
                 tracker.time_out_pending(deadline.saturating_duration_since(started), Instant::now());
