@@ -31,9 +31,9 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 sleep 2 # the audit log is written in 1 s batches
 
-python3 - "$state" "$n" "$start" "$end" <<'PY'
+python3 - "$state" "$n" "$start" "$end" "${BENCH_CONCURRENCY:-16}" <<'PY'
 import json, sys, collections, datetime
-state, n, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+state, n, start, end, concurrency = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 log = [json.loads(l) for l in open(f"{state}/controller.log")]
 t = lambda e: datetime.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
 first = t(log[0])
@@ -47,7 +47,7 @@ for line in open(f"{state}/logs/audit.jsonl"):
     counts[(e["verb"], r.get("resource", "?"))] += 1
 rss = int(open(f"{state}/maxrss").read().split()[-1])
 total = sum(counts.values())
-print(f"\nquayctl-controller bench: {n} nodes, 2 images, kubelet strategy (kwok), create concurrency as set")
+print(f"\nquayctl-controller bench: {n} nodes, 2 images, kubelet strategy (kwok), CREATE_CONCURRENCY={concurrency}")
 print(f"  wall time, start to exit          {end - start:8.1f} s")
 print(f"  create phase ({n} Jobs)            {t(created) - first:8.1f} s")
 print(f"  peak RSS                          {rss / 1024:8.1f} MiB")
