@@ -30,9 +30,10 @@ e2e: control-plane ## e2e suite: builds the static binary, starts a local cluste
 control-plane: ## build (once, cached in ~/.cache) kube-apiserver, KCM, scheduler, kubectl, etcd, kwok
 	hack/build-control-plane.sh >/dev/null
 
-lint: ## rustfmt, clippy (-D warnings), actionlint on the GitHub workflow
+lint: ## rustfmt, clippy (-D warnings), shellcheck on the scripts, actionlint on the GitHub workflow
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+	shellcheck -x hack/*.sh .ci/run
 	hack/actionlint.sh
 
 image: ## docker build (needs a Docker engine)

@@ -11,4 +11,4 @@ if [ ! -x "$bin/actionlint" ]; then
 fi
 cd "$here/.."
 "$bin/actionlint" -no-color .github/workflows/*.yml
-echo "[actionlint] ok: $(ls .github/workflows/*.yml | tr '\n' ' ')"
+echo "[actionlint] ok:" .github/workflows/*.yml

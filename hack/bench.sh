@@ -3,22 +3,16 @@
 # control plane: wall time, time to create every Job, peak memory of the controller, and the API
 # requests it made (counted from the apiserver's audit log, by verb and resource).
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(dirname "$here")
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 n=${BENCH_NODES:-500}
-make --no-print-directory build >/dev/null
-bin=$root/target/${TARGET:-$(uname -m)-unknown-linux-gnu}/release/quayctl-controller
-
-state=$(mktemp -d "${TMPDIR:-/tmp}/quayctl-bench.XXXXXX")
-trap '"$here/cluster.sh" down "$state"; rm -rf "$state"' EXIT
-"$here/cluster.sh" up "$state"
-# shellcheck disable=SC1091
-. "$state/env"
+build_static_binary
+start_cluster bench
 
 echo "[bench] creating $n nodes"
 specs=(); for i in $(seq -w 1 "$n"); do specs+=("bench-$i"); done
-"$here/nodes.sh" "${specs[@]}" | kubectl apply -f - >/dev/null
+"$hack/nodes.sh" "${specs[@]}" | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready node -l type=kwok --timeout=300s >/dev/null
 kubectl create namespace bench >/dev/null
 

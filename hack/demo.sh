@@ -3,22 +3,16 @@
 # Builds what is missing (control plane, static binary), starts the cluster, runs the controller
 # with its human log, prints the table and exit code, and tears everything down.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(dirname "$here")
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-make --no-print-directory build >/dev/null
-bin=$root/target/${TARGET:-$(uname -m)-unknown-linux-gnu}/release/quayctl-controller
-
-state=$(mktemp -d "${TMPDIR:-/tmp}/quayctl-demo.XXXXXX")
-trap '"$here/cluster.sh" down "$state"; rm -rf "$state"' EXIT
-"$here/cluster.sh" up "$state"
-# shellcheck disable=SC1091
-. "$state/env"
+build_static_binary
+start_cluster demo
 
 nodes=()
 for i in $(seq -w 1 14); do nodes+=("worker-$i"); done
 nodes+=(worker-15:cordoned gpu-01:noschedule infra-01:noexecute notready-01:notready fail-01:fail slow-01:slow)
-"$here/nodes.sh" "${nodes[@]}" | kubectl apply -f - >/dev/null
+"$hack/nodes.sh" "${nodes[@]}" | kubectl apply -f - >/dev/null
 kubectl create namespace quayctl-demo >/dev/null
 kubectl wait --for=condition=Ready node -l 'type=kwok,quayctl-e2e/shape!=notready' --timeout=60s >/dev/null
 

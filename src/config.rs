@@ -7,6 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::images::{Image, parse_image_list};
+use crate::naming::{is_dns_label, is_dns_subdomain, is_label_value};
 
 pub const DEFAULT_DEADLINE_SECONDS: i64 = 300;
 pub const MAX_DEADLINE_SECONDS: i64 = 86_400;
@@ -285,27 +286,6 @@ impl Validator {
             wait_grace_seconds,
         })
     }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// A Kubernetes label value (empty not allowed here).
-pub fn is_label_value(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
 
 fn is_label_key(s: &str) -> bool {

@@ -7,6 +7,29 @@ use sha2::{Digest, Sha256};
 pub const MAX_NAME_LEN: usize = 63;
 const HASH_LEN: usize = 10;
 
+/// A DNS-1123 label: namespaces, Job and container names.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain: object names such as node and pod names.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// A non-empty Kubernetes label value.
+pub fn is_label_value(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
 /// First `HASH_LEN` hex digits of the SHA-256 of `input`.
 pub fn short_hash(input: &str) -> String {
     let digest = Sha256::digest(input.as_bytes());
@@ -51,12 +74,7 @@ pub fn job_name(run_id: &str, node: &str) -> String {
 
 /// A label value standing for `value` (node names may be DNS subdomains up to 253 characters).
 pub fn label_value(value: &str) -> String {
-    let valid = value.len() <= MAX_NAME_LEN
-        && !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric();
-    if valid {
+    if is_label_value(value) {
         return value.to_string();
     }
     fit(value, to_dns_chars(value), MAX_NAME_LEN)
@@ -74,14 +92,6 @@ pub fn container_name(index: usize, short: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn is_dns_label(s: &str) -> bool {
-        !s.is_empty()
-            && s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-')
-    }
 
     #[test]
     fn short_names_are_kept_readable() {

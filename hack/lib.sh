@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Shared by e2e.sh, demo.sh and bench.sh (source it): the static binary under test and a throwaway
+# local cluster, torn down on exit, with the control-plane logs printed if the script fails.
+
+hack=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$hack")
+
+# build_static_binary: `make build` (cargo decides what is stale); sets $bin.
+build_static_binary() {
+  make -C "$root" --no-print-directory build >&2
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  bin=$root/target/${TARGET:-$(uname -m)-unknown-linux-gnu}/release/quayctl-controller
+}
+
+# start_cluster NAME: start a cluster in a fresh temp dir (sets $state, sources its env: KUBECONFIG,
+# PATH with kubectl) and arrange for it to be stopped when the script exits.
+start_cluster() {
+  state=$(mktemp -d "${TMPDIR:-/tmp}/quayctl-$1.XXXXXX")
+  trap stop_cluster EXIT
+  "$hack/cluster.sh" up "$state"
+  # shellcheck disable=SC1091
+  . "$state/env"
+}
+
+stop_cluster() {
+  local status=$?
+  if [ $status -ne 0 ]; then
+    echo "[$(basename "$0")] FAILED (exit $status): control-plane logs follow" >&2
+    "$hack/cluster.sh" logs "$state" >&2 || true
+  fi
+  "$hack/cluster.sh" down "$state" || true
+  if [ $status -eq 0 ]; then rm -rf "$state"; else echo "[$(basename "$0")] state kept in $state" >&2; fi
+  exit $status
+}
