@@ -222,8 +222,9 @@ where
     unreachable!("the loop returns on the last attempt")
 }
 
-/// The client error inside a watcher error, when it is one that no retry will fix (401/403).
-pub fn fatal_watch_error(e: &watcher::Error) -> Option<(u16, String)> {
+/// The run-stopping error inside a watcher error, if it is one no retry will fix (401, 403);
+/// anything else the watcher's backoff retries.
+pub fn fatal_watch_error(e: &watcher::Error, action: String) -> Option<Error> {
     let status = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
@@ -231,5 +232,5 @@ pub fn fatal_watch_error(e: &watcher::Error) -> Option<(u16, String)> {
         watcher::Error::WatchError(s) => s,
         _ => return None,
     };
-    matches!(status.code, 401 | 403).then(|| (status.code, status.message.clone()))
+    matches!(status.code, 401 | 403).then(|| Error::api(action, kube::Error::Api(status.clone())))
 }

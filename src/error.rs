@@ -52,6 +52,11 @@ impl Error {
         }
     }
 
+    /// Writing the report or the dry-run YAML failed (a closed stdout, a serializer error).
+    pub fn output(e: impl std::fmt::Display) -> Error {
+        Error::Output(e.to_string())
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Config(_) => ExitCode::BadConfig,

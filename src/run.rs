@@ -73,10 +73,7 @@ pub async fn run(
     info!(nodes = total_nodes, eligible = eligible.len(), skipped = skipped.len(), "listed nodes");
 
     if config.dry_run {
-        for node in &eligible {
-            let yaml = serde_saphyr::to_string(&template.build(node)).map_err(|e| Error::Output(e.to_string()))?;
-            write!(out, "---\n{yaml}").map_err(|e| Error::Output(e.to_string()))?;
-        }
+        print_jobs(out, &template, &eligible)?;
         info!(jobs = eligible.len(), "dry run: printed the Jobs, created nothing");
         return Ok(Finished::DryRun { jobs: eligible.len() });
     }
@@ -108,9 +105,8 @@ pub async fn run(
     report.add_tracked(tracker.entries());
     report.elapsed = started.elapsed();
 
-    out.write_all(report.table().as_bytes()).map_err(|e| Error::Output(e.to_string()))?;
     let summary = report.summary();
-    writeln!(out, "{summary}").map_err(|e| Error::Output(e.to_string()))?;
+    writeln!(out, "{}{summary}", report.table()).map_err(Error::output)?;
     let counts = report.counts();
     info!(
         run = %template.run_id,
@@ -119,15 +115,25 @@ pub async fn run(
         timed_out = counts.timed_out,
         deleted = counts.deleted,
         not_created = counts.not_created,
+        unfinished = counts.unfinished,
         skipped = report.skipped.len(),
         exit_code = report.exit_code().code(),
-        "{summary}"
+        "run finished"
     );
     if let Some(target) = &me.event_target {
         let instance = config.pod.as_ref().map(|p| p.name.clone());
         cluster.publish_event(target, report.exit_code() == ExitCode::Success, summary, instance).await;
     }
     Ok(Finished::Report(report))
+}
+
+/// `DRY_RUN=true`: every Job as one YAML document.
+fn print_jobs(out: &mut (dyn Write + Send), template: &JobTemplate, nodes: &[String]) -> Result<()> {
+    for node in nodes {
+        let yaml = serde_saphyr::to_string(&template.build(node)).map_err(Error::output)?;
+        write!(out, "---\n{yaml}").map_err(Error::output)?;
+    }
+    Ok(())
 }
 
 /// The per-run Job template: run id, helper image and owner come from config or the controller's pod.

@@ -205,12 +205,7 @@ pub async fn wait_for_jobs(
                         log_finished(&done, tracker);
                     }
                 }
-                Some(Err(e)) => {
-                    if let Some((_, message)) = fatal_watch_error(&e) {
-                        return Err(Error::Forbidden { action: action("jobs.batch"), message });
-                    }
-                    warn!(error = %e, "Job watch failed; retrying with backoff");
-                }
+                Some(Err(e)) => watch_failed(&e, action("jobs.batch"))?,
                 None => return Err(Error::WatchEnded(action("jobs.batch"))),
             },
             event = pods.next() => match event {
@@ -219,12 +214,7 @@ pub async fn wait_for_jobs(
                         warn!(%node, %problem, "puller pod has a problem");
                     }
                 }
-                Some(Err(e)) => {
-                    if let Some((_, message)) = fatal_watch_error(&e) {
-                        return Err(Error::Forbidden { action: action("pods"), message });
-                    }
-                    warn!(error = %e, "pod watch failed; retrying with backoff");
-                }
+                Some(Err(e)) => watch_failed(&e, action("pods"))?,
                 None => return Err(Error::WatchEnded(action("pods"))),
             },
             _ = tokio::time::sleep_until(deadline) => {
@@ -245,6 +235,17 @@ pub async fn wait_for_jobs(
         }
     }
     Ok(WaitEnd::AllDone)
+}
+
+/// A watch error stops the run when no retry can fix it; otherwise the watcher backs off and retries.
+fn watch_failed(e: &kube::runtime::watcher::Error, action: String) -> Result<()> {
+    match fatal_watch_error(e, action.clone()) {
+        Some(fatal) => Err(fatal),
+        None => {
+            warn!(error = %e, "cannot {action} for now; retrying with backoff");
+            Ok(())
+        }
+    }
 }
 
 fn log_finished(done: &Tracked, tracker: &Tracker) {
