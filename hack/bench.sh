@@ -23,7 +23,6 @@ start=$(date +%s.%N)
   DEADLINE_SECONDS=600 CREATE_CONCURRENCY="${BENCH_CONCURRENCY:-16}" LOG_FORMAT=json \
   "$bin" > "$state/report.txt" 2> "$state/controller.log" || { cat "$state/controller.log"; exit 1; }
 end=$(date +%s.%N)
-sleep 2 # the audit log is written in 1 s batches
 
 python3 - "$state" "$n" "$start" "$end" "${BENCH_CONCURRENCY:-16}" <<'PY'
 import json, sys, collections, datetime

@@ -127,7 +127,7 @@ A
     --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
     --disable-admission-plugins TaintNodesByCondition \
     --audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$state/logs/audit.jsonl" \
-    --audit-log-mode batch --audit-log-batch-max-wait 1s
+    --audit-log-mode blocking
   kubeconfig "$state/admin.kubeconfig" "$admin_token"
   kubeconfig "$state/kcm.kubeconfig" "$kcm_token"
   kubeconfig "$state/scheduler.kubeconfig" "$scheduler_token"
