@@ -13,7 +13,7 @@ start_cluster bench
 echo "[bench] creating $n nodes"
 specs=(); for i in $(seq -w 1 "$n"); do specs+=("bench-$i"); done
 "$hack/nodes.sh" "${specs[@]}" | kubectl apply -f - >/dev/null
-kubectl wait --for=condition=Ready node -l type=kwok --timeout=300s >/dev/null
+wait_ready_nodes "$n" 600
 kubectl create namespace bench >/dev/null
 
 echo "[bench] running the controller (user quayctl-controller in the audit log)"

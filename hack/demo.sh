@@ -14,7 +14,7 @@ for i in $(seq -w 1 14); do nodes+=("worker-$i"); done
 nodes+=(worker-15:cordoned gpu-01:noschedule infra-01:noexecute notready-01:notready fail-01:fail slow-01:slow)
 "$hack/nodes.sh" "${nodes[@]}" | kubectl apply -f - >/dev/null
 kubectl create namespace quayctl-demo >/dev/null
-kubectl wait --for=condition=Ready node -l 'type=kwok,quayctl-e2e/shape!=notready' --timeout=60s >/dev/null
+wait_ready_nodes 19 60
 
 cat <<MSG
 

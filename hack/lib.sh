@@ -32,3 +32,19 @@ stop_cluster() {
   if [ $status -eq 0 ]; then rm -rf "$state"; else echo "[$(basename "$0")] state kept in $state" >&2; fi
   exit $status
 }
+
+# wait_ready_nodes COUNT TIMEOUT: poll until at least COUNT kwok nodes are Ready (one list per poll;
+# `kubectl wait` goes node by node and takes minutes at a few thousand nodes).
+wait_ready_nodes() {
+  local want=$1 deadline=$(( $(date +%s) + $2 )) ready
+  local jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}'
+  while :; do
+    ready=$(kubectl get nodes -l type=kwok -o jsonpath="$jsonpath" | grep -c True || true)
+    [ "$ready" -ge "$want" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "timed out after $2 s: $ready of $want nodes Ready" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}

@@ -666,3 +666,44 @@ async fn static_binary_runs_in_an_empty_root() {
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("2/2 eligible nodes succeeded"));
 }
+
+// SIGTERM (a CronJob's activeDeadlineSeconds, a drained node): stop, print a partial report, exit 143,
+// and leave the created Jobs to finish and to their TTL.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn sigterm_prints_a_partial_report_and_exits_143() {
+    let client = client().await;
+    namespace(&client, "e2e-sigterm", &[]).await;
+    nodes(&client, "sigterm", &["slow-t-0:slow".into(), "slow-t-1:slow".into(), "quick-t-0".into()]).await;
+    let child = tokio::process::Command::new(env("QUAYCTL_BIN"))
+        .env_clear()
+        .env("KUBECONFIG", env("KUBECONFIG"))
+        .envs(base("e2e-sigterm", "e2e-group=sigterm", "sigterm-1"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Once the quick node's Job is Complete, the run is in its wait with the slow ones still open.
+    eventually("the quick node's Job to complete", Duration::from_secs(60), || async {
+        jobs(&client, "e2e-sigterm").await.iter().any(|j| condition_true(j, "Complete")).then_some(())
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let out =
+        tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.expect("exits promptly").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
+    assert!(stdout.contains("interrupted by SIGTERM"), "{stdout}");
+    for node in ["slow-t-0", "slow-t-1"] {
+        let row = stdout.lines().find(|l| l.starts_with(node)).unwrap_or_default();
+        assert!(row.contains("unfinished"), "{stdout}");
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("quick-t-0") && l.contains("succeeded")), "{stdout}");
+    let left = jobs(&client, "e2e-sigterm").await;
+    assert_eq!(left.len(), 3, "created Jobs are left to finish and to their TTL");
+    assert!(left.iter().all(|j| j.spec.as_ref().unwrap().ttl_seconds_after_finished == Some(3600)));
+}
