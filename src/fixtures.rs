@@ -45,6 +45,8 @@ struct Behavior {
     existing: Vec<Job>,
     /// Jobs that are created but gone by the time the watcher lists.
     vanish: Vec<&'static str>,
+    /// The controller's own pod, served for GET /api/v1/namespaces/{ns}/pods/{name}.
+    own_pod: Option<Value>,
 }
 
 impl Default for Behavior {
@@ -57,6 +59,7 @@ impl Default for Behavior {
             list_jobs_status: 200,
             existing: Vec::new(),
             vanish: Vec::new(),
+            own_pod: None,
         }
     }
 }
@@ -187,6 +190,14 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                         200,
                         &json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {"resourceVersion": "5"}, "items": items}),
                     )
+                }
+                (Method::GET, ["api", "v1", "namespaces", _, "pods", _]) => match &behavior.own_pod {
+                    Some(pod) => respond(200, pod),
+                    None => status(404, "NotFound", "pods not found"),
+                },
+                (Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => {
+                    let bytes = body.collect_bytes().await.unwrap();
+                    respond(201, &serde_json::from_slice::<Value>(&bytes).unwrap())
                 }
                 (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => respond(
                     200,
@@ -443,5 +454,47 @@ async fn dry_run_prints_yaml_and_creates_nothing() {
     for doc in docs {
         let job: Job = serde_saphyr::from_str(doc).unwrap();
         assert_eq!(job.metadata.namespace.as_deref(), Some("ops"));
+    }
+}
+
+/// The controller's pod, owned by the CronJob's Job `cron-123` in namespace `ops`.
+fn own_pod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cron-123-xyz", "namespace": "ops", "uid": "pod-uid",
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "cron-123", "uid": "job-uid", "controller": true}]},
+        "spec": {"containers": [{"name": "quayctl-controller", "image": "registry.example.com/quayctl-controller:1"}]}})
+}
+
+fn created_jobs(fake: &Fake) -> Vec<Job> {
+    fake.state.lock().unwrap().jobs.values().cloned().collect()
+}
+
+#[tokio::test]
+async fn in_a_pod_owned_by_a_job_pullers_are_owned_and_named_after_it() {
+    let (client, fake) = serve(Behavior { own_pod: Some(own_pod()), ..Behavior::default() });
+    let pod = [("POD_NAME", "cron-123-xyz"), ("POD_NAMESPACE", "ops"), ("RUN_ID", ""), ("HELPER_IMAGE", "")];
+    let run = run(client, &pod).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    let jobs = created_jobs(&fake);
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        let owner = &job.metadata.owner_references.as_ref().expect("owned")[0];
+        assert_eq!((owner.name.as_str(), owner.uid.as_str()), ("cron-123", "job-uid"));
+        assert_eq!(job.metadata.labels.as_ref().unwrap()["quayctl-controller/run"], "cron-123");
+        let init = &job.spec.unwrap().template.spec.unwrap().init_containers.unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("registry.example.com/quayctl-controller:1"));
+    }
+    assert_eq!(fake.count("POST /apis/events.k8s.io/v1/namespaces/ops/events"), 1, "summary Event");
+}
+
+#[tokio::test]
+async fn pullers_in_another_namespace_are_not_owned_across_namespaces() {
+    let (client, fake) = serve(Behavior { own_pod: Some(own_pod()), ..Behavior::default() });
+    let pod = [("POD_NAME", "cron-123-xyz"), ("POD_NAMESPACE", "ops"), ("NAMESPACE", "pullers"), ("RUN_ID", "")];
+    let run = run(client, &pod).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    assert_eq!(fake.count("POST /apis/batch/v1/namespaces/pullers/jobs"), 2);
+    for job in created_jobs(&fake) {
+        assert_eq!(job.metadata.owner_references, None, "the GC would delete them at once");
+        assert_eq!(job.metadata.labels.as_ref().unwrap()["quayctl-controller/run"], "cron-123");
     }
 }

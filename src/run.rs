@@ -149,6 +149,21 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
         .clone()
         .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
         .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
+    // Owner references cannot cross namespaces: the garbage collector would treat the owner as gone
+    // and delete the pullers at once. Outside the pod's namespace, the TTL alone cleans up.
+    let owner = match (&me.owner_job, &config.pod) {
+        (Some(owner), Some(pod)) if pod.namespace == cluster.namespace() => Some(owner.clone()),
+        (Some(owner), _) => {
+            warn!(
+                owner = %owner.name,
+                namespace = %cluster.namespace(),
+                "puller Jobs live outside the controller's namespace, so they cannot be owned by its Job; \
+                 ttlSecondsAfterFinished alone removes them"
+            );
+            None
+        }
+        (None, _) => None,
+    };
     Ok(JobTemplate {
         run_id,
         namespace: cluster.namespace().to_string(),
@@ -157,7 +172,7 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
         helper_image,
         deadline_seconds: config.deadline_seconds,
         ttl_seconds_after_finished: config.ttl_seconds_after_finished,
-        owner: me.owner_job.clone(),
+        owner,
     })
 }
 
