@@ -72,11 +72,10 @@ impl JobTemplate {
     pub fn build(&self, node: &str) -> Job {
         let labels = self.labels(node);
         let images: Vec<&str> = self.images.iter().map(|i| i.normalized.as_str()).collect();
-        let pod_spec = match &self.strategy {
+        let mut pod_spec = match &self.strategy {
             PullStrategy::Kubelet => self.kubelet_pod_spec(),
             PullStrategy::Quayctl { image } => self.quayctl_pod_spec(image),
         };
-        let mut pod_spec = pod_spec;
         pod_spec["restartPolicy"] = json!("Never");
         pod_spec["automountServiceAccountToken"] = json!(false);
         pod_spec["enableServiceLinks"] = json!(false);
