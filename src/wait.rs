@@ -120,13 +120,7 @@ impl Tracker {
                 let Some(seen) = self.relisting.take() else {
                     return Vec::new();
                 };
-                let missing: Vec<String> = self
-                    .jobs
-                    .values()
-                    .filter(|e| e.outcome.is_none() && !seen.contains(&e.job))
-                    .map(|e| e.job.clone())
-                    .collect();
-                missing.iter().filter_map(|job| self.finish(job, Outcome::Deleted, now).cloned()).collect()
+                self.close_open(now, |e| (!seen.contains(&e.job)).then_some(Outcome::Deleted))
             }
         }
     }
@@ -148,27 +142,30 @@ impl Tracker {
 
     /// The wait ran out: every Job still running is reported as timed out.
     pub fn time_out_pending(&mut self, waited: Duration, now: Instant) {
-        let open: Vec<(String, Option<String>)> = self
-            .jobs
-            .values()
-            .filter(|e| e.outcome.is_none())
-            .map(|e| (e.job.clone(), e.pod_problem.clone()))
-            .collect();
-        for (job, problem) in open {
+        self.close_open(now, |e| {
             let mut reason = format!("no terminal Job condition after waiting {}s", waited.as_secs());
-            if let Some(problem) = problem {
+            if let Some(problem) = &e.pod_problem {
                 reason.push_str(&format!("; last pod problem: {problem}"));
             }
-            self.finish(&job, Outcome::TimedOut { reason }, now);
-        }
+            Some(Outcome::TimedOut { reason })
+        });
     }
 
     /// The run was interrupted: every Job still running is unfinished.
     pub fn mark_unfinished(&mut self, now: Instant) {
-        let open: Vec<String> = self.jobs.values().filter(|e| e.outcome.is_none()).map(|e| e.job.clone()).collect();
-        for job in open {
-            self.finish(&job, Outcome::Unfinished, now);
-        }
+        self.close_open(now, |_| Some(Outcome::Unfinished));
+    }
+
+    /// Give every Job still without an outcome the one `decide` returns (`None` leaves it open);
+    /// returns the entries this finished.
+    fn close_open(&mut self, now: Instant, decide: impl Fn(&Tracked) -> Option<Outcome>) -> Vec<Tracked> {
+        let decided: Vec<(String, Outcome)> = self
+            .jobs
+            .values()
+            .filter(|e| e.outcome.is_none())
+            .filter_map(|e| decide(e).map(|outcome| (e.job.clone(), outcome)))
+            .collect();
+        decided.into_iter().filter_map(|(job, outcome)| self.finish(&job, outcome, now).cloned()).collect()
     }
 }
 
