@@ -4,21 +4,25 @@ use std::time::Duration;
 
 use futures::Stream;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{debug, warn};
 
 use crate::config::PodRef;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 
 /// Nodes per list page: at 5,000 nodes that is 10 requests.
 const NODE_PAGE_SIZE: u32 = 500;
-/// Attempts for a request that fails with 429, 5xx or a transport error.
-const ATTEMPTS: u32 = 4;
+/// Objects per page of a watcher's (re)list: bounds the memory of one list response.
+const WATCH_PAGE_SIZE: u32 = 100;
+/// Every request that is not a watch gets an answer within this, or is a [`Error::Timeout`]. kube's
+/// client retries 429/503/504 itself (honouring Retry-After) inside this bound.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Cluster {
     client: Client,
@@ -36,19 +40,23 @@ pub struct SelfInfo {
     pub event_target: Option<ObjectReference>,
 }
 
-/// Result of a create call.
+/// Result of a create call that did not fail.
 #[derive(Debug)]
 pub enum Created {
-    New,
+    /// Created now; carries the object the apiserver returned.
+    New(Box<Job>),
     /// 409: a Job of that name exists (passed back so the caller can decide whether to adopt it).
     AlreadyExists(Box<Job>),
+    /// 409, then 404 on the GET: the Job was deleted in between (TTL, GC). Create again.
+    Vanished,
 }
 
-/// A create failure: either fatal for the whole run (RBAC, missing namespace) or for this node only.
-#[derive(Debug)]
-pub enum CreateError {
-    Fatal(Error),
-    Node(String),
+/// Run one request that is not a watch, bounded by [`REQUEST_TIMEOUT`]; errors keep their source.
+async fn request<T>(action: impl Into<String>, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|e| Error::api(action, e)),
+        Err(_) => Err(Error::Timeout { action: action.into(), seconds: REQUEST_TIMEOUT.as_secs() }),
+    }
 }
 
 impl Cluster {
@@ -71,7 +79,7 @@ impl Cluster {
     pub async fn inspect_self(&self, pod: &PodRef) -> Result<SelfInfo> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let action = format!("get pods {:?} in namespace {:?}", pod.name, pod.namespace);
-        let me = retry(&action, || api.get(&pod.name)).await?;
+        let me = request(action, api.get(&pod.name)).await?;
         let owner_job =
             me.metadata.owner_references.iter().flatten().find(|o| o.kind == "Job" && o.api_version == "batch/v1").map(
                 |o| OwnerReference {
@@ -124,7 +132,7 @@ impl Cluster {
         }
         let mut seen = 0;
         loop {
-            let page = retry("list nodes", || api.list(&params)).await?;
+            let page = request("list nodes", api.list(&params)).await?;
             seen += page.items.len();
             on_page(page.items);
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -134,27 +142,58 @@ impl Cluster {
         }
     }
 
-    /// Create one Job; transient errors are retried, a 409 hands back the existing Job.
-    pub async fn create_job(&self, job: &Job) -> Result<Created, CreateError> {
+    /// Create one Job. A 409 hands back the existing Job (or says it vanished); every other error
+    /// is returned for [`Error::class`] to judge.
+    pub async fn create_job(&self, job: &Job) -> Result<Created> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
         let name = job.metadata.name.clone().unwrap_or_default();
         let action = format!("create jobs.batch in namespace {:?}", self.namespace);
-        let params = PostParams::default();
-        match retry(&action, || api.create(&params, job)).await {
-            Ok(_) => Ok(Created::New),
-            Err(Error::Api { source: kube::Error::Api(status), .. }) if status.code == 409 => {
+        match request(action, api.create(&PostParams::default(), job)).await {
+            Ok(created) => Ok(Created::New(Box::new(created))),
+            Err(e) if e.class() == ErrorClass::Conflict => {
                 let action = format!("get jobs.batch {name:?} in namespace {:?}", self.namespace);
-                let existing = retry(&action, || api.get(&name)).await.map_err(CreateError::Fatal)?;
-                Ok(Created::AlreadyExists(Box::new(existing)))
+                match request(action, api.get(&name)).await {
+                    Ok(existing) => Ok(Created::AlreadyExists(Box::new(existing))),
+                    Err(e) if e.class() == ErrorClass::NotFound => Ok(Created::Vanished),
+                    Err(e) => Err(e),
+                }
             }
-            Err(Error::Api { source: kube::Error::Api(status), action })
-                if status.code == 401 || status.code == 404 =>
-            {
-                Err(CreateError::Fatal(Error::Api { source: kube::Error::Api(status), action }))
-            }
-            Err(e @ Error::Forbidden { .. }) => Err(CreateError::Fatal(e)),
-            Err(e) => Err(CreateError::Node(e.to_string())),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Delete a concluded Job whose pod would otherwise go on retrying a failed pull. Background
+    /// propagation: the garbage collector removes its pod. Best effort: a failure is only logged.
+    pub async fn delete_job(&self, name: &str) {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+        let action = format!("delete jobs.batch {name:?} in namespace {:?}", self.namespace);
+        let params = DeleteParams::background();
+        match request(action, api.delete(name, &params)).await {
+            Ok(_) => debug!(job = name, "deleted concluded Job"),
+            Err(e) if e.class() == ErrorClass::NotFound => {}
+            Err(e) => warn!(job = name, error = %e, "could not delete a concluded Job; its TTL will"),
+        }
+    }
+
+    /// Does each of these Secrets exist in the puller namespace? Reads metadata only.
+    pub async fn missing_secrets(&self, names: &[String]) -> Result<Vec<String>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut missing = Vec::new();
+        for name in names {
+            let action = format!("get secrets {name:?} in namespace {:?}", self.namespace);
+            if request(action, api.get_metadata_opt(name)).await?.is_none() {
+                missing.push(name.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Does this PriorityClass exist? (Pods naming a missing one are rejected by admission, so the
+    /// Jobs would never start.)
+    pub async fn priority_class_exists(&self, name: &str) -> Result<bool> {
+        let api: Api<PriorityClass> = Api::all(self.client.clone());
+        let action = format!("get priorityclasses.scheduling.k8s.io {name:?}");
+        Ok(request(action, api.get_metadata_opt(name)).await?.is_some())
     }
 
     /// One label-selected watch of this run's Jobs (relists and backs off on errors).
@@ -163,7 +202,7 @@ impl Cluster {
         selector: &str,
     ) -> impl Stream<Item = Result<watcher::Event<Job>, watcher::Error>> + Send + use<> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        watcher(api, watcher::Config::default().labels(selector)).default_backoff()
+        watcher(api, watcher::Config::default().labels(selector).page_size(WATCH_PAGE_SIZE)).default_backoff()
     }
 
     /// One label-selected watch of this run's pods, to explain failures (pull errors, exits).
@@ -172,7 +211,7 @@ impl Cluster {
         selector: &str,
     ) -> impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send + use<> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        watcher(api, watcher::Config::default().labels(selector)).default_backoff()
+        watcher(api, watcher::Config::default().labels(selector).page_size(WATCH_PAGE_SIZE)).default_backoff()
     }
 
     /// Publish the run's summary as a Kubernetes Event. Best effort: a failure is only logged.
@@ -186,40 +225,12 @@ impl Cluster {
             action: "PrePull".into(),
             secondary: None,
         };
-        if let Err(e) = recorder.publish(&event, target).await {
-            warn!(error = %e, "could not publish the summary Event");
+        match tokio::time::timeout(REQUEST_TIMEOUT, recorder.publish(&event, target)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not publish the summary Event"),
+            Err(_) => warn!("could not publish the summary Event: timed out"),
         }
     }
-}
-
-/// True for errors worth retrying: throttling, server errors, transport failures.
-fn is_transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
-/// Run `request` up to [`ATTEMPTS`] times while it fails transiently (0.5 s, 1 s, 2 s apart).
-async fn retry<T, F, Fut>(action: &str, mut request: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, kube::Error>>,
-{
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1.. {
-        match request().await {
-            Ok(value) => return Ok(value),
-            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                debug!(%action, attempt, error = %e, "transient API error, retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            Err(e) => return Err(Error::api(action, e)),
-        }
-    }
-    unreachable!("the loop returns on the last attempt")
 }
 
 /// The run-stopping error inside a watcher error, if it is one no retry will fix (401, 403);
@@ -232,5 +243,6 @@ pub fn fatal_watch_error(e: &watcher::Error, action: String) -> Option<Error> {
         watcher::Error::WatchError(s) => s,
         _ => return None,
     };
-    matches!(status.code, 401 | 403).then(|| Error::api(action, kube::Error::Api(status.clone())))
+    let error = Error::api(action, kube::Error::Api(status.clone()));
+    (error.class() == ErrorClass::Fatal).then_some(error)
 }

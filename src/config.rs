@@ -6,8 +6,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::images::{Image, parse_image_list};
+use crate::images::{Image, PullPolicy, parse_image_list};
 use crate::naming::{is_dns_label, is_dns_subdomain, is_label_value};
+use crate::taints::{Toleration, parse_tolerations};
 
 pub const DEFAULT_DEADLINE_SECONDS: i64 = 300;
 pub const MAX_DEADLINE_SECONDS: i64 = 86_400;
@@ -15,6 +16,9 @@ pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: i32 = 3600;
 pub const DEFAULT_CREATE_CONCURRENCY: usize = 16;
 pub const MAX_CREATE_CONCURRENCY: usize = 256;
 pub const DEFAULT_WAIT_GRACE_SECONDS: u64 = 60;
+pub const DEFAULT_PULL_ERROR_GRACE_SECONDS: u64 = 30;
+/// More containers than this in one pod is not a pre-pull any more; it also bounds per-node state.
+pub const MAX_IMAGES: usize = 64;
 
 /// The raw variables, all as strings so that a bad value is reported in our words, not serde's.
 #[derive(Deserialize, Debug, Default)]
@@ -33,6 +37,20 @@ struct RawEnv {
     node_selector: Option<String>,
     create_concurrency: Option<String>,
     wait_grace_seconds: Option<String>,
+    pull_error_grace_seconds: Option<String>,
+    report_format: Option<String>,
+    report_file: Option<String>,
+    tolerations: Option<String>,
+    image_pull_secrets: Option<String>,
+    priority_class_name: Option<String>,
+    pull_policy: Option<String>,
+    puller_cpu_request: Option<String>,
+    puller_memory_request: Option<String>,
+    puller_cpu_limit: Option<String>,
+    puller_memory_limit: Option<String>,
+    max_parallel: Option<String>,
+    seed_nodes: Option<String>,
+    skip_present: Option<String>,
 }
 
 /// How the images get onto a node.
@@ -77,6 +95,48 @@ pub struct Config {
     pub node_selector: Option<String>,
     pub create_concurrency: usize,
     pub wait_grace_seconds: u64,
+    /// How long an image may keep failing to pull (the kubelet retries) before it counts as failed.
+    pub pull_error_grace_seconds: u64,
+    pub report_format: ReportFormat,
+    /// Also write the JSON report to this file.
+    pub report_file: Option<String>,
+    pub tolerations: Vec<Toleration>,
+    pub image_pull_secrets: Vec<String>,
+    pub priority_class_name: Option<String>,
+    pub pull_policy: PullPolicy,
+    pub resources: PullerResources,
+    /// At most this many nodes pulling at once; `None` = no limit beyond pacing.
+    pub max_parallel: Option<usize>,
+    /// Pull on this many nodes first, then fan out (0 = no seed wave).
+    pub seed_nodes: usize,
+    pub skip_present: bool,
+}
+
+/// How the final report is printed on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// Requests and limits of every puller container (Kubernetes quantities, validated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullerResources {
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub cpu_limit: String,
+    pub memory_limit: String,
+}
+
+impl Default for PullerResources {
+    fn default() -> Self {
+        PullerResources {
+            cpu_request: "1m".into(),
+            memory_request: "4Mi".into(),
+            cpu_limit: "50m".into(),
+            memory_limit: "16Mi".into(),
+        }
+    }
 }
 
 /// One bad variable.
@@ -135,6 +195,31 @@ impl Validator {
                 self.fail(variable, &text, format!("must be a whole number between {} and {}", range.0, range.1));
                 default
             }
+        }
+    }
+
+    fn boolean(&mut self, variable: &'static str, value: Option<String>) -> bool {
+        match Self::present(value) {
+            None => false,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    self.fail(variable, &v, "must be `true` or `false`");
+                    false
+                }
+            },
+        }
+    }
+
+    /// A Kubernetes resource quantity (`100m`, `64Mi`, `1.5`, `2e3`), or the default when unset.
+    fn quantity(&mut self, variable: &'static str, value: Option<String>, default: String) -> String {
+        let Some(value) = Self::present(value) else { return default };
+        if is_quantity(&value) {
+            value
+        } else {
+            self.fail(variable, &value, "not a Kubernetes quantity (e.g. `100m`, `64Mi`, `1`)");
+            default
         }
     }
 
@@ -248,17 +333,7 @@ impl Validator {
             );
         }
 
-        let dry_run = match Self::present(raw.dry_run) {
-            None => false,
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    self.fail("DRY_RUN", &v, "must be `true` or `false`");
-                    false
-                }
-            },
-        };
+        let dry_run = self.boolean("DRY_RUN", raw.dry_run);
 
         let node_selector = Self::present(raw.node_selector);
         if let Some(selector) = node_selector.as_deref()
@@ -267,10 +342,99 @@ impl Validator {
             self.fail("NODE_SELECTOR", selector, problem);
         }
 
+        let pull_error_grace_seconds = self.integer(
+            "PULL_ERROR_GRACE_SECONDS",
+            raw.pull_error_grace_seconds,
+            DEFAULT_PULL_ERROR_GRACE_SECONDS,
+            (0, 3600),
+        );
+        let report_format = match Self::present(raw.report_format).as_deref() {
+            None | Some("text") => ReportFormat::Text,
+            Some("json") => ReportFormat::Json,
+            Some(other) => {
+                self.fail("REPORT_FORMAT", other, "must be `text` (default) or `json`");
+                ReportFormat::Text
+            }
+        };
+        let report_file = Self::present(raw.report_file);
+
+        let tolerations = match Self::present(raw.tolerations) {
+            None => Vec::new(),
+            Some(text) => match parse_tolerations(&text) {
+                Ok(list) if list.len() > 32 => {
+                    self.fail("TOLERATIONS", &text, "at most 32 entries");
+                    Vec::new()
+                }
+                Ok(list) => list,
+                Err(problem) => {
+                    self.fail("TOLERATIONS", &text, problem);
+                    Vec::new()
+                }
+            },
+        };
+        let image_pull_secrets: Vec<String> = match Self::present(raw.image_pull_secrets) {
+            None => Vec::new(),
+            Some(text) => {
+                let names: Vec<String> = text.split(',').map(|n| n.trim().to_string()).collect();
+                if let Some(bad) = names.iter().find(|n| !is_dns_subdomain(n)) {
+                    self.fail(
+                        "IMAGE_PULL_SECRETS",
+                        &text,
+                        format!("`{bad}` is not a valid Secret name (comma-separated names of Secrets in the puller namespace)"),
+                    );
+                }
+                names
+            }
+        };
+        let priority_class_name = Self::present(raw.priority_class_name);
+        if let Some(name) = priority_class_name.as_deref().filter(|n| !is_dns_subdomain(n)) {
+            self.fail("PRIORITY_CLASS_NAME", name, "not a valid PriorityClass name");
+        }
+        let pull_policy = match Self::present(raw.pull_policy).as_deref() {
+            None | Some("auto") => PullPolicy::Auto,
+            Some("Always") => PullPolicy::Always,
+            Some("IfNotPresent") => PullPolicy::IfNotPresent,
+            Some(other) => {
+                self.fail("PULL_POLICY", other, "must be `auto` (default), `Always` or `IfNotPresent`");
+                PullPolicy::Auto
+            }
+        };
+        let defaults = PullerResources::default();
+        let resources = PullerResources {
+            cpu_request: self.quantity("PULLER_CPU_REQUEST", raw.puller_cpu_request, defaults.cpu_request),
+            memory_request: self.quantity("PULLER_MEMORY_REQUEST", raw.puller_memory_request, defaults.memory_request),
+            cpu_limit: self.quantity("PULLER_CPU_LIMIT", raw.puller_cpu_limit, defaults.cpu_limit),
+            memory_limit: self.quantity("PULLER_MEMORY_LIMIT", raw.puller_memory_limit, defaults.memory_limit),
+        };
+        let max_parallel = match self.integer("MAX_PARALLEL", raw.max_parallel, 0usize, (0, 100_000)) {
+            0 => None,
+            n => Some(n),
+        };
+        let seed_nodes = self.integer("SEED_NODES", raw.seed_nodes, 0usize, (0, 10_000));
+        let skip_present = self.boolean("SKIP_PRESENT", raw.skip_present);
+        if images.len() > MAX_IMAGES {
+            self.fail(
+                "QUAY_IMAGES",
+                raw.quay_images.as_deref().unwrap_or_default(),
+                format!("{} images; at most {MAX_IMAGES} per run", images.len()),
+            );
+        }
+
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
         Ok(Config {
+            pull_error_grace_seconds,
+            report_format,
+            report_file,
+            tolerations,
+            image_pull_secrets,
+            priority_class_name,
+            pull_policy,
+            resources,
+            max_parallel,
+            seed_nodes,
+            skip_present,
             images,
             duplicate_images,
             deadline_seconds,
@@ -286,6 +450,23 @@ impl Validator {
             wait_grace_seconds,
         })
     }
+}
+
+/// The apiserver's quantity grammar: a non-negative decimal number and an optional suffix
+/// (binary `Ki`..`Ei`, decimal `n u m k M G T P E`, or an exponent `e3`/`E-2`).
+pub fn is_quantity(s: &str) -> bool {
+    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let digits = number.replace('.', "");
+    if digits.is_empty() || number.matches('.').count() > 1 {
+        return false;
+    }
+    const SUFFIXES: [&str; 16] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E"];
+    if SUFFIXES.contains(&suffix) {
+        return true;
+    }
+    let exponent = suffix.strip_prefix(['e', 'E']).map(|e| e.strip_prefix(['+', '-']).unwrap_or(e));
+    exponent.is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn is_label_key(s: &str) -> bool {

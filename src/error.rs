@@ -1,4 +1,6 @@
-//! The library's typed error; each kind maps to an exit code.
+//! The library's typed error, and the one place that decides what an API error means for a run:
+//! fatal for the run, a verdict for one node, worth trying again, or a conflict/absence the caller
+//! handles. Every kind keeps its source and maps to an exit code.
 
 use crate::config::ConfigError;
 use crate::exit_code::ExitCode;
@@ -21,6 +23,10 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A request that is not a watch got no answer in time (a hung connection, an overloaded apiserver).
+    #[error("Kubernetes API request timed out after {seconds}s: {action}")]
+    Timeout { action: String, seconds: u64 },
+
     /// kube-runtime watchers retry forever; this only happens if that ever changes.
     #[error("cannot {0}: the watch stream ended")]
     WatchEnded(String),
@@ -32,20 +38,61 @@ pub enum Error {
     #[error("cannot inspect the controller's own pod: {0}")]
     SelfInspection(String),
 
-    #[error("cannot write the dry-run output: {0}")]
+    #[error("cannot write the report: {0}")]
     Output(String),
+}
+
+/// What an API error means for the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Stops the run as a whole: cannot connect, unauthorized, RBAC forbids the verb.
+    Fatal,
+    /// An admission decision about this one object (quota, LimitRange, webhook, validation): the
+    /// node gets `not-created` with the apiserver's message.
+    PerNode,
+    /// Overload or a broken connection that kube's own retry layer (429/503/504 with Retry-After)
+    /// did not get through, or a timeout: worth another attempt later.
+    Transient,
+    /// 409: the object exists.
+    Conflict,
+    /// 404: the object (or its namespace) does not exist.
+    NotFound,
 }
 
 fn list(errors: &[ConfigError]) -> String {
     errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
 }
 
+/// RBAC's denial reads `<resource> is forbidden: User "<u>" cannot <verb> resource ...`; admission
+/// denials (quota, LimitRange, PodSecurity, webhooks) are 403s too, but about the object.
+fn is_rbac_denial(message: &str) -> bool {
+    message.contains(" cannot ") && message.contains("resource")
+}
+
+/// Classify a client error by status code (and, for 403, by who denied it).
+pub fn classify(e: &kube::Error) -> ErrorClass {
+    match e {
+        kube::Error::Api(status) => match status.code {
+            401 => ErrorClass::Fatal,
+            403 if is_rbac_denial(&status.message) => ErrorClass::Fatal,
+            403 | 400 | 422 => ErrorClass::PerNode,
+            404 => ErrorClass::NotFound,
+            409 => ErrorClass::Conflict,
+            429 => ErrorClass::Transient,
+            code if code >= 500 => ErrorClass::Transient,
+            _ => ErrorClass::PerNode,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => ErrorClass::Transient,
+        _ => ErrorClass::Fatal,
+    }
+}
+
 impl Error {
-    /// Classify a client error for `action` ("list nodes", "create jobs.batch in namespace x", ...).
+    /// Wrap a client error for `action` ("list nodes", "create jobs.batch in namespace x", ...).
     pub fn api(action: impl Into<String>, source: kube::Error) -> Error {
         let action = action.into();
         match &source {
-            kube::Error::Api(status) if status.code == 403 => {
+            kube::Error::Api(status) if status.code == 403 && is_rbac_denial(&status.message) => {
                 Error::Forbidden { action, message: status.message.clone() }
             }
             _ => Error::Api { action, source },
@@ -57,6 +104,22 @@ impl Error {
         Error::Output(e.to_string())
     }
 
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Api { source, .. } => classify(source),
+            Error::Timeout { .. } => ErrorClass::Transient,
+            _ => ErrorClass::Fatal,
+        }
+    }
+
+    /// The apiserver's own words for an API error, else the whole error.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Api { source: kube::Error::Api(status), .. } => status.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Config(_) => ExitCode::BadConfig,
@@ -66,3 +129,52 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure(message, "").with_code(code).boxed())
+    }
+
+    #[test]
+    fn classification() {
+        let cases = [
+            (401, "Unauthorized", ErrorClass::Fatal),
+            (
+                403,
+                r#"jobs.batch is forbidden: User "system:serviceaccount:q:q" cannot create resource "jobs" in API group "batch" in the namespace "q""#,
+                ErrorClass::Fatal,
+            ),
+            (
+                403,
+                r#"jobs.batch "prepull-r-n1" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=5, limited: count/jobs.batch=5"#,
+                ErrorClass::PerNode,
+            ),
+            (400, r#"admission webhook "deny.example.com" denied the request: no"#, ErrorClass::PerNode),
+            (
+                422,
+                r#"Job.batch "x" is invalid: spec.template.spec.containers[0].image: Required value"#,
+                ErrorClass::PerNode,
+            ),
+            (404, r#"namespaces "nope" not found"#, ErrorClass::NotFound),
+            (409, "already exists", ErrorClass::Conflict),
+            (429, "too many requests", ErrorClass::Transient),
+            (500, "etcdserver: request timed out", ErrorClass::Transient),
+            (503, "unavailable", ErrorClass::Transient),
+        ];
+        for (code, message, class) in cases {
+            assert_eq!(classify(&api(code, message)), class, "{code} {message}");
+            let wrapped = Error::api("create jobs.batch", api(code, message));
+            assert_eq!(wrapped.class(), class, "{code}");
+            assert!(wrapped.to_string().contains("create jobs.batch"), "the action is kept: {wrapped}");
+        }
+        assert!(matches!(
+            Error::api("x", api(403, "User \"u\" cannot list resource \"nodes\"")),
+            Error::Forbidden { .. }
+        ));
+        assert_eq!(Error::Timeout { action: "list nodes".into(), seconds: 30 }.class(), ErrorClass::Transient);
+        assert_eq!(Error::Timeout { action: "list nodes".into(), seconds: 30 }.exit_code(), ExitCode::ClusterError);
+    }
+}

@@ -22,13 +22,14 @@ use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::exit_code::ExitCode;
 use crate::nodes::tests::node;
-use crate::run::{Finished, execute};
-use crate::wait::Signal;
+use crate::run::{Finished, Signal, execute};
 
 /// Status code for the n-th (0-based) create of a Job name.
 type CreateStatus = Box<dyn Fn(&str, usize) -> u16 + Send + Sync>;
 /// Terminal condition `(type, reason)` of a Job by name; `None` while it runs.
 type Condition = Box<dyn Fn(&str) -> Option<(&'static str, &'static str)> + Send + Sync>;
+/// The pod status the fake's "Job controller" gives a Job's pod, by Job name; `None` = no pod.
+type PodStatus = Box<dyn Fn(&str) -> Option<Value> + Send + Sync>;
 
 /// What the fake apiserver does. Closures decide per request so a scenario reads as data.
 struct Behavior {
@@ -37,14 +38,18 @@ struct Behavior {
     list_nodes_status: u16,
     /// Status for the n-th (0-based) create of a Job name: 201 creates it.
     create_status: CreateStatus,
-    /// Terminal condition (type, reason) reported for a Job when it is listed; `None` = running.
+    /// Terminal condition (type, reason) a created Job gets right away; `None` = running.
     condition: Condition,
+    /// The pod each created Job gets.
+    pod_status: PodStatus,
     /// Status for listing Jobs (the watcher's initial list).
     list_jobs_status: u16,
     /// Jobs that exist before the run (for 409 adoption).
     existing: Vec<Job>,
-    /// Jobs that are created but gone by the time the watcher lists.
+    /// Jobs (by name suffix) that are deleted right after they are created, before any condition.
     vanish: Vec<&'static str>,
+    /// Jobs (by name suffix) whose GET after a 409 answers 404 once (deleted in between).
+    gone_on_get: Vec<&'static str>,
     /// The controller's own pod, served for GET /api/v1/namespaces/{ns}/pods/{name}.
     own_pod: Option<Value>,
 }
@@ -56,12 +61,21 @@ impl Default for Behavior {
             list_nodes_status: 200,
             create_status: Box::new(|_, _| 201),
             condition: Box::new(|_| Some(("Complete", "CompletionsReached"))),
+            pod_status: Box::new(|_| None),
             list_jobs_status: 200,
             existing: Vec::new(),
             vanish: Vec::new(),
+            gone_on_get: Vec::new(),
             own_pod: None,
         }
     }
+}
+
+/// A watch held open until there is something to tell it.
+struct HeldWatch {
+    kind: &'static str,
+    after: u64,
+    send: tower_test::mock::SendResponse<Response<Body>>,
 }
 
 #[derive(Default)]
@@ -69,6 +83,46 @@ struct State {
     requests: Vec<String>,
     jobs: BTreeMap<String, Job>,
     create_attempts: BTreeMap<String, usize>,
+    /// (resourceVersion, kind, watch event JSON), in order.
+    events: Vec<(u64, &'static str, Value)>,
+    resource_version: u64,
+    held: Vec<HeldWatch>,
+    gets_gone: Vec<String>,
+}
+
+impl State {
+    fn push(&mut self, kind: &'static str, event_type: &str, mut object: Value) {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.events.push((self.resource_version, kind, json!({"type": event_type, "object": object})));
+    }
+
+    /// Answer every held watch that has news (the answer ends that watch; the watcher resumes it).
+    fn flush(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        for watch in held {
+            let news: Vec<&Value> = self
+                .events
+                .iter()
+                .filter(|(rv, k, _)| *rv > watch.after && *k == watch.kind)
+                .map(|(_, _, e)| e)
+                .collect();
+            if news.is_empty() {
+                self.held.push(watch);
+            } else {
+                watch.send.send_response(events_body(&news));
+            }
+        }
+    }
+}
+
+fn events_body(events: &[&Value]) -> Response<Body> {
+    let mut body = Vec::new();
+    for e in events {
+        body.extend(serde_json::to_vec(e).unwrap());
+        body.push(b'\n');
+    }
+    Response::builder().status(200).header("content-type", "application/json").body(Body::from(body)).unwrap()
 }
 
 struct Fake {
@@ -100,16 +154,49 @@ fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
     )
 }
 
+/// A Job as the fake's "Job controller" shows it: with its terminal condition, if any.
+fn with_condition(behavior: &Behavior, job: &Job) -> Value {
+    let mut j = serde_json::to_value(job).unwrap();
+    j["apiVersion"] = json!("batch/v1");
+    j["kind"] = json!("Job");
+    j["metadata"]["creationTimestamp"] = json!(now());
+    if let Some((kind, reason)) = (behavior.condition)(job.metadata.name.as_deref().unwrap()) {
+        j["status"] = json!({"startTime": now(),
+            "conditions": [{"type": kind, "status": "True", "reason": reason, "message": ""}]});
+    }
+    j
+}
+
+/// Timestamps as the apiserver writes them, now.
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn pod_of(job: &str, status: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{job}-abcde"), "namespace": "ops", "creationTimestamp": now(),
+            "labels": {"app.kubernetes.io/managed-by": "quayctl-controller"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": "u", "controller": true}]},
+        "status": status})
+}
+
+const QUOTA: &str = "jobs.batch \"{name}\" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=2, limited: count/jobs.batch=2";
+const RBAC: &str = "jobs.batch is forbidden: User \"system:serviceaccount:ops:quayctl\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"ops\"";
+
 /// Start the fake; returns a client for it and a handle to inspect what it saw.
 fn serve(behavior: Behavior) -> (Client, Fake) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let state = Arc::new(Mutex::new(State::default()));
-    for job in &behavior.existing {
-        state.lock().unwrap().jobs.insert(job.metadata.name.clone().unwrap(), job.clone());
+    {
+        let mut s = state.lock().unwrap();
+        for job in &behavior.existing {
+            s.jobs.insert(job.metadata.name.clone().unwrap(), job.clone());
+        }
+        s.resource_version = 5;
+        s.gets_gone = behavior.gone_on_get.iter().map(|g| g.to_string()).collect();
     }
     let shared = state.clone();
     tokio::spawn(async move {
-        let mut held = Vec::new(); // open watches
         while let Some((request, send)) = handle.next_request().await {
             let (parts, body) = request.into_parts();
             let path = parts.uri.path().to_string();
@@ -121,13 +208,20 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                 if query.is_empty() { String::new() } else { format!("?{query}") }
             );
             shared.lock().unwrap().requests.push(line);
-            let watching = query.contains("watch=true");
             let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            if query.contains("watch=true") {
+                let after = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("resourceVersion="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let kind = if segments.contains(&"jobs") { "jobs" } else { "pods" };
+                let mut state = shared.lock().unwrap();
+                state.held.push(HeldWatch { kind, after, send });
+                state.flush();
+                continue;
+            }
             let response = match (parts.method.clone(), segments.as_slice()) {
-                (_, _) if watching => {
-                    held.push(send);
-                    continue;
-                }
                 (Method::GET, ["api", "v1", "nodes"]) if behavior.list_nodes_status == 200 => respond(
                     200,
                     &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": behavior.nodes}),
@@ -141,27 +235,59 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                     let name = job.metadata.name.clone().unwrap();
                     let mut state = shared.lock().unwrap();
                     let attempt = *state.create_attempts.entry(name.clone()).and_modify(|n| *n += 1).or_insert(0);
-                    match (behavior.create_status)(&name, attempt) {
+                    let response = match (behavior.create_status)(&name, attempt) {
                         _ if state.jobs.contains_key(&name) => {
                             status(409, "AlreadyExists", "jobs.batch already exists")
                         }
                         201 => {
-                            state.jobs.insert(name, job.clone());
-                            respond(201, &serde_json::to_value(&job).unwrap())
+                            state.jobs.insert(name.clone(), job.clone());
+                            let mut created = serde_json::to_value(&job).unwrap();
+                            created["metadata"]["creationTimestamp"] = json!(now());
+                            state.push("jobs", "ADDED", created.clone());
+                            if behavior.vanish.iter().any(|v| name.ends_with(v)) {
+                                state.jobs.remove(&name);
+                                state.push("jobs", "DELETED", created.clone());
+                            } else {
+                                if let Some(pod) = (behavior.pod_status)(&name) {
+                                    state.push("pods", "ADDED", pod_of(&name, pod));
+                                }
+                                if (behavior.condition)(&name).is_some() {
+                                    state.push("jobs", "MODIFIED", with_condition(&behavior, &job));
+                                }
+                            }
+                            respond(201, &created)
                         }
-                        403 => status(
-                            403,
-                            "Forbidden",
-                            "jobs.batch is forbidden: User \"system:serviceaccount:ops:quayctl\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"ops\"",
-                        ),
+                        403 => status(403, "Forbidden", RBAC),
+                        4031 => status(403, "Forbidden", &QUOTA.replace("{name}", &name)),
                         code => {
                             status(code, "ServiceUnavailable", "the server is currently unable to handle the request")
                         }
-                    }
+                    };
+                    state.flush();
+                    response
                 }
                 (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => {
-                    match shared.lock().unwrap().jobs.get(*name) {
-                        Some(job) => respond(200, &serde_json::to_value(job).unwrap()),
+                    let mut state = shared.lock().unwrap();
+                    if let Some(pos) = state.gets_gone.iter().position(|g| name.ends_with(g.as_str())) {
+                        state.gets_gone.remove(pos);
+                        state.jobs.remove(*name);
+                        status(404, "NotFound", "jobs.batch not found")
+                    } else {
+                        match state.jobs.get(*name) {
+                            Some(job) => respond(200, &with_condition(&behavior, job)),
+                            None => status(404, "NotFound", "not found"),
+                        }
+                    }
+                }
+                (Method::DELETE, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => {
+                    let mut state = shared.lock().unwrap();
+                    match state.jobs.remove(*name) {
+                        Some(job) => {
+                            let gone = serde_json::to_value(&job).unwrap();
+                            state.push("jobs", "DELETED", gone.clone());
+                            state.flush();
+                            respond(200, &gone)
+                        }
                         None => status(404, "NotFound", "not found"),
                     }
                 }
@@ -174,21 +300,11 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                 }
                 (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
                     let state = shared.lock().unwrap();
-                    let items: Vec<Value> = state
-                        .jobs
-                        .values()
-                        .filter(|j| !behavior.vanish.iter().any(|v| j.metadata.name.as_deref().is_some_and(|n| n.ends_with(v))))
-                        .map(|job| {
-                            let mut j = serde_json::to_value(job).unwrap();
-                            if let Some((kind, reason)) = (behavior.condition)(job.metadata.name.as_deref().unwrap()) {
-                                j["status"] = json!({"conditions": [{"type": kind, "status": "True", "reason": reason, "message": ""}]});
-                            }
-                            j
-                        })
-                        .collect();
+                    let items: Vec<Value> = state.jobs.values().map(|job| with_condition(&behavior, job)).collect();
                     respond(
                         200,
-                        &json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {"resourceVersion": "5"}, "items": items}),
+                        &json!({"kind": "JobList", "apiVersion": "batch/v1",
+                            "metadata": {"resourceVersion": state.resource_version.to_string()}, "items": items}),
                     )
                 }
                 (Method::GET, ["api", "v1", "namespaces", _, "pods", _]) => match &behavior.own_pod {
@@ -199,10 +315,13 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                     let bytes = body.collect_bytes().await.unwrap();
                     respond(201, &serde_json::from_slice::<Value>(&bytes).unwrap())
                 }
-                (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => respond(
-                    200,
-                    &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "5"}, "items": []}),
-                ),
+                (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => {
+                    let rv = shared.lock().unwrap().resource_version.to_string();
+                    respond(
+                        200,
+                        &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": []}),
+                    )
+                }
                 _ => status(404, "NotFound", "route not faked"),
             };
             send.send_response(response);
@@ -332,23 +451,41 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
         run_id: "r1".into(),
         namespace: "ops".into(),
         strategy: PullStrategy::Kubelet,
-        images: parse_image_list("nginx:1.27").unwrap().images,
+        images: parse_image_list("nginx:1.27;redis:7").unwrap().images,
         helper_image: Some("h".into()),
         deadline_seconds: 30,
+        job_deadline_seconds: 30,
         ttl_seconds_after_finished: 3600,
         owner: None,
+        pull_policy: crate::images::PullPolicy::Auto,
+        tolerations: Vec::new(),
+        image_pull_secrets: Vec::new(),
+        priority_class_name: None,
+        resources: Default::default(),
     };
     let mut foreign = template.clone();
     foreign.run_id = "other".into();
-    let mut squatter = foreign.build("n2");
+    let mut squatter = foreign.build_for("n2");
     squatter.metadata.name = Some(template.job_name("n2"));
-    let (client, fake) = serve(Behavior { existing: vec![template.build("n1"), squatter], ..Behavior::default() });
+    let mut other_images = template.clone();
+    other_images.images = parse_image_list("nginx:1.28").unwrap().images;
+    let (client, fake) = serve(Behavior {
+        nodes: vec![
+            node("n1", Some("True"), false, &[]),
+            node("n2", Some("True"), false, &[]),
+            node("n3", Some("True"), false, &[]),
+        ],
+        existing: vec![template.build_for("n1"), squatter, other_images.build_for("n3")],
+        ..Behavior::default()
+    });
     let run = run(client, &[]).await;
-    assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 2);
+    assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 3);
     assert_eq!(fake.count("GET /apis/batch/v1/namespaces/ops/jobs/prepull-r1-n1"), 1, "409 is followed by a GET");
     assert!(outcome_line(&run.output, "n1").contains("succeeded"), "adopted: {}", run.output);
     assert!(outcome_line(&run.output, "n2").contains("not-created"));
     assert!(outcome_line(&run.output, "n2").contains("does not belong to run r1"));
+    assert!(outcome_line(&run.output, "n3").contains("not-created"), "same run, other images: {}", run.output);
+    assert!(outcome_line(&run.output, "n3").contains("pulls other images"));
     assert_eq!(run.exit_code(), ExitCode::NodesFailed);
 }
 
@@ -368,18 +505,25 @@ async fn forbidden_create_stops_the_run_with_exit_3() {
     let (client, fake) = serve(Behavior { create_status: Box::new(|_, _| 403), ..Behavior::default() });
     let run = run(client, &[("CREATE_CONCURRENCY", "1")]).await;
     assert_eq!(run.exit_code(), ExitCode::ClusterError);
-    let message = run.result.unwrap_err().to_string();
-    assert!(message.starts_with("forbidden: cannot create jobs.batch in namespace \"ops\""), "{message}");
-    assert!(message.contains("RBAC"));
+    assert!(
+        run.output.contains("stopped by an API error: forbidden: cannot create jobs.batch in namespace \"ops\""),
+        "the report is printed: {}",
+        run.output
+    );
+    assert!(run.output.contains("RBAC"));
+    assert!(outcome_line(&run.output, "n1").contains("unfinished"), "{}", run.output);
+    assert!(outcome_line(&run.output, "n2").contains("not-started"));
     assert_eq!(fake.count("POST"), 1, "no further creates after a 403");
 }
 
 #[tokio::test]
 async fn forbidden_watch_stops_the_run_with_exit_3() {
-    let (client, _fake) = serve(Behavior { list_jobs_status: 403, ..Behavior::default() });
+    let (client, fake) = serve(Behavior { list_jobs_status: 403, ..Behavior::default() });
     let run = run(client, &[]).await;
     assert_eq!(run.exit_code(), ExitCode::ClusterError);
-    assert!(run.result.unwrap_err().to_string().starts_with("forbidden: cannot watch jobs.batch in namespace \"ops\""));
+    assert!(run.output.contains("forbidden: cannot watch jobs.batch in namespace \"ops\""), "{}", run.output);
+    assert!(outcome_line(&run.output, "n1").contains("not-started"), "every node is in the report");
+    assert_eq!(fake.count("POST"), 0, "the watch is up before the first create");
 }
 
 #[tokio::test]
@@ -388,7 +532,7 @@ async fn api_error_listing_nodes_exits_3_and_creates_nothing() {
     let run = run(client, &[]).await;
     assert_eq!(run.exit_code(), ExitCode::ClusterError);
     assert!(run.result.unwrap_err().to_string().contains("cannot list nodes"));
-    assert_eq!(fake.count("GET /api/v1/nodes"), 4, "retried, then given up");
+    assert_eq!(fake.count("GET /api/v1/nodes"), 1, "kube's client retries 503s itself; nothing is stacked on it");
     assert_eq!(fake.count("POST"), 0);
 }
 
@@ -409,6 +553,7 @@ async fn a_job_deleted_by_someone_else_is_an_outcome() {
     let run = run(client, &[("DEADLINE_SECONDS", "2")]).await;
     assert!(outcome_line(&run.output, "n2").contains("deleted"), "{}", run.output);
     assert!(outcome_line(&run.output, "n1").contains("timed-out"));
+    assert!(outcome_line(&run.output, "n1").contains("no verdict 2s after the Job was created"), "{}", run.output);
 }
 
 #[tokio::test]
@@ -497,4 +642,195 @@ async fn pullers_in_another_namespace_are_not_owned_across_namespaces() {
         assert_eq!(job.metadata.owner_references, None, "the GC would delete them at once");
         assert_eq!(job.metadata.labels.as_ref().unwrap()["quayctl-controller/run"], "cron-123");
     }
+}
+
+fn many_nodes(n: usize) -> Vec<Node> {
+    (0..n).map(|i| node(&format!("n{i:02}"), Some("True"), false, &[])).collect()
+}
+
+#[tokio::test]
+async fn quota_denials_are_per_node_and_stop_the_create_storm() {
+    let (client, fake) = serve(Behavior {
+        nodes: many_nodes(10),
+        create_status: Box::new(|job, _| if job.ends_with("n00") || job.ends_with("n01") { 201 } else { 4031 }),
+        ..Behavior::default()
+    });
+    let run = run(client, &[("CREATE_CONCURRENCY", "1")]).await;
+    assert_eq!(run.exit_code(), ExitCode::NodesFailed, "per node, not fatal: {}", run.output);
+    assert!(outcome_line(&run.output, "n00").contains("succeeded"));
+    assert!(outcome_line(&run.output, "n02").contains("exceeded quota"), "{}", run.output);
+    assert_eq!(fake.count("POST /apis/batch/v1"), 2 + 3, "three identical denials, then no more creates");
+    let last = outcome_line(&run.output, "n09");
+    assert!(
+        last.contains("not-created") && last.contains("not attempted: the last 3 creates were refused the same way"),
+        "{last}"
+    );
+    assert!(
+        run.output.contains("2/10 eligible nodes succeeded") && run.output.contains("8 not created"),
+        "{}",
+        run.output
+    );
+}
+
+#[tokio::test]
+async fn a_job_deleted_between_the_409_and_the_get_is_created_again() {
+    use crate::config::PullStrategy;
+    use crate::images::parse_image_list;
+    let existing: Job =
+        serde_json::from_value(json!({"metadata": {"name": "prepull-r1-n1", "namespace": "ops"}})).unwrap();
+    let _ = (PullStrategy::Kubelet, parse_image_list("x").unwrap());
+    let (client, fake) = serve(Behavior { existing: vec![existing], gone_on_get: vec!["n1"], ..Behavior::default() });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 3, "n1 twice (409, then created), n2 once");
+}
+
+#[tokio::test]
+async fn ttl_zero_jobs_that_vanish_after_success_still_succeed() {
+    // The watch runs before the first create, so the Complete condition is seen before the delete.
+    let (client, fake) = serve(Behavior::default());
+    let run = run(client, &[("TTL_SECONDS_AFTER_FINISHED", "0")]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    let mut state = fake.state.lock().unwrap();
+    for name in ["prepull-r1-n1", "prepull-r1-n2"] {
+        let job = state.jobs.remove(name).unwrap();
+        state.push("jobs", "DELETED", serde_json::to_value(job).unwrap());
+    }
+}
+
+fn pull_error(image: &str, reason: &str, message: &str) -> Value {
+    json!({"phase": "Pending", "containerStatuses": [
+        {"name": "pull-0-nginx", "image": "nginx:1.27", "imageID": "", "ready": false, "restartCount": 0,
+         "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+        {"name": "pull-1-missing", "image": image, "imageID": "", "ready": false, "restartCount": 0,
+         "state": {"waiting": {"reason": reason, "message": message}}}]})
+}
+
+#[tokio::test]
+async fn pull_errors_fail_fast_per_image_and_the_breaker_stops_a_broken_image() {
+    let missing = "registry.local/missing:nope";
+    let (client, fake) = serve(Behavior {
+        nodes: many_nodes(8),
+        condition: Box::new(|_| None),
+        pod_status: Box::new(move |_| {
+            Some(pull_error(
+                missing,
+                "ErrImagePull",
+                "failed to pull and unpack image: registry.local/missing:nope: not found",
+            ))
+        }),
+        ..Behavior::default()
+    });
+    let started = std::time::Instant::now();
+    let images = format!("nginx:1.27;{missing}");
+    let run = run(
+        client,
+        &[
+            ("QUAY_IMAGES", &images),
+            ("PULL_ERROR_GRACE_SECONDS", "1"),
+            ("MAX_PARALLEL", "2"),
+            ("DEADLINE_SECONDS", "300"),
+        ],
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(15), "fails fast, not at the deadline: {:?}", started.elapsed());
+    assert_eq!(run.exit_code(), ExitCode::NodesFailed);
+    let row = outcome_line(&run.output, "n00");
+    assert!(
+        row.contains("failed") && row.contains("image 2: ErrImagePull") && row.contains("not found"),
+        "{}",
+        run.output
+    );
+    // Two pairs of nodes (MAX_PARALLEL=2) pull it and fail; the third failure trips the breaker.
+    assert!(
+        run.output
+            .contains("image 2: registry.local/missing:nope: pulled on 0, present on 0, failed on 4, not sent to 4"),
+        "{}",
+        run.output
+    );
+    let held = outcome_line(&run.output, "n07");
+    assert!(held.contains("failed") && held.contains("image 2: not sent to the remaining nodes"), "{held}");
+    assert!(run.output.contains("not sent to the remaining nodes: it failed on the first 3 nodes"), "{}", run.output);
+    assert!(
+        run.output.contains("image 1: docker.io/library/nginx:1.27: pulled on 8"),
+        "the other image keeps going: {}",
+        run.output
+    );
+    assert!(
+        fake.count("DELETE /apis/batch/v1/namespaces/ops/jobs/") >= 3,
+        "concluded Jobs are deleted so the kubelet stops retrying"
+    );
+    let later: Job = fake
+        .state
+        .lock()
+        .unwrap()
+        .jobs
+        .values()
+        .find(|j| j.metadata.name.as_deref() == Some("prepull-r1-n07"))
+        .cloned()
+        .expect("n07 was created");
+    let containers = later.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(containers.len(), 1, "the broken image is not sent any more");
+}
+
+#[tokio::test]
+async fn invalid_image_names_fail_at_once() {
+    let (client, _fake) = serve(Behavior {
+        condition: Box::new(|_| None),
+        pod_status: Box::new(|_| Some(pull_error("x", "InvalidImageName", "couldn't parse image name"))),
+        ..Behavior::default()
+    });
+    let started = std::time::Instant::now();
+    let run = run(client, &[("PULL_ERROR_GRACE_SECONDS", "600")]).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(outcome_line(&run.output, "n1").contains("InvalidImageName"), "{}", run.output);
+}
+
+#[tokio::test]
+async fn a_pod_that_pulled_everything_decides_the_node_before_the_job_controller() {
+    let (client, _fake) = serve(Behavior {
+        condition: Box::new(|_| None),
+        pod_status: Box::new(|_| Some(json!({"phase": "Succeeded"}))),
+        ..Behavior::default()
+    });
+    let run = run(client, &[]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+}
+
+#[tokio::test]
+async fn an_evicted_pod_is_not_a_failure() {
+    let (client, _fake) = serve(Behavior {
+        condition: Box::new(|job| job.ends_with("n2").then_some(("Complete", ""))),
+        pod_status: Box::new(|_| {
+            Some(
+                json!({"phase": "Failed", "reason": "Evicted", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}),
+            )
+        }),
+        ..Behavior::default()
+    });
+    let run = run(client, &[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")]).await;
+    assert!(outcome_line(&run.output, "n1").contains("timed-out"), "waits for the retry, not failed: {}", run.output);
+    assert!(outcome_line(&run.output, "n2").contains("succeeded"));
+}
+
+#[tokio::test]
+async fn a_closed_signal_channel_is_not_a_signal() {
+    let (client, _fake) = serve(Behavior::default());
+    let (tx, rx) = watch::channel(None);
+    drop(tx);
+    let run = run_with(client, &[], rx).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+}
+
+#[tokio::test]
+async fn a_missing_pull_secret_is_refused_before_any_create() {
+    let (client, fake) = serve(Behavior::default());
+    let run = run(client, &[("IMAGE_PULL_SECRETS", "regcred")]).await;
+    assert_eq!(run.exit_code(), ExitCode::BadConfig);
+    let message = run.result.unwrap_err().to_string();
+    assert!(
+        message.contains("IMAGE_PULL_SECRETS=\"regcred\": no Secret of that name in namespace \"ops\""),
+        "{message}"
+    );
+    assert_eq!(fake.count("POST"), 0);
 }

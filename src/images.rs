@@ -12,19 +12,75 @@ pub struct Image {
     pub normalized: String,
     /// True when the reference is pinned by digest or names a tag other than `latest`.
     pub pinned: bool,
+    /// `sha256:...` when the reference is pinned by digest.
+    pub digest: Option<String>,
+}
+
+/// `PULL_POLICY`: what the puller containers tell the kubelet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// What the kubelet would default to: `Always` for `latest`/untagged, `IfNotPresent` otherwise.
+    Auto,
+    Always,
+    IfNotPresent,
+}
+
+impl PullPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            PullPolicy::Auto => "auto",
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+        }
+    }
 }
 
 impl Image {
     pub fn parse(entry: &str) -> Result<Image, String> {
         let reference = Reference::try_from(entry).map_err(|e| e.to_string())?;
         let pinned = reference.digest().is_some() || reference.tag().is_some_and(|t| t != "latest");
-        Ok(Image { given: entry.to_string(), normalized: reference.whole(), pinned })
+        let digest = reference.digest().map(str::to_string);
+        Ok(Image { given: entry.to_string(), normalized: reference.whole(), pinned, digest })
     }
 
-    /// The pull policy the kubelet would default to for this reference: `Always` for `latest`
-    /// (so a moved tag is refreshed), `IfNotPresent` for anything pinned.
-    pub fn pull_policy(&self) -> &'static str {
-        if self.pinned { "IfNotPresent" } else { "Always" }
+    /// The `imagePullPolicy` of this image's puller container under `policy`. `auto` is what the
+    /// kubelet would default to: `Always` for `latest` (so a moved tag is refreshed), `IfNotPresent`
+    /// for anything pinned.
+    pub fn pull_policy(&self, policy: PullPolicy) -> &'static str {
+        match policy {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Auto if self.pinned => "IfNotPresent",
+            PullPolicy::Auto => "Always",
+        }
+    }
+
+    /// `SKIP_PRESENT`: does a node whose `status.images[].names` include `names` already hold this
+    /// image, such that pulling again would change nothing? A digest reference matches its digest
+    /// (`repo@sha256:...`); a tag counts only where the pull policy is `IfNotPresent`, i.e. never for
+    /// `latest` nor with `PULL_POLICY=Always`. Names are compared after normalisation.
+    pub fn present_in<'a>(&self, names: impl IntoIterator<Item = &'a str>, policy: PullPolicy) -> bool {
+        if self.pull_policy(policy) != "IfNotPresent" {
+            return false;
+        }
+        let repository = self.normalized.split('@').next().unwrap_or_default();
+        let repository = match repository.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => repository,
+        };
+        names.into_iter().any(|name| {
+            let Ok(reference) = Reference::try_from(name) else { return false };
+            let whole = reference.whole();
+            match &self.digest {
+                Some(digest) => {
+                    reference.digest() == Some(digest.as_str())
+                        && whole.split('@').next().is_some_and(|r| {
+                            r == repository || r.rsplit_once(':').is_some_and(|(repo, _)| repo == repository)
+                        })
+                }
+                None => whole == self.normalized,
+            }
+        })
     }
 
     /// The last path segment of the repository (`docker.io/library/nginx:1` -> `nginx`).
@@ -78,6 +134,43 @@ mod tests {
     }
 
     #[test]
+    fn present_images_match_by_name_or_digest_but_never_for_moving_tags() {
+        let image = |s: &str| Image::parse(s).unwrap();
+        let names = [
+            "docker.io/library/nginx@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "docker.io/library/nginx:1.27",
+            "docker.io/library/redis:latest",
+            "quay.io/org/model:v3",
+        ];
+        let auto = PullPolicy::Auto;
+        assert!(image("nginx:1.27").present_in(names, auto), "normalised tag");
+        assert!(image("quay.io/org/model:v3").present_in(names, auto));
+        assert!(!image("quay.io/org/model:v4").present_in(names, auto));
+        assert!(!image("nginx:1.27").present_in(names, PullPolicy::Always), "Always re-pulls");
+        assert!(!image("redis").present_in(names, auto), "latest may have moved");
+        assert!(image("redis").present_in(names, PullPolicy::IfNotPresent), "IfNotPresent trusts the tag");
+        let by_digest = "nginx@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert!(image(by_digest).present_in(names, auto), "digest");
+        let tag_and_digest = "nginx:1.25@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert!(image(tag_and_digest).present_in(names, auto), "the digest decides, not the tag");
+        let other = "nginx@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        assert!(!image(other).present_in(names, auto));
+        let elsewhere = "ghcr.io/x/nginx@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert!(!image(elsewhere).present_in(names, auto), "same digest in another repository");
+        assert!(!image("nginx:1.27").present_in(["not a reference!"], auto));
+    }
+
+    #[test]
+    fn pull_policies() {
+        let latest = Image::parse("nginx").unwrap();
+        let pinned = Image::parse("nginx:1.27").unwrap();
+        assert_eq!(latest.pull_policy(PullPolicy::Auto), "Always");
+        assert_eq!(pinned.pull_policy(PullPolicy::Auto), "IfNotPresent");
+        assert_eq!(latest.pull_policy(PullPolicy::IfNotPresent), "IfNotPresent");
+        assert_eq!(pinned.pull_policy(PullPolicy::Always), "Always");
+    }
+
+    #[test]
     fn parses_and_normalizes() {
         let list = parse_image_list(" nginx ; quay.io/coreos/etcd:v3.5.0 ;").unwrap();
         assert_eq!(given(&list), ["nginx", "quay.io/coreos/etcd:v3.5.0"]);
@@ -121,7 +214,7 @@ mod tests {
             (&digest, "IfNotPresent"),
         ];
         for (entry, policy) in cases {
-            assert_eq!(Image::parse(entry).unwrap().pull_policy(), policy, "{entry}");
+            assert_eq!(Image::parse(entry).unwrap().pull_policy(PullPolicy::Auto), policy, "{entry}");
         }
     }
 

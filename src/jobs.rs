@@ -1,14 +1,24 @@
-//! Step 3 of the data path: one puller Job per eligible node, as pure builders.
+//! Step 3 of the data path: one puller Job per eligible node, as pure builders over typed
+//! k8s-openapi structs (a misspelt field does not compile).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use serde_json::{Value, json};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, LocalObjectReference,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::config::PullStrategy;
-use crate::images::Image;
+use crate::config::{PullStrategy, PullerResources};
+use crate::images::{Image, PullPolicy};
 use crate::naming;
+use crate::nodes::{EligibleNode, ImageMask, all_images};
+use crate::taints::{Toleration, selected};
 
 pub const MANAGED_BY: &str = "quayctl-controller";
 pub const PULLER_NAME: &str = "quayctl-puller";
@@ -19,12 +29,18 @@ pub const LABEL_NODE: &str = "quayctl-controller/node";
 pub const ANNOTATION_NODE: &str = "quayctl-controller/node-name";
 pub const ANNOTATION_RUN: &str = "quayctl-controller/run-id";
 pub const ANNOTATION_IMAGES: &str = "quayctl-controller/images";
+/// Hash of what a run pulls and how (strategy, images, pull policy): a 409 is adopted only when the
+/// existing Job carries the same hash.
+pub const ANNOTATION_SPEC_HASH: &str = "quayctl-controller/spec-hash";
 
 /// Where the no-op binary lives in the helper image, and where pull containers find it.
 pub const NOOP_IN_HELPER: &str = "/quayctl-noop";
 const NOOP_DIR: &str = "/.quayctl-noop";
 /// Non-root user of distroless images; any non-zero uid works.
 const RUN_AS_USER: i64 = 65532;
+/// The container of the quayctl strategy; it pulls every image.
+pub const QUAYCTL_CONTAINER: &str = "puller";
+pub const INSTALL_CONTAINER: &str = "install-noop";
 
 /// Everything a Job needs besides the node: the same for every Job of a run.
 #[derive(Clone, Debug)]
@@ -35,10 +51,27 @@ pub struct JobTemplate {
     pub images: Vec<Image>,
     /// Image carrying `/quayctl-noop` (kubelet strategy only).
     pub helper_image: Option<String>,
+    /// The pull deadline: the pod's `activeDeadlineSeconds`, enforced by the kubelet from pod start.
     pub deadline_seconds: i64,
+    /// The Job's `activeDeadlineSeconds`: the outer bound, with room for control-plane lag.
+    pub job_deadline_seconds: i64,
     pub ttl_seconds_after_finished: i32,
     /// The CronJob's Job when the controller runs in a pod it owns.
     pub owner: Option<OwnerReference>,
+    pub pull_policy: PullPolicy,
+    pub tolerations: Vec<Toleration>,
+    pub image_pull_secrets: Vec<String>,
+    pub priority_class_name: Option<String>,
+    pub resources: PullerResources,
+}
+
+/// What to do with an existing Job found on a 409.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// Ours: this run, this node, same images and strategy. Carries the images that Job pulls.
+    Adopt(ImageMask),
+    /// Not ours; the reason says what to do.
+    Refuse(String),
 }
 
 impl JobTemplate {
@@ -51,151 +84,277 @@ impl JobTemplate {
         naming::job_name(&self.run_id, node)
     }
 
-    fn labels(&self, node: &str) -> BTreeMap<&'static str, String> {
+    fn labels(&self, node: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (LABEL_NAME, PULLER_NAME.to_string()),
-            (LABEL_MANAGED_BY, MANAGED_BY.to_string()),
-            (LABEL_RUN, naming::label_value(&self.run_id)),
-            (LABEL_NODE, naming::label_value(node)),
+            (LABEL_NAME.to_string(), PULLER_NAME.to_string()),
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            (LABEL_RUN.to_string(), naming::label_value(&self.run_id)),
+            (LABEL_NODE.to_string(), naming::label_value(node)),
         ])
     }
 
-    /// True when an existing Job carries this run's labels for `node` (safe to adopt after a 409).
-    pub fn owns(&self, job: &Job, node: &str) -> bool {
-        let Some(labels) = job.metadata.labels.as_ref() else {
-            return false;
+    /// What the run pulls and how, hashed: the same for every Job of a run, different as soon as the
+    /// images, their order, the strategy or the pull policy differ.
+    pub fn spec_hash(&self) -> String {
+        let quayctl = match &self.strategy {
+            PullStrategy::Quayctl { image } => image.as_str(),
+            PullStrategy::Kubelet => "",
         };
-        self.labels(node).iter().all(|(k, v)| labels.get(*k) == Some(v))
+        let images: Vec<&str> = self.images.iter().map(|i| i.normalized.as_str()).collect();
+        naming::short_hash(&format!(
+            "{}\n{quayctl}\n{}\n{}",
+            self.strategy.name(),
+            self.pull_policy.name(),
+            images.join(";")
+        ))
     }
 
-    /// The puller Job for `node`.
-    pub fn build(&self, node: &str) -> Job {
-        let labels = self.labels(node);
-        let images: Vec<&str> = self.images.iter().map(|i| i.normalized.as_str()).collect();
-        let mut pod_spec = match &self.strategy {
-            PullStrategy::Kubelet => self.kubelet_pod_spec(),
-            PullStrategy::Quayctl { image } => self.quayctl_pod_spec(image),
-        };
-        pod_spec["restartPolicy"] = json!("Never");
-        pod_spec["automountServiceAccountToken"] = json!(false);
-        pod_spec["enableServiceLinks"] = json!(false);
-        pod_spec["terminationGracePeriodSeconds"] = json!(5);
-        pod_spec["affinity"] = node_affinity(node);
-        let mut job = json!({
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": self.job_name(node),
-                "namespace": self.namespace,
-                "labels": labels,
-                "annotations": {
-                    ANNOTATION_NODE: node,
-                    ANNOTATION_RUN: self.run_id,
-                    ANNOTATION_IMAGES: images.join(";"),
-                },
-                "ownerReferences": self.owner.iter().collect::<Vec<_>>(),
-            },
-            "spec": {
-                "activeDeadlineSeconds": self.deadline_seconds,
-                "backoffLimit": 0,
-                "completions": 1,
-                "parallelism": 1,
-                "ttlSecondsAfterFinished": self.ttl_seconds_after_finished,
-                "template": {
-                    "metadata": {"labels": labels, "annotations": {ANNOTATION_NODE: node}},
-                    "spec": pod_spec,
-                },
-            },
-        });
-        if self.owner.is_none() {
-            job["metadata"].as_object_mut().map(|m| m.remove("ownerReferences"));
+    /// Decide about a Job that already exists under the name this run wants for `node`.
+    pub fn adoption(&self, existing: &Job, node: &str) -> Adoption {
+        let name = existing.metadata.name.as_deref().unwrap_or_default();
+        let labels = existing.metadata.labels.as_ref();
+        let ours = self.labels(node).iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+        let annotations = existing.metadata.annotations.as_ref();
+        let hash = annotations.and_then(|a| a.get(ANNOTATION_SPEC_HASH));
+        let delete = format!("kubectl -n {} delete job {name}", self.namespace);
+        if !ours {
+            return Adoption::Refuse(format!(
+                "a Job named {name} exists but does not belong to run {} on this node; delete it ({delete}) or use another RUN_ID",
+                self.run_id
+            ));
         }
-        serde_json::from_value(job).expect("the Job template matches the k8s-openapi types (unit-tested)")
+        if hash != Some(&self.spec_hash()) {
+            return Adoption::Refuse(format!(
+                "Job {name} of run {} pulls other images or uses another strategy than this run asks for; \
+                 use a new RUN_ID or delete it ({delete})",
+                self.run_id
+            ));
+        }
+        let listed = annotations.and_then(|a| a.get(ANNOTATION_IMAGES)).map(String::as_str).unwrap_or_default();
+        let listed: Vec<&str> = listed.split(';').collect();
+        let mask = self
+            .images
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| listed.contains(&i.normalized.as_str()))
+            .fold(0, |m, (i, _)| m | 1 << i);
+        Adoption::Adopt(mask)
+    }
+
+    /// The puller Job for every image of the run on `node`, with no tolerations.
+    pub fn build_for(&self, node: &str) -> Job {
+        self.build(&EligibleNode {
+            name: node.into(),
+            tolerations: 0,
+            images: all_images(self.images.len()),
+            zone: None,
+        })
+    }
+
+    /// The puller Job for `node`: the images it still needs, the tolerations its taints require.
+    pub fn build(&self, node: &EligibleNode) -> Job {
+        let labels = self.labels(&node.name);
+        let images: Vec<(usize, &Image)> =
+            self.images.iter().enumerate().filter(|(i, _)| node.images & (1 << i) != 0).collect();
+        let listed: Vec<&str> = images.iter().map(|(_, i)| i.normalized.as_str()).collect();
+        let mut pod = match &self.strategy {
+            PullStrategy::Kubelet => self.kubelet_pod_spec(&images),
+            PullStrategy::Quayctl { image } => self.quayctl_pod_spec(image, &images),
+        };
+        pod.restart_policy = Some("Never".into());
+        pod.automount_service_account_token = Some(false);
+        pod.enable_service_links = Some(false);
+        pod.termination_grace_period_seconds = Some(5);
+        pod.active_deadline_seconds = Some(self.deadline_seconds);
+        pod.affinity = Some(node_affinity(&node.name));
+        let tolerations = selected(&self.tolerations, node.tolerations);
+        pod.tolerations = (!tolerations.is_empty()).then_some(tolerations);
+        pod.image_pull_secrets = (!self.image_pull_secrets.is_empty())
+            .then(|| self.image_pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect());
+        pod.priority_class_name = self.priority_class_name.clone();
+        Job {
+            metadata: ObjectMeta {
+                name: Some(self.job_name(&node.name)),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(labels.clone()),
+                annotations: Some(BTreeMap::from([
+                    (ANNOTATION_NODE.to_string(), node.name.clone()),
+                    (ANNOTATION_RUN.to_string(), self.run_id.clone()),
+                    (ANNOTATION_IMAGES.to_string(), listed.join(";")),
+                    (ANNOTATION_SPEC_HASH.to_string(), self.spec_hash()),
+                ])),
+                owner_references: self.owner.clone().map(|o| vec![o]),
+                ..Default::default()
+            },
+            spec: Some(JobSpec {
+                active_deadline_seconds: Some(self.job_deadline_seconds),
+                backoff_limit: Some(0),
+                completions: Some(1),
+                parallelism: Some(1),
+                ttl_seconds_after_finished: Some(self.ttl_seconds_after_finished),
+                // An evicted or preempted puller is not a failed pull: the Job makes a new pod,
+                // within the same deadline.
+                pod_failure_policy: Some(PodFailurePolicy {
+                    rules: vec![PodFailurePolicyRule {
+                        action: "Ignore".into(),
+                        on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                            type_: "DisruptionTarget".into(),
+                            status: "True".into(),
+                        }]),
+                        on_exit_codes: None,
+                    }],
+                }),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        annotations: Some(BTreeMap::from([(ANNOTATION_NODE.to_string(), node.name.clone())])),
+                        ..Default::default()
+                    }),
+                    spec: Some(pod),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn resources(&self) -> ResourceRequirements {
+        let r = &self.resources;
+        let q = |cpu: &str, memory: &str| {
+            BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))])
+        };
+        ResourceRequirements {
+            requests: Some(q(&r.cpu_request, &r.memory_request)),
+            limits: Some(q(&r.cpu_limit, &r.memory_limit)),
+            ..Default::default()
+        }
     }
 
     /// Kubelet strategy: copy a static no-op into an emptyDir, then run it from every image, so the
     /// kubelet pulls each image with the node's own runtime and credentials. Restricted-PSS clean.
-    fn kubelet_pod_spec(&self) -> Value {
-        let helper = self.helper_image.as_deref().unwrap_or_default();
+    fn kubelet_pod_spec(&self, images: &[(usize, &Image)]) -> PodSpec {
+        let helper = self.helper_image.clone().unwrap_or_default();
         let noop = format!("{NOOP_DIR}/quayctl-noop");
-        let containers: Vec<Value> = self
-            .images
+        let containers = images
             .iter()
-            .enumerate()
-            .map(|(i, image)| {
-                json!({
-                    "name": naming::container_name(i, image.short_name()),
-                    "image": image.given,
-                    "imagePullPolicy": image.pull_policy(),
-                    "command": [noop],
-                    "volumeMounts": [{"name": "noop", "mountPath": NOOP_DIR, "readOnly": true}],
-                    "securityContext": restricted_container_security(),
-                    "resources": tiny_resources(),
-                })
+            .map(|(i, image)| Container {
+                name: naming::container_name(*i, image.short_name()),
+                image: Some(image.given.clone()),
+                image_pull_policy: Some(image.pull_policy(self.pull_policy).into()),
+                command: Some(vec![noop.clone()]),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "noop".into(),
+                    mount_path: NOOP_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                }]),
+                security_context: Some(restricted_container_security()),
+                resources: Some(self.resources()),
+                ..Default::default()
             })
             .collect();
-        json!({
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": RUN_AS_USER,
-                "runAsGroup": RUN_AS_USER,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "volumes": [{"name": "noop", "emptyDir": {"sizeLimit": "16Mi"}}],
-            "initContainers": [{
-                "name": "install-noop",
-                "image": helper,
-                "imagePullPolicy": "IfNotPresent",
-                "command": [NOOP_IN_HELPER, "--install", noop],
-                "volumeMounts": [{"name": "noop", "mountPath": NOOP_DIR}],
-                "securityContext": restricted_container_security(),
-                "resources": tiny_resources(),
-            }],
-            "containers": containers,
-        })
+        PodSpec {
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                ..Default::default()
+            }),
+            volumes: Some(vec![Volume {
+                name: "noop".into(),
+                empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("16Mi".into())), medium: None }),
+                ..Default::default()
+            }]),
+            init_containers: Some(vec![Container {
+                name: INSTALL_CONTAINER.into(),
+                image: Some(helper),
+                image_pull_policy: Some("IfNotPresent".into()),
+                command: Some(vec![NOOP_IN_HELPER.into(), "--install".into(), noop]),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "noop".into(),
+                    mount_path: NOOP_DIR.into(),
+                    ..Default::default()
+                }]),
+                security_context: Some(restricted_container_security()),
+                resources: Some(self.resources()),
+                ..Default::default()
+            }]),
+            containers,
+            ..Default::default()
+        }
     }
 
     /// quayctl strategy, as the 2017 original: one `puller` container with the list in `QUAY_IMAGES`,
     /// the node's docker socket, and host networking for the BitTorrent ports.
-    fn quayctl_pod_spec(&self, quayctl_image: &str) -> Value {
-        let list: Vec<&str> = self.images.iter().map(|i| i.given.as_str()).collect();
-        json!({
-            "hostNetwork": true,
-            "dnsPolicy": "ClusterFirstWithHostNet",
-            "volumes": [{
-                "name": "docker-socket",
-                "hostPath": {"path": "/var/run/docker.sock", "type": "Socket"},
+    fn quayctl_pod_spec(&self, quayctl_image: &str, images: &[(usize, &Image)]) -> PodSpec {
+        let list: Vec<&str> = images.iter().map(|(_, i)| i.given.as_str()).collect();
+        let socket = "/var/run/docker.sock";
+        let q = |cpu: &str, memory: &str| {
+            let mut m = BTreeMap::from([("memory".to_string(), Quantity(memory.into()))]);
+            if !cpu.is_empty() {
+                m.insert("cpu".to_string(), Quantity(cpu.into()));
+            }
+            m
+        };
+        PodSpec {
+            host_network: Some(true),
+            dns_policy: Some("ClusterFirstWithHostNet".into()),
+            volumes: Some(vec![Volume {
+                name: "docker-socket".into(),
+                host_path: Some(HostPathVolumeSource { path: socket.into(), type_: Some("Socket".into()) }),
+                ..Default::default()
+            }]),
+            containers: vec![Container {
+                name: QUAYCTL_CONTAINER.into(),
+                image: Some(quayctl_image.into()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                env: Some(vec![EnvVar { name: "QUAY_IMAGES".into(), value: Some(list.join(";")), value_from: None }]),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "docker-socket".into(),
+                    mount_path: socket.into(),
+                    ..Default::default()
+                }]),
+                resources: Some(ResourceRequirements {
+                    requests: Some(q("50m", "64Mi")),
+                    limits: Some(q("", "256Mi")),
+                    ..Default::default()
+                }),
+                ..Default::default()
             }],
-            "containers": [{
-                "name": "puller",
-                "image": quayctl_image,
-                "imagePullPolicy": "IfNotPresent",
-                "env": [{"name": "QUAY_IMAGES", "value": list.join(";")}],
-                "volumeMounts": [{"name": "docker-socket", "mountPath": "/var/run/docker.sock"}],
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            }],
-        })
+            ..Default::default()
+        }
     }
 }
 
 /// Pin to the node by name, as the DaemonSet controller does (the hostname label can differ).
-fn node_affinity(node: &str) -> Value {
-    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
-        "matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}],
-    }]}}})
+fn node_affinity(node: &str) -> Affinity {
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(vec![node.into()]),
+                    }]),
+                    match_expressions: None,
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
-fn restricted_container_security() -> Value {
-    json!({
-        "allowPrivilegeEscalation": false,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": true,
-        "runAsNonRoot": true,
-    })
-}
-
-fn tiny_resources() -> Value {
-    json!({"requests": {"cpu": "1m", "memory": "4Mi"}, "limits": {"cpu": "50m", "memory": "16Mi"}})
+fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..Default::default()
+    }
 }
 
 /// The node a Job was built for (from its annotation).
@@ -203,10 +362,25 @@ pub fn node_of(job: &Job) -> Option<&str> {
     job.metadata.annotations.as_ref()?.get(ANNOTATION_NODE).map(String::as_str)
 }
 
+/// Which images of the run a puller container pulls: `pull-<i>-…` is image i; the quayctl
+/// `puller` pulls all of them; the helper's init container none.
+pub fn images_of_container(name: &str, image_count: usize) -> ImageMask {
+    if name == QUAYCTL_CONTAINER {
+        return all_images(image_count);
+    }
+    name.strip_prefix("pull-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|i| i.parse::<usize>().ok())
+        .filter(|i| *i < image_count)
+        .map_or(0, |i| 1 << i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::images::parse_image_list;
+
+    use serde_json::{Value, json};
 
     pub(crate) fn template(strategy: PullStrategy) -> JobTemplate {
         JobTemplate {
@@ -216,8 +390,14 @@ mod tests {
             images: parse_image_list("nginx:1.27;ghcr.io/org/model:v1").unwrap().images,
             helper_image: Some("ghcr.io/x/quayctl-controller:0.1.0".into()),
             deadline_seconds: 300,
+            job_deadline_seconds: 360,
             ttl_seconds_after_finished: 3600,
             owner: None,
+            pull_policy: PullPolicy::Auto,
+            tolerations: Vec::new(),
+            image_pull_secrets: Vec::new(),
+            priority_class_name: None,
+            resources: PullerResources::default(),
         }
     }
 
@@ -227,11 +407,16 @@ mod tests {
 
     #[test]
     fn common_job_fields() {
-        let job = template(PullStrategy::Kubelet).build("node-a.example.com");
+        let job = template(PullStrategy::Kubelet).build_for("node-a.example.com");
         let j = as_json(&job);
         assert_eq!(j["metadata"]["name"], naming::job_name("nightly-7", "node-a.example.com"));
         assert_eq!(j["metadata"]["namespace"], "prepull");
-        assert_eq!(j["spec"]["activeDeadlineSeconds"], 300);
+        assert_eq!(j["spec"]["activeDeadlineSeconds"], 360, "the outer bound, with room for control-plane lag");
+        assert_eq!(j["spec"]["template"]["spec"]["activeDeadlineSeconds"], 300, "the pull deadline, from pod start");
+        assert_eq!(
+            j["spec"]["podFailurePolicy"]["rules"][0],
+            json!({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]})
+        );
         assert_eq!(j["spec"]["backoffLimit"], 0);
         assert_eq!(j["spec"]["ttlSecondsAfterFinished"], 3600);
         let pod = &j["spec"]["template"]["spec"];
@@ -257,7 +442,7 @@ mod tests {
     #[test]
     fn long_node_names_are_label_safe_with_the_full_name_annotated() {
         let node = format!("{}.internal", "n".repeat(80));
-        let job = template(PullStrategy::Kubelet).build(&node);
+        let job = template(PullStrategy::Kubelet).build_for(&node);
         let labels = job.metadata.labels.as_ref().unwrap();
         assert!(labels[LABEL_NODE].len() <= 63);
         assert_eq!(node_of(&job), Some(node.as_str()));
@@ -266,7 +451,7 @@ mod tests {
 
     #[test]
     fn kubelet_strategy_runs_a_noop_from_every_image_under_restricted_pss() {
-        let j = as_json(&template(PullStrategy::Kubelet).build("n1"));
+        let j = as_json(&template(PullStrategy::Kubelet).build_for("n1"));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
@@ -298,7 +483,7 @@ mod tests {
     #[test]
     fn quayctl_strategy_is_faithful_to_the_original() {
         let strategy = PullStrategy::Quayctl { image: "quay.io/coreos/quayctl:v0.0.1".into() };
-        let j = as_json(&template(strategy).build("n1"));
+        let j = as_json(&template(strategy).build_for("n1"));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["hostNetwork"], true);
         assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
@@ -322,24 +507,76 @@ mod tests {
             uid: "0b7f3f5e-1111-2222-3333-444455556666".into(),
             ..Default::default()
         });
-        let j = as_json(&t.build("n1"));
+        let j = as_json(&t.build_for("n1"));
         assert_eq!(j["metadata"]["ownerReferences"][0]["name"], "quayctl-controller-29384756");
         assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "Job");
     }
 
     #[test]
-    fn selector_and_adoption_check() {
+    fn selector_and_adoption_decision() {
         let t = template(PullStrategy::Kubelet);
         assert_eq!(
             t.run_selector(),
             "app.kubernetes.io/managed-by=quayctl-controller,quayctl-controller/run=nightly-7"
         );
-        let job = t.build("n1");
-        assert!(t.owns(&job, "n1"));
-        assert!(!t.owns(&job, "n2"));
+        let job = t.build_for("n1");
+        assert_eq!(t.adoption(&job, "n1"), Adoption::Adopt(0b11));
+        assert!(matches!(t.adoption(&job, "n2"), Adoption::Refuse(r) if r.contains("does not belong")));
         let mut other_run = t.clone();
         other_run.run_id = "nightly-8".into();
-        assert!(!other_run.owns(&job, "n1"));
-        assert!(!t.owns(&Job::default(), "n1"));
+        assert!(matches!(other_run.adoption(&job, "n1"), Adoption::Refuse(_)));
+        assert!(matches!(t.adoption(&Job::default(), "n1"), Adoption::Refuse(_)));
+
+        let mut other_images = t.clone();
+        other_images.images = parse_image_list("nginx:1.27;ghcr.io/org/model:v2").unwrap().images;
+        let Adoption::Refuse(reason) = other_images.adoption(&job, "n1") else { panic!("adopted other images") };
+        assert!(
+            reason.contains("other images")
+                && reason.contains("new RUN_ID")
+                && reason.contains("kubectl -n prepull delete job"),
+            "{reason}"
+        );
+        let mut other_policy = t.clone();
+        other_policy.pull_policy = PullPolicy::Always;
+        assert!(matches!(other_policy.adoption(&job, "n1"), Adoption::Refuse(_)));
+        let quayctl = template(PullStrategy::Quayctl { image: "q:1".into() });
+        assert!(matches!(quayctl.adoption(&job, "n1"), Adoption::Refuse(_)));
+
+        let partial = t.build(&EligibleNode { name: "n1".into(), tolerations: 0, images: 0b10, zone: None });
+        assert_eq!(t.adoption(&partial, "n1"), Adoption::Adopt(0b10), "adopts what that Job pulls");
+    }
+
+    #[test]
+    fn per_node_images_tolerations_secrets_priority_and_resources() {
+        let mut t = template(PullStrategy::Kubelet);
+        t.tolerations = crate::taints::parse_tolerations("gpu:NoSchedule,spot=true:NoExecute").unwrap();
+        t.image_pull_secrets = vec!["regcred".into(), "other".into()];
+        t.priority_class_name = Some("prepull-low".into());
+        t.pull_policy = PullPolicy::Always;
+        t.resources.memory_limit = "32Mi".into();
+        let node = EligibleNode { name: "g1".into(), tolerations: 0b01, images: 0b10, zone: None };
+        let j = as_json(&t.build(&node));
+        let pod = &j["spec"]["template"]["spec"];
+        assert_eq!(pod["tolerations"], json!([{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]));
+        assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}, {"name": "other"}]));
+        assert_eq!(pod["priorityClassName"], "prepull-low");
+        let containers = pod["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "only the images the node still needs");
+        assert_eq!(containers[0]["name"], "pull-1-model");
+        assert_eq!(containers[0]["imagePullPolicy"], "Always");
+        assert_eq!(containers[0]["resources"]["limits"]["memory"], "32Mi");
+        assert_eq!(j["metadata"]["annotations"][ANNOTATION_IMAGES], "ghcr.io/org/model:v1");
+        let plain = as_json(&template(PullStrategy::Kubelet).build_for("n"));
+        let plain_pod = &plain["spec"]["template"]["spec"];
+        assert!(plain_pod.get("tolerations").is_none() && plain_pod.get("imagePullSecrets").is_none());
+    }
+
+    #[test]
+    fn containers_map_back_to_images() {
+        assert_eq!(images_of_container("pull-0-nginx", 2), 0b01);
+        assert_eq!(images_of_container("pull-1-model", 2), 0b10);
+        assert_eq!(images_of_container("pull-7-x", 2), 0, "out of range");
+        assert_eq!(images_of_container(QUAYCTL_CONTAINER, 3), 0b111);
+        assert_eq!(images_of_container(INSTALL_CONTAINER, 3), 0);
     }
 }

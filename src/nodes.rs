@@ -1,13 +1,31 @@
-//! Step 2 of the data path: which nodes get a puller Job. A pure decision per node.
+//! Step 2 of the data path: which nodes get a puller Job, and what it pulls there. A pure decision
+//! per node; only what the run needs of each node is kept (name, zone, two small bit masks), not the
+//! Node object, so memory follows the page size, not the cluster.
 
 use k8s_openapi::api::core::v1::Node;
+
+use crate::images::{Image, PullPolicy};
+use crate::taints::{Toleration, match_taints};
+
+pub const LABEL_OS: &str = "kubernetes.io/os";
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 
 /// Why a node gets no puller Job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SkipReason {
     Cordoned,
-    NotReady { status: String, reason: Option<String> },
-    Tainted { key: String, effect: String },
+    NotReady {
+        status: String,
+        reason: Option<String>,
+    },
+    Tainted {
+        key: String,
+        effect: String,
+    },
+    /// The no-op and the quayctl image are Linux binaries.
+    NotLinux {
+        os: String,
+    },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -16,14 +34,46 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Cordoned => write!(f, "cordoned (spec.unschedulable)"),
             SkipReason::NotReady { status, reason: Some(reason) } => write!(f, "not Ready (Ready={status}, {reason})"),
             SkipReason::NotReady { status, reason: None } => write!(f, "not Ready (Ready={status})"),
-            SkipReason::Tainted { key, effect } => write!(f, "tainted {key}:{effect}"),
+            SkipReason::Tainted { key, effect } => {
+                write!(f, "tainted {key}:{effect} (add it to TOLERATIONS to reach this node)")
+            }
+            SkipReason::NotLinux { os } => write!(f, "not a Linux node ({LABEL_OS}={os})"),
         }
     }
 }
 
-/// `Ok(())` when a puller pod could run on the node now, else the first reason it cannot.
-/// Cordoned beats NotReady beats taints, so the most actionable reason is shown.
-pub fn eligibility(node: &Node) -> Result<(), SkipReason> {
+/// What the run decides about the nodes, the same for every node.
+#[derive(Clone, Debug, Default)]
+pub struct Eligibility {
+    pub tolerations: Vec<Toleration>,
+    /// `SKIP_PRESENT=true`: leave out images the node reports in `status.images`.
+    pub skip_present: bool,
+    pub pull_policy: Option<PullPolicy>,
+    pub images: Vec<Image>,
+}
+
+/// Bit i set = image i of `QUAY_IMAGES` (at most [`crate::config::MAX_IMAGES`]).
+pub type ImageMask = u64;
+
+pub fn all_images(count: usize) -> ImageMask {
+    if count >= 64 { u64::MAX } else { (1u64 << count) - 1 }
+}
+
+/// One node that gets a puller Job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EligibleNode {
+    pub name: String,
+    /// Which tolerations its Job carries (see [`crate::taints::match_taints`]).
+    pub tolerations: u32,
+    /// The images still to pull there; with `SKIP_PRESENT` may be fewer than all.
+    pub images: ImageMask,
+    /// `topology.kubernetes.io/zone`, for spreading the seed wave.
+    pub zone: Option<String>,
+}
+
+/// `Ok(toleration mask)` when a puller pod could run on the node now, else the first reason it
+/// cannot. Cordoned beats NotReady beats OS beats taints, so the most actionable reason is shown.
+pub fn eligibility(node: &Node, tolerations: &[Toleration]) -> Result<u32, SkipReason> {
     let spec = node.spec.as_ref();
     if spec.and_then(|s| s.unschedulable).unwrap_or(false) {
         return Err(SkipReason::Cordoned);
@@ -42,13 +92,36 @@ pub fn eligibility(node: &Node) -> Result<(), SkipReason> {
             return Err(SkipReason::NotReady { status: "Unknown".into(), reason: Some("no Ready condition".into()) });
         }
     }
-    let blocking = spec
-        .and_then(|s| s.taints.as_ref())
-        .and_then(|taints| taints.iter().find(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"));
-    if let Some(taint) = blocking {
-        return Err(SkipReason::Tainted { key: taint.key.clone(), effect: taint.effect.clone() });
+    let os = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_OS))
+        .or_else(|| node.status.as_ref()?.node_info.as_ref().map(|i| &i.operating_system));
+    if let Some(os) = os.filter(|os| os.as_str() != "linux") {
+        return Err(SkipReason::NotLinux { os: os.clone() });
     }
-    Ok(())
+    let taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    match_taints(taints, tolerations)
+        .map_err(|taint| SkipReason::Tainted { key: taint.key.clone(), effect: taint.effect.clone() })
+}
+
+/// The images of `rule.images` that `node` still needs: all of them, or with `SKIP_PRESENT` those
+/// its `status.images` does not show. The kubelet lists at most 50 images per node by default
+/// (`nodeStatusMaxImages`), so an image that is not listed is "unknown", and is pulled.
+pub fn images_needed(node: &Node, rule: &Eligibility) -> ImageMask {
+    let all = all_images(rule.images.len());
+    if !rule.skip_present {
+        return all;
+    }
+    let policy = rule.pull_policy.unwrap_or(PullPolicy::Auto);
+    let listed = node.status.as_ref().and_then(|s| s.images.as_deref()).unwrap_or_default();
+    let names = || listed.iter().flat_map(|i| i.names.iter().flatten()).map(String::as_str);
+    rule.images
+        .iter()
+        .enumerate()
+        .filter(|(_, image)| image.present_in(names(), policy))
+        .fold(all, |m, (i, _)| m & !(1 << i))
 }
 
 /// A node that gets no Job, for the log and the report.
@@ -58,20 +131,23 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
-/// Eligible node names and skipped nodes, built up page by page.
+/// Eligible nodes and skipped nodes, built up page by page.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Partition {
-    pub eligible: Vec<String>,
+    pub eligible: Vec<EligibleNode>,
     pub skipped: Vec<Skipped>,
 }
 
 impl Partition {
     /// Sort one more page of nodes into eligible and skipped.
-    pub fn add(&mut self, nodes: &[Node]) {
+    pub fn add(&mut self, nodes: &[Node], rule: &Eligibility) {
         for node in nodes {
             let name = node.metadata.name.clone().unwrap_or_default();
-            match eligibility(node) {
-                Ok(()) => self.eligible.push(name),
+            match eligibility(node, &rule.tolerations) {
+                Ok(tolerations) => {
+                    let zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
+                    self.eligible.push(EligibleNode { name, tolerations, images: images_needed(node, rule), zone })
+                }
                 Err(reason) => self.skipped.push(Skipped { node: name, reason }),
             }
         }
@@ -79,7 +155,7 @@ impl Partition {
 
     /// Both lists sorted by node name.
     pub fn sorted(mut self) -> Partition {
-        self.eligible.sort();
+        self.eligible.sort_by(|a, b| a.name.cmp(&b.name));
         self.skipped.sort_by(|a, b| a.node.cmp(&b.node));
         self
     }
@@ -96,7 +172,7 @@ pub(crate) mod tests {
             ready.iter().map(|s| json!({"type": "Ready", "status": s, "reason": "KubeletReady"})).collect();
         let taints: Vec<_> = taints.iter().map(|(k, e)| json!({"key": k, "effect": e})).collect();
         serde_json::from_value(json!({
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux"}},
             "spec": {"unschedulable": unschedulable, "taints": taints},
             "status": {"conditions": conditions},
         }))
@@ -105,33 +181,79 @@ pub(crate) mod tests {
 
     #[test]
     fn ready_untainted_node_is_eligible() {
-        assert_eq!(eligibility(&node("a", Some("True"), false, &[])), Ok(()));
-        assert_eq!(eligibility(&node("a", Some("True"), false, &[("gpu", "PreferNoSchedule")])), Ok(()));
+        assert_eq!(eligibility(&node("a", Some("True"), false, &[]), &[]), Ok(0));
+        assert_eq!(eligibility(&node("a", Some("True"), false, &[("gpu", "PreferNoSchedule")]), &[]), Ok(0));
     }
 
     #[test]
     fn cordoned_node_is_skipped_first() {
         let n = node("a", Some("False"), true, &[("node.kubernetes.io/unschedulable", "NoSchedule")]);
-        assert_eq!(eligibility(&n), Err(SkipReason::Cordoned));
+        assert_eq!(eligibility(&n, &[]), Err(SkipReason::Cordoned));
     }
 
     #[test]
     fn not_ready_and_unknown_are_skipped() {
         assert_eq!(
-            eligibility(&node("a", Some("False"), false, &[])),
+            eligibility(&node("a", Some("False"), false, &[]), &[]),
             Err(SkipReason::NotReady { status: "False".into(), reason: Some("KubeletReady".into()) })
         );
-        assert!(matches!(eligibility(&node("a", Some("Unknown"), false, &[])), Err(SkipReason::NotReady { .. })));
-        assert!(matches!(eligibility(&node("a", None, false, &[])), Err(SkipReason::NotReady { .. })));
+        assert!(matches!(eligibility(&node("a", Some("Unknown"), false, &[]), &[]), Err(SkipReason::NotReady { .. })));
+        assert!(matches!(eligibility(&node("a", None, false, &[]), &[]), Err(SkipReason::NotReady { .. })));
     }
 
     #[test]
     fn no_schedule_and_no_execute_taints_are_skipped() {
         for effect in ["NoSchedule", "NoExecute"] {
             let n = node("a", Some("True"), false, &[("dedicated", effect)]);
-            assert_eq!(eligibility(&n), Err(SkipReason::Tainted { key: "dedicated".into(), effect: effect.into() }));
-            assert_eq!(eligibility(&n).unwrap_err().to_string(), format!("tainted dedicated:{effect}"));
+            assert_eq!(
+                eligibility(&n, &[]),
+                Err(SkipReason::Tainted { key: "dedicated".into(), effect: effect.into() })
+            );
+            assert!(eligibility(&n, &[]).unwrap_err().to_string().starts_with(&format!("tainted dedicated:{effect}")));
         }
+    }
+
+    #[test]
+    fn tolerated_taints_make_a_node_eligible_with_exactly_the_matching_tolerations() {
+        let tolerations = crate::taints::parse_tolerations("dedicated:NoSchedule,gpu:NoSchedule").unwrap();
+        let n = node("a", Some("True"), false, &[("gpu", "NoSchedule")]);
+        assert_eq!(eligibility(&n, &tolerations), Ok(0b10));
+        let blocked = node("a", Some("True"), false, &[("gpu", "NoSchedule"), ("spot", "NoExecute")]);
+        assert_eq!(
+            eligibility(&blocked, &tolerations),
+            Err(SkipReason::Tainted { key: "spot".into(), effect: "NoExecute".into() })
+        );
+    }
+
+    #[test]
+    fn only_linux_nodes_are_eligible() {
+        let mut windows = node("w", Some("True"), false, &[]);
+        windows.metadata.labels = Some([(LABEL_OS.to_string(), "windows".to_string())].into());
+        assert_eq!(eligibility(&windows, &[]), Err(SkipReason::NotLinux { os: "windows".into() }));
+        assert_eq!(eligibility(&windows, &[]).unwrap_err().to_string(), "not a Linux node (kubernetes.io/os=windows)");
+        let mut unlabelled = node("u", Some("True"), false, &[]);
+        unlabelled.metadata.labels = None;
+        assert_eq!(eligibility(&unlabelled, &[]), Ok(0), "no label and no nodeInfo: assume Linux");
+    }
+
+    #[test]
+    fn skip_present_leaves_out_listed_images_only() {
+        let images = crate::images::parse_image_list("nginx:1.27;redis;quay.io/org/model:v3").unwrap().images;
+        let mut n = node("a", Some("True"), false, &[]);
+        n.status.as_mut().unwrap().images = Some(vec![
+            serde_json::from_value(
+                json!({"names": ["docker.io/library/nginx:1.27", "docker.io/library/nginx@sha256:aa"], "sizeBytes": 1}),
+            )
+            .unwrap(),
+            serde_json::from_value(json!({"names": ["docker.io/library/redis:latest"], "sizeBytes": 1})).unwrap(),
+        ]);
+        let off = Eligibility { images: images.clone(), ..Default::default() };
+        assert_eq!(images_needed(&n, &off), 0b111);
+        let on = Eligibility { images, skip_present: true, ..Default::default() };
+        assert_eq!(images_needed(&n, &on), 0b110, "nginx:1.27 is there; redis is latest; model is not listed");
+        let mut page = Partition::default();
+        page.add(&[n], &on);
+        assert_eq!(page.eligible[0].images, 0b110);
     }
 
     #[test]
@@ -143,10 +265,11 @@ pub(crate) mod tests {
             node("d", Some("False"), false, &[]),
         ];
         let mut partition = Partition::default();
-        partition.add(&nodes[..2]);
-        partition.add(&nodes[2..]);
+        let rule = Eligibility::default();
+        partition.add(&nodes[..2], &rule);
+        partition.add(&nodes[2..], &rule);
         let Partition { eligible, skipped } = partition.sorted();
-        assert_eq!(eligible, ["a", "c"]);
+        assert_eq!(eligible.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(skipped.iter().map(|s| s.node.as_str()).collect::<Vec<_>>(), ["b", "d"]);
     }
 }

@@ -6,61 +6,170 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use serde::Serialize;
 
-/// The result for one eligible node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use crate::jobs::{INSTALL_CONTAINER, images_of_container};
+use crate::nodes::ImageMask;
+
+/// The verdict for one eligible node. Every eligible node gets exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Outcome {
+    /// Every image was pulled on the node.
     Succeeded,
-    Failed {
-        reason: String,
-    },
-    /// The Job hit `activeDeadlineSeconds`, or the controller's own wait ran out.
-    TimedOut {
-        reason: String,
-    },
-    /// Someone else deleted the Job before it finished.
+    /// `SKIP_PRESENT`: the node already had every image; no Job.
+    AlreadyPresent,
+    /// An image could not be pulled (or the puller failed).
+    Failed,
+    /// No verdict within the deadline.
+    TimedOut,
+    /// The Job could not be created (the apiserver's message says why).
+    NotCreated,
+    /// The Job was seen, then gone without a terminal condition.
     Deleted,
-    /// The Job could not be created.
-    NotCreated {
-        reason: String,
-    },
-    /// Still running when the run was interrupted.
+    /// Created, but the run was interrupted before it finished.
     Unfinished,
+    /// The run stopped before this node's Job was created.
+    NotStarted,
 }
 
 impl Outcome {
-    pub fn label(&self) -> &'static str {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Succeeded,
+        Outcome::AlreadyPresent,
+        Outcome::Failed,
+        Outcome::TimedOut,
+        Outcome::NotCreated,
+        Outcome::Deleted,
+        Outcome::Unfinished,
+        Outcome::NotStarted,
+    ];
+
+    pub fn label(self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
-            Outcome::Failed { .. } => "failed",
-            Outcome::TimedOut { .. } => "timed-out",
+            Outcome::AlreadyPresent => "already-present",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed-out",
+            Outcome::NotCreated => "not-created",
             Outcome::Deleted => "deleted",
-            Outcome::NotCreated { .. } => "not-created",
             Outcome::Unfinished => "unfinished",
+            Outcome::NotStarted => "not-started",
         }
     }
 
-    pub fn reason(&self) -> &str {
-        match self {
-            Outcome::Succeeded => "",
-            Outcome::Failed { reason } | Outcome::TimedOut { reason } | Outcome::NotCreated { reason } => reason,
-            Outcome::Deleted => "Job deleted before it finished",
-            Outcome::Unfinished => "run interrupted before the Job finished",
-        }
-    }
-
-    pub fn is_success(&self) -> bool {
-        matches!(self, Outcome::Succeeded)
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Succeeded | Outcome::AlreadyPresent)
     }
 }
 
-/// The outcome of a Job, or `None` while it is still running. `pod_problem` is the last problem seen
-/// on its pod (see [`pod_problem`]); it explains a failure better than the Job's own reason.
-pub fn outcome_from_job(job: &Job, pod_problem: Option<&str>) -> Option<Outcome> {
+/// What the pod of a Job shows about one image or the helper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerView {
+    /// Terminated with 0: the image is on the node.
+    Done,
+    /// Creating, running, or waiting for something that is not a pull error.
+    Busy,
+    /// The kubelet cannot pull it yet (it retries): `ErrImagePull`, `ImagePullBackOff`, ...
+    PullError(String),
+    /// It will never pull: `InvalidImageName`, `ErrImageNeverPull`.
+    Invalid(String),
+}
+
+/// Waiting reasons the kubelet retries.
+const PULL_ERRORS: [&str; 4] = ["ErrImagePull", "ImagePullBackOff", "RegistryUnavailable", "SignatureValidationFailed"];
+/// Waiting reasons no retry fixes.
+const INVALID: [&str; 3] = ["InvalidImageName", "ErrImageNeverPull", "ErrImageInspect"];
+
+/// The pod of a puller Job, read for the run: per image, the helper, and the pod's own fate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodView {
+    /// Evicted or preempted (`DisruptionTarget`): the Job's pod failure policy retries it.
+    pub disrupted: bool,
+    pub succeeded: bool,
+    /// `Some(problem)` when the pod failed; `timed_out` when the kubelet enforced its deadline.
+    pub failed: Option<String>,
+    pub timed_out: bool,
+    /// `(images, view)` per puller container.
+    pub containers: Vec<(ImageMask, ContainerView)>,
+    /// The helper image's init container, when it has a pull problem.
+    pub helper: Option<ContainerView>,
+}
+
+fn container_view(c: &ContainerStatus) -> ContainerView {
+    let Some(state) = c.state.as_ref() else { return ContainerView::Busy };
+    if let Some(t) = &state.terminated {
+        return if t.exit_code == 0 { ContainerView::Done } else { ContainerView::Busy };
+    }
+    let Some(w) = &state.waiting else { return ContainerView::Busy };
+    let reason = w.reason.as_deref().unwrap_or_default();
+    let message = format!("{reason}: {}", w.message.as_deref().unwrap_or("(no message)"));
+    if PULL_ERRORS.contains(&reason) {
+        ContainerView::PullError(message)
+    } else if INVALID.contains(&reason) {
+        ContainerView::Invalid(message)
+    } else {
+        ContainerView::Busy
+    }
+}
+
+/// Read a puller pod (`image_count` = images of the run, for mapping container names).
+pub fn read_pod(pod: &Pod, image_count: usize) -> PodView {
+    let Some(status) = pod.status.as_ref() else { return PodView::default() };
+    let condition_true = |kind: &str| status.conditions.iter().flatten().any(|c| c.type_ == kind && c.status == "True");
+    let phase = status.phase.as_deref().unwrap_or_default();
+    let disrupted = condition_true("DisruptionTarget") && phase != "Succeeded";
+    let timed_out = phase == "Failed" && status.reason.as_deref() == Some("DeadlineExceeded");
+    let containers = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|c| (images_of_container(&c.name, image_count), container_view(c)))
+        .filter(|(mask, _)| *mask != 0)
+        .collect();
+    let helper = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == INSTALL_CONTAINER)
+        .map(container_view)
+        .filter(|v| matches!(v, ContainerView::PullError(_) | ContainerView::Invalid(_)));
+    PodView {
+        disrupted,
+        succeeded: phase == "Succeeded",
+        failed: (phase == "Failed").then(|| pod_problem(pod).unwrap_or_else(|| "pod failed".into())),
+        timed_out,
+        containers,
+        helper,
+    }
+}
+
+/// Pull errors that will not go away by retrying on other nodes: the image is not there, or the
+/// credentials are refused. Used to stop sending a broken image to the remaining nodes.
+pub fn is_permanent_pull_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "not found",
+        "manifest unknown",
+        "name unknown",
+        "unauthorized",
+        "denied",
+        "forbidden",
+        "invalidimagename",
+        "invalid reference",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+/// The outcome of a Job with its reason, or `None` while it is still running. `pod_problem` is the
+/// last problem seen on its pod (see [`pod_problem`]); it explains a failure better than the Job's
+/// own reason.
+pub fn outcome_from_job(job: &Job, pod_problem: Option<&str>) -> Option<(Outcome, String)> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
     let is_true = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
     if is_true("Complete").or_else(|| is_true("SuccessCriteriaMet")).is_some() {
-        return Some(Outcome::Succeeded);
+        return Some((Outcome::Succeeded, String::new()));
     }
     let failed = is_true("Failed").or_else(|| is_true("FailureTarget"))?;
     let reason = failed.reason.clone().unwrap_or_else(|| "Failed".into());
@@ -69,11 +178,7 @@ pub fn outcome_from_job(job: &Job, pod_problem: Option<&str>) -> Option<Outcome>
         Some(detail) => format!("{reason}: {detail}"),
         None => reason.clone(),
     };
-    Some(if reason == "DeadlineExceeded" {
-        Outcome::TimedOut { reason: text }
-    } else {
-        Outcome::Failed { reason: text }
-    })
+    Some((if reason == "DeadlineExceeded" { Outcome::TimedOut } else { Outcome::Failed }, text))
 }
 
 /// Waiting reasons that are just progress, not problems.
@@ -151,9 +256,12 @@ pub(crate) mod tests {
 
     #[test]
     fn complete_and_success_criteria_met_succeed() {
-        assert_eq!(outcome_from_job(&job("j", &[("Complete", "True", "", "")]), None), Some(Outcome::Succeeded));
+        assert_eq!(
+            outcome_from_job(&job("j", &[("Complete", "True", "", "")]), None),
+            Some((Outcome::Succeeded, String::new()))
+        );
         let early = job("j", &[("SuccessCriteriaMet", "True", "CompletionsReached", "")]);
-        assert_eq!(outcome_from_job(&early, None), Some(Outcome::Succeeded));
+        assert_eq!(outcome_from_job(&early, None), Some((Outcome::Succeeded, String::new())));
     }
 
     #[test]
@@ -162,16 +270,14 @@ pub(crate) mod tests {
             job("j", &[("Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]);
         assert_eq!(
             outcome_from_job(&backoff, None),
-            Some(Outcome::Failed {
-                reason: "BackoffLimitExceeded: Job has reached the specified backoff limit".into()
-            })
+            Some((Outcome::Failed, "BackoffLimitExceeded: Job has reached the specified backoff limit".into()))
         );
         assert_eq!(
             outcome_from_job(&backoff, Some("puller (q) exited 1 (Error)")),
-            Some(Outcome::Failed { reason: "BackoffLimitExceeded: puller (q) exited 1 (Error)".into() })
+            Some((Outcome::Failed, "BackoffLimitExceeded: puller (q) exited 1 (Error)".into()))
         );
         let target = job("j", &[("FailureTarget", "True", "BackoffLimitExceeded", "")]);
-        assert_eq!(outcome_from_job(&target, None), Some(Outcome::Failed { reason: "BackoffLimitExceeded".into() }));
+        assert_eq!(outcome_from_job(&target, None), Some((Outcome::Failed, "BackoffLimitExceeded".into())));
     }
 
     #[test]
@@ -180,8 +286,74 @@ pub(crate) mod tests {
             job("j", &[("FailureTarget", "True", "DeadlineExceeded", "Job was active longer than specified deadline")]);
         assert_eq!(
             outcome_from_job(&deadline, Some("pull-0-x (x) ImagePullBackOff")),
-            Some(Outcome::TimedOut { reason: "DeadlineExceeded: pull-0-x (x) ImagePullBackOff".into() })
+            Some((Outcome::TimedOut, "DeadlineExceeded: pull-0-x (x) ImagePullBackOff".into()))
         );
+    }
+
+    #[test]
+    fn pods_are_read_per_image() {
+        let p = pod(
+            "j",
+            json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "install-noop", "image": "h", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 0}}}],
+            "containerStatuses": [
+            {"name": "pull-0-a", "image": "a", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+            {"name": "pull-1-b", "image": "b:1", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ErrImagePull", "message": "b:1: not found"}}},
+            {"name": "pull-2-c", "image": "c", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "InvalidImageName", "message": "bad"}}},
+            {"name": "pull-3-d", "image": "d", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        let view = read_pod(&p, 4);
+        assert_eq!(
+            view.containers,
+            vec![
+                (0b0001, ContainerView::Done),
+                (0b0010, ContainerView::PullError("ErrImagePull: b:1: not found".into())),
+                (0b0100, ContainerView::Invalid("InvalidImageName: bad".into())),
+                (0b1000, ContainerView::Busy),
+            ]
+        );
+        assert!(!view.succeeded && view.failed.is_none() && !view.disrupted && view.helper.is_none());
+
+        let helper = pod(
+            "j",
+            json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "install-noop", "image": "h", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image h"}}}]}),
+        );
+        assert_eq!(
+            read_pod(&helper, 1).helper,
+            Some(ContainerView::PullError("ImagePullBackOff: Back-off pulling image h".into()))
+        );
+
+        let evicted = pod(
+            "j",
+            json!({"phase": "Failed", "reason": "Evicted", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}),
+        );
+        let view = read_pod(&evicted, 1);
+        assert!(view.disrupted);
+        let deadline = pod(
+            "j",
+            json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}),
+        );
+        let view = read_pod(&deadline, 1);
+        assert!(view.timed_out && view.failed.as_deref().unwrap().contains("DeadlineExceeded"));
+        assert!(read_pod(&pod("j", json!({"phase": "Succeeded"})), 1).succeeded);
+    }
+
+    #[test]
+    fn permanent_pull_errors() {
+        assert!(is_permanent_pull_error(
+            "ErrImagePull: failed to pull and unpack image \"r/x:nope\": failed to resolve reference: r/x:nope: not found"
+        ));
+        assert!(is_permanent_pull_error("ErrImagePull: ... 401 Unauthorized"));
+        assert!(is_permanent_pull_error("ErrImagePull: pull access denied, repository does not exist"));
+        assert!(!is_permanent_pull_error("ErrImagePull: dial tcp 127.0.0.1:1: connect: connection refused"));
+        assert!(!is_permanent_pull_error("ImagePullBackOff: Back-off pulling image \"x\""));
     }
 
     #[test]

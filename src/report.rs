@@ -1,160 +1,297 @@
-//! Step 6 of the data path: the final table, the summary line and the exit code.
+//! Step 6 of the data path: one serialisable result per node, and from it the text table, the JSON
+//! report, the summary line (also the run's Event) and the exit code.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use crate::exit_code::ExitCode;
 use crate::nodes::Skipped;
 use crate::outcome::Outcome;
-use crate::wait::{Signal, Tracked};
+use crate::run::Signal;
+use crate::tracker::{ImageResult, LagStats, Verdict};
 
-/// Above this many rows, succeeded nodes are counted instead of listed.
+/// Above this many rows the table groups problems by (outcome, reason) and counts successes.
 pub const MAX_LISTED_ROWS: usize = 200;
+/// Node names shown per group in a grouped table.
+const NAMES_PER_GROUP: usize = 5;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    pub node: String,
-    pub outcome: String,
-    pub reason: String,
-    pub duration: Option<Duration>,
+/// What happened to one image on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImageOnNode {
+    pub image: String,
+    pub result: ImageResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
-/// Everything the run found out, ready to print.
-#[derive(Clone, Debug, Default)]
+/// The result for one eligible node: a table row, a JSON entry.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeResult {
+    pub node: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    pub images: Vec<ImageOnNode>,
+}
+
+impl NodeResult {
+    pub fn from_verdict(v: Verdict, images: &[String]) -> NodeResult {
+        NodeResult {
+            node: v.node,
+            outcome: v.outcome,
+            reason: v.reason,
+            job: v.job,
+            duration_seconds: v.duration.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+            images: v
+                .images
+                .into_iter()
+                .map(|i| ImageOnNode { image: images[i.index].clone(), result: i.result, message: i.message })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedNode {
+    pub node: String,
+    pub reason: String,
+}
+
+/// An image the circuit breaker stopped sending, said once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HeldBack {
+    pub image: String,
+    pub reason: String,
+}
+
+/// What the run was asked to do, for the JSON report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunSettings {
+    pub namespace: String,
+    pub strategy: String,
+    pub images: Vec<String>,
+    pub deadline_seconds: i64,
+    pub pull_policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<usize>,
+    pub seed_nodes: usize,
+    pub skip_present: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<String>,
+}
+
+/// Everything the run found out.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub run_id: String,
+    pub settings: RunSettings,
     pub total_nodes: usize,
-    pub results: Vec<(String, Outcome, Option<Duration>)>,
-    pub skipped: Vec<Skipped>,
+    pub eligible: usize,
+    pub counts: BTreeMap<&'static str, usize>,
+    pub nodes: Vec<NodeResult>,
+    pub skipped: Vec<SkippedNode>,
+    pub held_back_images: Vec<HeldBack>,
+    /// Job controller lag: Job creation → start.
+    pub job_start_lag: LagStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<&'static str>,
+    /// The API error that stopped the run, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fatal_error: Option<String>,
+    pub elapsed_seconds: f64,
+    pub exit_code: u8,
+    #[serde(skip)]
     pub interrupted: Option<Signal>,
-    pub elapsed: Duration,
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub succeeded: usize,
-    pub failed: usize,
-    pub timed_out: usize,
-    pub deleted: usize,
-    pub not_created: usize,
-    pub unfinished: usize,
+    #[serde(skip)]
+    pub fatal: bool,
 }
 
 impl Report {
-    pub fn new(run_id: &str, total_nodes: usize, skipped: Vec<Skipped>) -> Report {
-        Report { run_id: run_id.to_string(), total_nodes, skipped, ..Default::default() }
-    }
-
-    pub fn add_tracked<'a>(&mut self, entries: impl Iterator<Item = &'a Tracked>) {
-        for e in entries {
-            let outcome = e.outcome.clone().unwrap_or(Outcome::Unfinished);
-            self.results.push((e.node.clone(), outcome, e.duration()));
+    pub fn new(run_id: &str, settings: RunSettings, total_nodes: usize, skipped: &[Skipped]) -> Report {
+        Report {
+            run_id: run_id.to_string(),
+            settings,
+            total_nodes,
+            skipped: skipped
+                .iter()
+                .map(|s| SkippedNode { node: s.node.clone(), reason: s.reason.to_string() })
+                .collect(),
+            ..Default::default()
         }
-        self.results.sort_by(|a, b| a.0.cmp(&b.0));
     }
 
-    pub fn counts(&self) -> Counts {
-        let mut c = Counts::default();
-        for (_, outcome, _) in &self.results {
-            match outcome {
-                Outcome::Succeeded => c.succeeded += 1,
-                Outcome::Failed { .. } => c.failed += 1,
-                Outcome::TimedOut { .. } => c.timed_out += 1,
-                Outcome::Deleted => c.deleted += 1,
-                Outcome::NotCreated { .. } => c.not_created += 1,
-                Outcome::Unfinished => c.unfinished += 1,
-            }
+    /// Fill in the verdicts and everything derived from them.
+    pub fn finish(&mut self, mut nodes: Vec<NodeResult>, elapsed: Duration) {
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        self.eligible = nodes.len();
+        self.counts = Outcome::ALL.iter().map(|o| (o.label(), 0)).collect();
+        for n in &nodes {
+            *self.counts.entry(n.outcome.label()).or_default() += 1;
         }
-        c
+        self.nodes = nodes;
+        self.elapsed_seconds = (elapsed.as_secs_f64() * 10.0).round() / 10.0;
+        self.interrupted_by = self.interrupted.map(Signal::name);
+        self.exit_code = self.exit_code().code();
     }
 
-    /// 0 only if every eligible node succeeded (and there was at least one); a signal wins.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.counts.get(outcome.label()).copied().unwrap_or(0)
+    }
+
+    /// 0 only if every eligible node succeeded (and there was at least one); a signal or a fatal API
+    /// error wins.
     pub fn exit_code(&self) -> ExitCode {
-        let nodes = if self.results.is_empty() {
+        let nodes = if self.nodes.is_empty() || self.nodes.iter().any(|n| !n.outcome.is_success()) {
             ExitCode::NodesFailed
         } else {
-            ExitCode::merge_all(
-                self.results.iter().map(
-                    |(_, o, _)| {
-                        if o.is_success() { ExitCode::Success } else { ExitCode::NodesFailed }
-                    },
-                ),
-            )
+            ExitCode::Success
         };
         let signal = match self.interrupted {
             Some(Signal::Interrupt) => ExitCode::Interrupted,
             Some(Signal::Terminate) => ExitCode::Terminated,
             None => ExitCode::Success,
         };
-        nodes.merge(signal)
+        let fatal = if self.fatal { ExitCode::ClusterError } else { ExitCode::Success };
+        ExitCode::merge_all([nodes, signal, fatal])
     }
 
-    /// Rows in print order: problems first (by node), then skipped nodes, then successes.
-    pub fn rows(&self) -> Vec<Row> {
-        let mut problems = Vec::new();
-        let mut successes = Vec::new();
-        for (node, outcome, duration) in &self.results {
-            let row = Row {
-                node: node.clone(),
-                outcome: outcome.label().into(),
-                reason: outcome.reason().into(),
-                duration: *duration,
-            };
-            if outcome.is_success() { successes.push(row) } else { problems.push(row) }
-        }
-        let skipped = self.skipped.iter().map(|s| Row {
-            node: s.node.clone(),
-            outcome: "skipped".into(),
-            reason: s.reason.to_string(),
-            duration: None,
-        });
-        problems.into_iter().chain(skipped).chain(successes).collect()
-    }
-
-    /// The human table; succeeded nodes are only counted when the table would be huge.
+    /// The human table: problems first (by node), then skipped nodes, then successes; above
+    /// [`MAX_LISTED_ROWS`] rows, problems grouped by (outcome, reason) and successes counted. Then
+    /// one line per image.
     pub fn table(&self) -> String {
-        let mut rows = self.rows();
-        let hidden = if rows.len() > MAX_LISTED_ROWS {
-            let before = rows.len();
-            rows.retain(|r| r.outcome != "succeeded");
-            before - rows.len()
-        } else {
-            0
-        };
-        let header = Row { node: "NODE".into(), outcome: "OUTCOME".into(), reason: "REASON".into(), duration: None };
-        let width = rows.iter().chain([&header]).map(|r| r.node.len()).max().unwrap_or(4);
         let mut out = String::new();
-        let _ = writeln!(out, "{:<width$}  {:<11}  {:>8}  REASON", "NODE", "OUTCOME", "DURATION");
-        for r in &rows {
-            let duration = r.duration.map(|d| format!("{:.1}s", d.as_secs_f64())).unwrap_or_else(|| "-".into());
-            let line = format!("{:<width$}  {:<11}  {:>8}  {}", r.node, r.outcome, duration, r.reason);
-            let _ = writeln!(out, "{}", line.trim_end());
+        let problems: Vec<&NodeResult> = self.nodes.iter().filter(|n| !n.outcome.is_success()).collect();
+        let successes: Vec<&NodeResult> = self.nodes.iter().filter(|n| n.outcome.is_success()).collect();
+        if self.nodes.len() + self.skipped.len() <= MAX_LISTED_ROWS {
+            let width = self
+                .nodes
+                .iter()
+                .map(|n| n.node.len())
+                .chain(self.skipped.iter().map(|s| s.node.len()))
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            let _ = writeln!(out, "{:<width$}  {:<15}  {:>8}  REASON", "NODE", "OUTCOME", "DURATION");
+            let mut line = |node: &str, outcome: &str, duration: Option<f64>, reason: &str| {
+                let duration = duration.map(|d| format!("{d:.1}s")).unwrap_or_else(|| "-".into());
+                let row = format!("{node:<width$}  {outcome:<15}  {duration:>8}  {reason}");
+                let _ = writeln!(out, "{}", row.trim_end());
+            };
+            for n in &problems {
+                line(&n.node, n.outcome.label(), n.duration_seconds, &n.reason);
+            }
+            for s in &self.skipped {
+                line(&s.node, "skipped", None, &s.reason);
+            }
+            for n in &successes {
+                line(&n.node, n.outcome.label(), n.duration_seconds, &n.reason);
+            }
+        } else {
+            let _ = writeln!(out, "{:<15}  {:>6}  REASON / NODES", "OUTCOME", "NODES");
+            let mut groups: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+            for n in &problems {
+                groups.entry((n.outcome.label(), n.reason.as_str())).or_default().push(&n.node);
+            }
+            for s in &self.skipped {
+                groups.entry(("skipped", s.reason.as_str())).or_default().push(&s.node);
+            }
+            for ((outcome, reason), nodes) in &groups {
+                let _ = writeln!(out, "{outcome:<15}  {:>6}  {reason}", nodes.len());
+                let shown = nodes.iter().take(NAMES_PER_GROUP).copied().collect::<Vec<_>>().join(", ");
+                let more = nodes.len().saturating_sub(NAMES_PER_GROUP);
+                let more = if more > 0 { format!(", … and {more} more") } else { String::new() };
+                let _ = writeln!(out, "{:<15}  {:>6}  {shown}{more}", "", "");
+            }
+            for outcome in [Outcome::Succeeded, Outcome::AlreadyPresent] {
+                let count = successes.iter().filter(|n| n.outcome == outcome).count();
+                if count > 0 {
+                    let _ = writeln!(out, "{:<15}  {count:>6}  (not listed)", outcome.label());
+                }
+            }
         }
-        if hidden > 0 {
-            let _ = writeln!(out, "({hidden} succeeded nodes not listed)");
+        let _ = write!(out, "{}", self.image_lines());
+        out
+    }
+
+    /// Per image: on how many nodes it was pulled, present, failed, held back.
+    fn image_lines(&self) -> String {
+        let mut out = String::new();
+        for (index, image) in self.settings.images.iter().enumerate() {
+            let mut counts: BTreeMap<ImageResult, usize> = BTreeMap::new();
+            for n in &self.nodes {
+                if let Some(i) = n.images.get(index) {
+                    *counts.entry(i.result).or_default() += 1;
+                }
+            }
+            let c = |r| counts.get(&r).copied().unwrap_or(0);
+            let mut line = format!(
+                "image {}: {image}: pulled on {}, present on {}, failed on {}",
+                index + 1,
+                c(ImageResult::Pulled),
+                c(ImageResult::Present),
+                c(ImageResult::Failed)
+            );
+            if c(ImageResult::NotSent) > 0 {
+                let _ = write!(line, ", not sent to {}", c(ImageResult::NotSent));
+            }
+            if c(ImageResult::Unknown) > 0 {
+                let _ = write!(line, ", unknown on {}", c(ImageResult::Unknown));
+            }
+            let _ = writeln!(out, "{line}");
+            if let Some(held) = self.held_back_images.iter().find(|h| &h.image == image) {
+                let _ = writeln!(out, "  {}", held.reason);
+            }
         }
         out
     }
 
     pub fn summary(&self) -> String {
-        let c = self.counts();
-        let eligible = self.results.len();
+        let c = |o| self.count(o);
         let mut line = format!(
-            "run {}: {}/{} eligible nodes succeeded, {} failed, {} timed out, {} deleted, {} not created",
-            self.run_id, c.succeeded, eligible, c.failed, c.timed_out, c.deleted, c.not_created
+            "run {}: {}/{} eligible nodes succeeded",
+            self.run_id,
+            c(Outcome::Succeeded) + c(Outcome::AlreadyPresent),
+            self.nodes.len()
         );
-        if c.unfinished > 0 {
-            let _ = write!(line, ", {} unfinished", c.unfinished);
+        if c(Outcome::AlreadyPresent) > 0 {
+            let _ = write!(line, " ({} already present)", c(Outcome::AlreadyPresent));
+        }
+        let _ = write!(
+            line,
+            ", {} failed, {} timed out, {} deleted, {} not created",
+            c(Outcome::Failed),
+            c(Outcome::TimedOut),
+            c(Outcome::Deleted),
+            c(Outcome::NotCreated)
+        );
+        for (outcome, label) in [(Outcome::Unfinished, "unfinished"), (Outcome::NotStarted, "not started")] {
+            if c(outcome) > 0 {
+                let _ = write!(line, ", {} {label}", c(outcome));
+            }
         }
         let _ = write!(line, "; {} skipped of {} nodes", self.skipped.len(), self.total_nodes);
-        if eligible == 0 {
+        if self.nodes.is_empty() {
             line.push_str("; no eligible node");
         }
         if let Some(signal) = self.interrupted {
-            let _ = write!(line, "; interrupted by {}", if signal == Signal::Interrupt { "SIGINT" } else { "SIGTERM" });
+            let _ = write!(line, "; interrupted by {}", signal.name());
         }
-        let _ = write!(line, "; {:.1}s; exit {}", self.elapsed.as_secs_f64(), self.exit_code().code());
+        if let Some(error) = &self.fatal_error {
+            let _ = write!(line, "; stopped by an API error: {error}");
+        }
+        let _ = write!(line, "; {:.1}s; exit {}", self.elapsed_seconds, self.exit_code().code());
         line
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the report is plain data")
     }
 }
 
@@ -163,47 +300,65 @@ mod tests {
     use super::*;
     use crate::nodes::SkipReason;
 
-    fn report(outcomes: &[(&str, Outcome)], skipped: &[&str]) -> Report {
-        let skipped = skipped.iter().map(|n| Skipped { node: n.to_string(), reason: SkipReason::Cordoned }).collect();
-        let mut r = Report::new("r1", outcomes.len() + 1, skipped);
-        r.results =
-            outcomes.iter().map(|(n, o)| (n.to_string(), o.clone(), Some(Duration::from_millis(1500)))).collect();
+    fn result(node: &str, outcome: Outcome, reason: &str) -> NodeResult {
+        NodeResult {
+            node: node.into(),
+            outcome,
+            reason: reason.into(),
+            job: Some(format!("prepull-r1-{node}")),
+            duration_seconds: Some(1.5),
+            images: vec![ImageOnNode {
+                image: "docker.io/library/nginx:1.27".into(),
+                result: if outcome.is_success() { ImageResult::Pulled } else { ImageResult::Failed },
+                message: (!outcome.is_success()).then(|| reason.to_string()),
+            }],
+        }
+    }
+
+    fn report(results: Vec<NodeResult>, skipped: &[&str]) -> Report {
+        let skipped: Vec<Skipped> =
+            skipped.iter().map(|n| Skipped { node: n.to_string(), reason: SkipReason::Cordoned }).collect();
+        let settings = RunSettings { images: vec!["docker.io/library/nginx:1.27".into()], ..Default::default() };
+        let mut r = Report::new("r1", settings, results.len() + skipped.len(), &skipped);
+        r.finish(results, Duration::ZERO);
         r
     }
 
     #[test]
     fn exit_codes() {
-        assert_eq!(report(&[("a", Outcome::Succeeded)], &["s"]).exit_code(), ExitCode::Success);
-        assert_eq!(report(&[], &["s"]).exit_code(), ExitCode::NodesFailed, "no eligible node");
-        for bad in [
-            Outcome::Failed { reason: "x".into() },
-            Outcome::TimedOut { reason: "x".into() },
-            Outcome::Deleted,
-            Outcome::NotCreated { reason: "x".into() },
-            Outcome::Unfinished,
-        ] {
-            assert_eq!(report(&[("a", Outcome::Succeeded), ("b", bad)], &[]).exit_code(), ExitCode::NodesFailed);
+        assert_eq!(report(vec![result("a", Outcome::Succeeded, "")], &["s"]).exit_code(), ExitCode::Success);
+        assert_eq!(report(vec![result("a", Outcome::AlreadyPresent, "")], &[]).exit_code(), ExitCode::Success);
+        assert_eq!(report(vec![], &["s"]).exit_code(), ExitCode::NodesFailed, "no eligible node");
+        for bad in Outcome::ALL.into_iter().filter(|o| !o.is_success()) {
+            let r = report(vec![result("a", Outcome::Succeeded, ""), result("b", bad, "x")], &[]);
+            assert_eq!(r.exit_code(), ExitCode::NodesFailed, "{bad:?}");
         }
-        let mut r = report(&[("a", Outcome::Succeeded)], &[]);
+        let mut r = report(vec![result("a", Outcome::Succeeded, "")], &[]);
         r.interrupted = Some(Signal::Terminate);
         assert_eq!(r.exit_code(), ExitCode::Terminated);
         r.interrupted = Some(Signal::Interrupt);
         assert_eq!(r.exit_code(), ExitCode::Interrupted);
+        let mut r = report(vec![result("a", Outcome::Succeeded, "")], &[]);
+        r.fatal = true;
+        assert_eq!(r.exit_code(), ExitCode::ClusterError);
     }
 
     #[test]
     fn table_lists_problems_first_and_names_reasons() {
-        let r =
-            report(&[("a", Outcome::Succeeded), ("b", Outcome::Failed { reason: "puller exited 1".into() })], &["c"]);
+        let r = report(
+            vec![result("a", Outcome::Succeeded, ""), result("b", Outcome::Failed, "image 1: ErrImagePull: not found")],
+            &["c"],
+        );
         let table = r.table();
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("NODE"));
         assert!(
-            lines[1].starts_with("b ") && lines[1].contains("failed") && lines[1].ends_with("puller exited 1"),
+            lines[1].starts_with("b ") && lines[1].contains("failed") && lines[1].ends_with("not found"),
             "{table}"
         );
         assert!(lines[2].starts_with("c ") && lines[2].contains("skipped") && lines[2].contains("cordoned"));
         assert!(lines[3].starts_with("a ") && lines[3].contains("succeeded") && lines[3].contains("1.5s"));
+        assert_eq!(lines[4], "image 1: docker.io/library/nginx:1.27: pulled on 1, present on 0, failed on 1");
         assert_eq!(
             r.summary(),
             "run r1: 1/2 eligible nodes succeeded, 1 failed, 0 timed out, 0 deleted, 0 not created; 1 skipped of 3 nodes; 0.0s; exit 1"
@@ -211,13 +366,37 @@ mod tests {
     }
 
     #[test]
-    fn huge_tables_count_successes() {
-        let outcomes: Vec<(String, Outcome)> = (0..300).map(|i| (format!("n{i:03}"), Outcome::Succeeded)).collect();
-        let refs: Vec<(&str, Outcome)> = outcomes.iter().map(|(n, o)| (n.as_str(), o.clone())).collect();
-        let mut with_failure = refs.clone();
-        with_failure.push(("zz", Outcome::Deleted));
-        let table = report(&with_failure, &[]).table();
-        assert_eq!(table.lines().count(), 3, "{table}");
-        assert!(table.contains("(300 succeeded nodes not listed)"));
+    fn huge_tables_group_problems_and_count_successes() {
+        let mut results: Vec<NodeResult> =
+            (0..300).map(|i| result(&format!("n{i:04}"), Outcome::Succeeded, "")).collect();
+        results.extend((0..40).map(|i| result(&format!("q{i:04}"), Outcome::NotCreated, "exceeded quota")));
+        results.push(result("zz", Outcome::Deleted, "Job deleted before it finished"));
+        let r = report(results, &[]);
+        let table = r.table();
+        assert!(table.contains("not-created          40  exceeded quota"), "{table}");
+        assert!(table.contains("q0000, q0001, q0002, q0003, q0004, … and 35 more"), "{table}");
+        assert!(table.contains("deleted               1  Job deleted before it finished"), "{table}");
+        assert!(table.contains("succeeded           300  (not listed)"), "{table}");
+        assert!(table.lines().count() < 12, "{table}");
+    }
+
+    #[test]
+    fn counts_add_up_and_json_has_every_node_and_image() {
+        let r = report(
+            vec![
+                result("a", Outcome::Succeeded, ""),
+                result("b", Outcome::NotStarted, "run interrupted before its Job was created"),
+                result("c", Outcome::Unfinished, "run interrupted before the Job finished"),
+            ],
+            &[],
+        );
+        assert_eq!(r.counts.values().sum::<usize>(), r.eligible);
+        let json: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(json["run_id"], "r1");
+        assert_eq!(json["counts"]["not-started"], 1);
+        assert_eq!(json["exit_code"], 1);
+        assert_eq!(json["nodes"][0]["images"][0]["result"], "pulled");
+        assert_eq!(json["nodes"][1]["outcome"], "not-started");
+        assert_eq!(json["nodes"][1]["images"][0]["result"], "failed");
     }
 }

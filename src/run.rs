@@ -1,24 +1,82 @@
 //! The data path, end to end: config → eligible nodes → Job specs → create → watch → report.
+//!
+//! After the nodes are listed, one loop owns the run: the Job and pod watches (started, and their
+//! initial lists done, before the first create), the creates in flight, the clock, and signals all
+//! arrive as events of one `select!`, and the synchronous [`Tracker`] decides what they mean.
 
 use std::io::Write;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::cluster::{Cluster, CreateError, Created, SelfInfo};
-use crate::config::{Config, PullStrategy};
-use crate::error::{Error, Result};
+use crate::cluster::{Cluster, Created, SelfInfo, fatal_watch_error};
+use crate::config::{Config, ConfigError, PullStrategy, ReportFormat};
+use crate::error::{Error, ErrorClass, Result};
 use crate::exit_code::ExitCode;
-use crate::jobs::JobTemplate;
-use crate::nodes::Partition;
-use crate::outcome::Outcome;
-use crate::report::Report;
-use crate::wait::{Signal, Tracker, WaitEnd, wait_for_jobs};
+use crate::jobs::{Adoption, JobTemplate};
+use crate::nodes::{Eligibility, EligibleNode, Partition};
+use crate::report::{HeldBack, NodeResult, Report, RunSettings};
+use crate::tracker::{Action, CreateResult, Policy, Tracker};
 
+/// How often the clock is fed to the tracker (pull-error grace, per-Job deadlines).
+const TICK: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// After the first signal, how long creates already sent may take to answer before the report.
+const DRAIN_CREATES: Duration = Duration::from_secs(5);
+/// How long the watches may take to list before the first create.
+const WATCH_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A signal that ends the run early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Signal::Interrupt => ExitCode::Interrupted,
+            Signal::Terminate => ExitCode::Terminated,
+        }
+    }
+}
+
+/// The first signal, as the process's handler forwards it (`None` until one arrives).
+pub type Shutdown = watch::Receiver<Option<Signal>>;
+
+/// Resolves with the first signal. A closed channel is not a signal: then it never resolves.
+pub async fn signalled(shutdown: &mut Shutdown) -> Signal {
+    loop {
+        if let Some(signal) = *shutdown.borrow_and_update() {
+            return signal;
+        }
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// `call`, unless a signal comes first.
+async fn unless_signalled<T>(shutdown: &mut Shutdown, call: impl Future<Output = T>) -> Result<T, Signal> {
+    tokio::select! {
+        value = call => Ok(value),
+        signal = signalled(shutdown) => Err(signal),
+    }
+}
 
 /// How a run ended without an error.
 #[derive(Debug)]
@@ -27,23 +85,26 @@ pub enum Finished {
     DryRun {
         jobs: usize,
     },
-    Report(Report),
+    /// A signal arrived before the nodes were listed: nothing was created, no report.
+    Stopped(Signal),
+    Report(Box<Report>),
 }
 
 impl Finished {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Finished::DryRun { .. } => ExitCode::Success,
+            Finished::Stopped(signal) => signal.exit_code(),
             Finished::Report(report) => report.exit_code(),
         }
     }
 }
 
-/// One whole run. The report table (or the dry-run YAML) goes to `out`; logs go through tracing.
+/// One whole run. The report (or the dry-run YAML) goes to `out`; logs go through tracing.
 pub async fn run(
     cluster: &Cluster,
     config: &Config,
-    mut shutdown: watch::Receiver<Option<Signal>>,
+    mut shutdown: Shutdown,
     out: &mut (dyn Write + Send),
 ) -> Result<Finished> {
     let started = Instant::now();
@@ -51,7 +112,10 @@ pub async fn run(
         warn!(image = %duplicate, "QUAY_IMAGES lists this image twice (after normalization); pulling it once");
     }
     let me = match &config.pod {
-        Some(pod) => cluster.inspect_self(pod).await?,
+        Some(pod) => match unless_signalled(&mut shutdown, cluster.inspect_self(pod)).await {
+            Ok(me) => me?,
+            Err(signal) => return Ok(Finished::Stopped(signal)),
+        },
         None => SelfInfo::default(),
     };
     let template = job_template(cluster, config, &me)?;
@@ -63,9 +127,25 @@ pub async fn run(
         deadline_seconds = config.deadline_seconds,
         "starting pre-pull run"
     );
+    if !config.dry_run {
+        match unless_signalled(&mut shutdown, preflight(cluster, config)).await {
+            Ok(checked) => checked?,
+            Err(signal) => return Ok(Finished::Stopped(signal)),
+        }
+    }
 
+    let rule = Eligibility {
+        tolerations: config.tolerations.clone(),
+        skip_present: config.skip_present,
+        pull_policy: Some(config.pull_policy),
+        images: config.images.clone(),
+    };
     let mut partition = Partition::default();
-    let total_nodes = cluster.for_each_node_page(config.node_selector.as_deref(), |page| partition.add(&page)).await?;
+    let listing = cluster.for_each_node_page(config.node_selector.as_deref(), |page| partition.add(&page, &rule));
+    let total_nodes = match unless_signalled(&mut shutdown, listing).await {
+        Ok(total) => total?,
+        Err(signal) => return Ok(Finished::Stopped(signal)),
+    };
     let Partition { eligible, skipped } = partition.sorted();
     for s in &skipped {
         info!(node = %s.node, reason = %s.reason, "skipping node");
@@ -78,58 +158,253 @@ pub async fn run(
         return Ok(Finished::DryRun { jobs: eligible.len() });
     }
 
-    let mut report = Report::new(&template.run_id, total_nodes, skipped);
-    let mut tracker = Tracker::default();
-    if eligible.is_empty() {
+    let mut report = Report::new(&template.run_id, settings(config, &template), total_nodes, &skipped);
+    drop(skipped);
+    let policy = Policy {
+        image_count: config.images.len(),
+        node_deadline: Duration::from_secs(template.job_deadline_seconds as u64),
+        pull_error_grace: Duration::from_secs(config.pull_error_grace_seconds),
+        create_concurrency: config.create_concurrency,
+        max_parallel: config.max_parallel,
+        seed_nodes: config.seed_nodes,
+        ..Policy::default()
+    };
+    let mut tracker = Tracker::new(policy, eligible, |node| template.job_name(node));
+    if tracker.total() == 0 {
         warn!("no eligible node: nothing to pre-pull");
-    } else {
-        report.interrupted =
-            create_jobs(cluster, &template, &eligible, config.create_concurrency, &mut tracker, &mut shutdown).await?;
-        if report.interrupted.is_none() {
-            let deadline =
-                Instant::now() + Duration::from_secs(config.deadline_seconds as u64 + config.wait_grace_seconds);
-            let selector = template.run_selector();
-            match wait_for_jobs(cluster, &selector, &mut tracker, deadline, &mut shutdown, PROGRESS_EVERY).await? {
-                WaitEnd::AllDone => {}
-                WaitEnd::DeadlineReached => {
-                    warn!("wait ended at DEADLINE_SECONDS + WAIT_GRACE_SECONDS; open Jobs count as timed out")
-                }
-                WaitEnd::Interrupted(signal) => report.interrupted = Some(signal),
-            }
-        }
-        if let Some(signal) = report.interrupted {
-            warn!(?signal, "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL");
-            tracker.mark_unfinished(Instant::now());
-        }
+    } else if let Err(e) = event_loop(cluster, &template, &mut tracker, &mut shutdown, &mut report).await {
+        error!("{e}");
+        report.fatal = true;
+        report.fatal_error = Some(e.to_string());
     }
-    report.add_tracked(tracker.entries());
-    report.elapsed = started.elapsed();
+    if let Some(signal) = report.interrupted {
+        warn!(
+            signal = signal.name(),
+            "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL"
+        );
+    }
+    let images: Vec<String> = config.images.iter().map(|i| i.normalized.clone()).collect();
+    report.held_back_images = tracker
+        .broken_images()
+        .map(|(i, reason)| HeldBack { image: images[i].clone(), reason: reason.to_string() })
+        .collect();
+    report.job_start_lag = tracker.lag();
+    let verdicts = tracker.verdicts(Timestamp::now());
+    drop(tracker);
+    report.finish(verdicts.into_iter().map(|v| NodeResult::from_verdict(v, &images)).collect(), started.elapsed());
 
     let summary = report.summary();
-    writeln!(out, "{}{summary}", report.table()).map_err(Error::output)?;
-    let counts = report.counts();
+    match config.report_format {
+        ReportFormat::Text => writeln!(out, "{}{summary}", report.table()),
+        ReportFormat::Json => writeln!(out, "{}", report.json()),
+    }
+    .map_err(Error::output)?;
+    if let Some(path) = &config.report_file
+        && let Err(e) = std::fs::write(path, report.json())
+    {
+        error!(file = %path, error = %e, "cannot write REPORT_FILE");
+    }
     info!(
         run = %template.run_id,
-        succeeded = counts.succeeded,
-        failed = counts.failed,
-        timed_out = counts.timed_out,
-        deleted = counts.deleted,
-        not_created = counts.not_created,
-        unfinished = counts.unfinished,
+        counts = ?report.counts,
         skipped = report.skipped.len(),
+        job_start_lag_median_ms = report.job_start_lag.median_ms,
+        job_start_lag_max_ms = report.job_start_lag.max_ms,
         exit_code = report.exit_code().code(),
         "run finished"
     );
     if let Some(target) = &me.event_target {
         let instance = config.pod.as_ref().map(|p| p.name.clone());
-        cluster.publish_event(target, report.exit_code() == ExitCode::Success, summary, instance).await;
+        let success = report.exit_code() == ExitCode::Success;
+        let publish = cluster.publish_event(target, success, summary, instance);
+        if let Err(signal) = unless_signalled(&mut shutdown, publish).await {
+            warn!(signal = signal.name(), "signal while publishing the summary Event; not waiting for it");
+        }
     }
-    Ok(Finished::Report(report))
+    Ok(Finished::Report(Box::new(report)))
+}
+
+/// What a finished create request means for the tracker; `Err` for what stops the run.
+fn create_result(template: &JobTemplate, node: &str, result: Result<Created>) -> Result<CreateResult> {
+    Ok(match result {
+        Ok(Created::New(job)) => CreateResult::Created { created_at: job.metadata.creation_timestamp.map(|t| t.0) },
+        Ok(Created::AlreadyExists(job)) => match template.adoption(&job, node) {
+            Adoption::Adopt(images) => CreateResult::Adopted { job, images },
+            Adoption::Refuse(reason) => CreateResult::Refused(reason),
+        },
+        Ok(Created::Vanished) => CreateResult::Vanished,
+        Err(e) => match e.class() {
+            ErrorClass::PerNode => CreateResult::Denied(e.message()),
+            ErrorClass::Transient => CreateResult::Transient(e.to_string()),
+            // 404 on a create: the namespace is gone. Fatal, like RBAC and authentication.
+            ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Fatal => return Err(e),
+        },
+    })
+}
+
+/// The one loop: watches, creates, the clock and signals, until every node has a verdict, a
+/// signal stops it, or an API error stops the run (returned; the caller still reports).
+async fn event_loop(
+    cluster: &Cluster,
+    template: &JobTemplate,
+    tracker: &mut Tracker,
+    shutdown: &mut Shutdown,
+    report: &mut Report,
+) -> Result<()> {
+    let selector = template.run_selector();
+    let jobs = cluster.watch_jobs(&selector);
+    let pods = cluster.watch_pods(&selector);
+    futures::pin_mut!(jobs, pods);
+    let (mut jobs_listed, mut pods_listed) = (false, false);
+    let watch_ready_by = Instant::now() + WATCH_READY_TIMEOUT;
+    let mut creates = FuturesUnordered::new();
+    let mut deletes = FuturesUnordered::new();
+    let mut tick = tokio::time::interval(TICK);
+    let mut progress = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let mut drain_until: Option<Instant> = None;
+    let loop_started = Instant::now();
+    let action = |what: &str| format!("watch {what} in namespace {:?}", cluster.namespace());
+
+    loop {
+        if jobs_listed && pods_listed && drain_until.is_none() {
+            for node in tracker.next_creates(Timestamp::now()) {
+                creates.push(create(cluster, template, node));
+            }
+        }
+        if tracker.is_done() || (drain_until.is_some() && creates.is_empty()) {
+            break;
+        }
+        let actions = tokio::select! {
+            event = jobs.next() => match event {
+                Some(Ok(event)) => {
+                    jobs_listed |= matches!(event, watcher::Event::InitDone);
+                    tracker.on_job_event(event, Timestamp::now())
+                }
+                Some(Err(e)) => { watch_failed(&e, action("jobs.batch"))?; Vec::new() }
+                None => return Err(Error::WatchEnded(action("jobs.batch"))),
+            },
+            event = pods.next() => match event {
+                Some(Ok(event)) => {
+                    pods_listed |= matches!(event, watcher::Event::InitDone);
+                    tracker.on_pod_event(event, Timestamp::now())
+                }
+                Some(Err(e)) => { watch_failed(&e, action("pods"))?; Vec::new() }
+                None => return Err(Error::WatchEnded(action("pods"))),
+            },
+            Some((job, node, result)) = creates.next(), if !creates.is_empty() => {
+                let result = create_result(template, &node, result)?;
+                tracker.on_create(&job, result, Timestamp::now())
+            }
+            Some(()) = deletes.next(), if !deletes.is_empty() => Vec::new(),
+            _ = tick.tick() => {
+                if !(jobs_listed && pods_listed) && Instant::now() >= watch_ready_by {
+                    return Err(Error::WatchEnded(format!(
+                        "list this run's Jobs and pods within {}s before creating any", WATCH_READY_TIMEOUT.as_secs()
+                    )));
+                }
+                tracker.on_tick(Timestamp::now())
+            }
+            _ = progress.tick() => {
+                log_progress(tracker, loop_started.elapsed());
+                Vec::new()
+            }
+            signal = signalled(shutdown), if drain_until.is_none() => {
+                report.interrupted = Some(signal);
+                tracker.interrupt();
+                drain_until = Some(Instant::now() + DRAIN_CREATES);
+                Vec::new()
+            }
+            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
+        };
+        for Action::DeleteJob(name) in actions {
+            deletes.push(async move { cluster.delete_job(&name).await });
+        }
+    }
+    // Deleting concluded Jobs is best effort; give the ones in flight a moment, not the run's time.
+    let _ = tokio::time::timeout(Duration::from_secs(5), deletes.collect::<Vec<_>>()).await;
+    Ok(())
+}
+
+/// Build and send one Job; answers (job name, node name, result).
+async fn create(cluster: &Cluster, template: &JobTemplate, node: EligibleNode) -> (String, String, Result<Created>) {
+    let job = template.build(&node);
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let result = cluster.create_job(&job).await;
+    (name, node.name, result)
+}
+
+fn log_progress(tracker: &Tracker, elapsed: Duration) {
+    let p = tracker.progress();
+    let lag = tracker.lag();
+    let eta = (p.done > 0 && p.done < p.total)
+        .then(|| elapsed.as_secs_f64() / p.done as f64 * (p.total - p.done) as f64)
+        .map(|s| format!("{s:.0}s"))
+        .unwrap_or_else(|| "-".into());
+    info!(
+        "progress: {}/{} done ({} failed), {} queued, {} creating, {} pulling; Job start lag median {:.1}s; ETA {eta}",
+        p.done,
+        p.total,
+        p.failed,
+        p.queued,
+        p.creating,
+        p.pulling,
+        lag.median_ms as f64 / 1000.0
+    );
+}
+
+/// A watch error stops the run when no retry can fix it; otherwise the watcher backs off and retries.
+fn watch_failed(e: &watcher::Error, action: String) -> Result<()> {
+    match fatal_watch_error(e, action.clone()) {
+        Some(fatal) => Err(fatal),
+        None => {
+            warn!(error = %e, "cannot {action} for now; retrying with backoff");
+            Ok(())
+        }
+    }
+}
+
+/// Checks that need the cluster but belong to the configuration: a missing pull secret or priority
+/// class is bad input (exit 2), found before anything is created.
+async fn preflight(cluster: &Cluster, config: &Config) -> Result<()> {
+    let mut problems = Vec::new();
+    if !config.image_pull_secrets.is_empty() {
+        for missing in cluster.missing_secrets(&config.image_pull_secrets).await? {
+            problems.push(ConfigError {
+                variable: "IMAGE_PULL_SECRETS",
+                value: Some(missing),
+                problem: format!("no Secret of that name in namespace {:?}", cluster.namespace()),
+            });
+        }
+    }
+    if let Some(name) = &config.priority_class_name
+        && !cluster.priority_class_exists(name).await?
+    {
+        problems.push(ConfigError {
+            variable: "PRIORITY_CLASS_NAME",
+            value: Some(name.clone()),
+            problem: "no PriorityClass of that name".into(),
+        });
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Error::Config(problems)) }
+}
+
+fn settings(config: &Config, template: &JobTemplate) -> RunSettings {
+    RunSettings {
+        namespace: template.namespace.clone(),
+        strategy: config.strategy.name().into(),
+        images: config.images.iter().map(|i| i.normalized.clone()).collect(),
+        deadline_seconds: config.deadline_seconds,
+        pull_policy: config.pull_policy.name().into(),
+        max_parallel: config.max_parallel,
+        seed_nodes: config.seed_nodes,
+        skip_present: config.skip_present,
+        node_selector: config.node_selector.clone(),
+    }
 }
 
 /// `DRY_RUN=true`: every Job as one YAML document.
-fn print_jobs(out: &mut (dyn Write + Send), template: &JobTemplate, nodes: &[String]) -> Result<()> {
-    for node in nodes {
+fn print_jobs(out: &mut (dyn Write + Send), template: &JobTemplate, nodes: &[EligibleNode]) -> Result<()> {
+    for node in nodes.iter().filter(|n| n.images != 0) {
         let yaml = serde_saphyr::to_string(&template.build(node)).map_err(Error::output)?;
         write!(out, "---\n{yaml}").map_err(Error::output)?;
     }
@@ -148,7 +423,7 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
         .run_id
         .clone()
         .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
-        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
+        .unwrap_or_else(|| Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
     // Owner references cannot cross namespaces: the garbage collector would treat the owner as gone
     // and delete the pullers at once. Outside the pod's namespace, the TTL alone cleans up.
     let owner = match (&me.owner_job, &config.pod) {
@@ -171,64 +446,17 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
         images: config.images.clone(),
         helper_image,
         deadline_seconds: config.deadline_seconds,
+        // The Job's own deadline is the outer bound: the pull deadline (the pod's, from pod start)
+        // plus room for the Job controller and the scheduler to get the pod going.
+        job_deadline_seconds: config.deadline_seconds + config.wait_grace_seconds as i64,
         ttl_seconds_after_finished: config.ttl_seconds_after_finished,
         owner,
+        pull_policy: config.pull_policy,
+        tolerations: config.tolerations.clone(),
+        image_pull_secrets: config.image_pull_secrets.clone(),
+        priority_class_name: config.priority_class_name.clone(),
+        resources: config.resources.clone(),
     })
-}
-
-/// Create every Job with at most `concurrency` requests in flight. A 409 for a Job of this run is
-/// adopted. Returns the signal if one stopped the creation.
-async fn create_jobs(
-    cluster: &Cluster,
-    template: &JobTemplate,
-    nodes: &[String],
-    concurrency: usize,
-    tracker: &mut Tracker,
-    shutdown: &mut watch::Receiver<Option<Signal>>,
-) -> Result<Option<Signal>> {
-    // Jobs are built as they are sent, so only `concurrency` of them are in memory at once.
-    let mut creates = futures::stream::iter(nodes)
-        .map(|node| async move {
-            let job = template.build(node);
-            let result = cluster.create_job(&job).await;
-            (node.clone(), job.metadata.name.unwrap_or_default(), result)
-        })
-        .buffer_unordered(concurrency);
-    let (mut created, mut adopted) = (0usize, 0usize);
-    loop {
-        tokio::select! {
-            next = creates.next() => {
-                let Some((node, name, result)) = next else { break };
-                let now = Instant::now();
-                match result {
-                    Ok(Created::New) => {
-                        created += 1;
-                        tracker.track(name, node, now);
-                    }
-                    Ok(Created::AlreadyExists(existing)) if template.owns(&existing, &node) => {
-                        adopted += 1;
-                        info!(%node, job = %name, "Job already exists for this run; adopting it");
-                        tracker.track(name, node, now);
-                    }
-                    Ok(Created::AlreadyExists(_)) => {
-                        let reason = format!("a Job named {name} exists but does not belong to run {}", template.run_id);
-                        warn!(%node, %reason, "cannot create Job");
-                        tracker.settle(name, node, Outcome::NotCreated { reason }, now);
-                    }
-                    Err(CreateError::Node(reason)) => {
-                        warn!(%node, %reason, "cannot create Job");
-                        tracker.settle(name, node, Outcome::NotCreated { reason }, now);
-                    }
-                    Err(CreateError::Fatal(e)) => return Err(e),
-                }
-            }
-            signal = shutdown.wait_for(Option::is_some) => {
-                return Ok(Some(signal.ok().and_then(|s| *s).unwrap_or(Signal::Terminate)));
-            }
-        }
-    }
-    info!(created, adopted, total = nodes.len(), "created puller Jobs");
-    Ok(None)
 }
 
 /// The whole program minus process concerns: validate `vars` (nothing is sent when they are bad),
@@ -236,7 +464,7 @@ async fn create_jobs(
 pub async fn execute<V, C, F>(
     vars: V,
     connect: C,
-    shutdown: watch::Receiver<Option<Signal>>,
+    mut shutdown: Shutdown,
     out: &mut (dyn Write + Send),
 ) -> Result<Finished>
 where
@@ -245,6 +473,9 @@ where
     F: Future<Output = Result<Cluster>>,
 {
     let config = Config::from_vars(vars).map_err(Error::Config)?;
-    let cluster = connect(config.namespace.clone()).await?;
+    let cluster = match unless_signalled(&mut shutdown, connect(config.namespace.clone())).await {
+        Ok(cluster) => cluster?,
+        Err(signal) => return Ok(Finished::Stopped(signal)),
+    };
     run(&cluster, &config, shutdown, out).await
 }
