@@ -7,6 +7,7 @@
 #   notready         Ready=False (the name must start with notready-: kwok's stages key on it)
 #   fail             pods fail   (name must start with fail-)
 #   slow             pods never finish (name must start with slow-)
+#   pullerr          every puller container waits with ErrImagePull (name must start with pullerr-)
 # Extra labels for every node: NODE_LABELS="k=v,k2=v2".
 set -euo pipefail
 for arg in "$@"; do
@@ -16,6 +17,7 @@ for arg in "$@"; do
     notready) [[ $name == notready-* ]] || { echo "nodes.sh: $name: notready nodes must be named notready-*" >&2; exit 2; } ;;
     fail) [[ $name == fail-* ]] || { echo "nodes.sh: $name: failing nodes must be named fail-*" >&2; exit 2; } ;;
     slow) [[ $name == slow-* ]] || { echo "nodes.sh: $name: slow nodes must be named slow-*" >&2; exit 2; } ;;
+    pullerr) [[ $name == pullerr-* ]] || { echo "nodes.sh: $name: pull-error nodes must be named pullerr-*" >&2; exit 2; } ;;
     ready|cordoned|noschedule|noexecute) ;;
     *) echo "nodes.sh: unknown shape $shape" >&2; exit 2 ;;
   esac

@@ -29,6 +29,9 @@ const TICK: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// After the first signal, how long creates already sent may take to answer before the report.
 const DRAIN_CREATES: Duration = Duration::from_secs(5);
+/// Beyond the Job's own deadline, how long the run waits for the Job controller to say so (half
+/// the deadline, at most this).
+const MAX_DEADLINE_SLACK: Duration = Duration::from_secs(15);
 /// How long the watches may take to list before the first create.
 const WATCH_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -162,7 +165,11 @@ pub async fn run(
     drop(skipped);
     let policy = Policy {
         image_count: config.images.len(),
-        node_deadline: Duration::from_secs(template.job_deadline_seconds as u64),
+        // The Job controller's DeadlineExceeded is the authority; this only catches what it misses.
+        node_deadline: {
+            let job_deadline = Duration::from_secs(template.job_deadline_seconds as u64);
+            job_deadline + (job_deadline / 2).clamp(Duration::from_secs(1), MAX_DEADLINE_SLACK)
+        },
         pull_error_grace: Duration::from_secs(config.pull_error_grace_seconds),
         create_concurrency: config.create_concurrency,
         max_parallel: config.max_parallel,

@@ -23,8 +23,8 @@ use crate::outcome::{
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub image_count: usize,
-    /// `DEADLINE_SECONDS` + `WAIT_GRACE_SECONDS`: a node with no verdict this long after its Job
-    /// started (or was created, until it starts) is timed out.
+    /// A node with no verdict this long after its Job started (or was created, until it starts) is
+    /// timed out: the Job's own deadline (`DEADLINE_SECONDS` + `WAIT_GRACE_SECONDS`) plus slack.
     pub node_deadline: Duration,
     /// How long an image may keep failing to pull before it counts as failed.
     pub pull_error_grace: Duration,
@@ -805,7 +805,7 @@ impl Tracker {
             let base = entry.started_at.or(entry.created_at).unwrap_or(now);
             if now.duration_since(base) >= deadline {
                 let mut reason = format!(
-                    "no verdict {}s after the Job {} (DEADLINE_SECONDS + WAIT_GRACE_SECONDS)",
+                    "no verdict {}s after the Job {} (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack for the Job controller)",
                     self.policy.node_deadline.as_secs(),
                     if entry.started_at.is_some() { "started" } else { "was created" }
                 );
