@@ -975,3 +975,153 @@ pub fn plan_seeds(nodes: &[u32], zones: &[Option<String>], k: usize) -> Vec<u32>
     }
     seeds
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::tests::job;
+
+    fn node(name: &str, zone: Option<&str>) -> EligibleNode {
+        EligibleNode { name: name.into(), tolerations: 0, images: 0b1, zone: zone.map(Into::into) }
+    }
+
+    fn tracker(policy: Policy, names: &[&str]) -> Tracker {
+        Tracker::new(policy, names.iter().map(|n| node(n, None)).collect(), |n| format!("job-{n}"))
+    }
+
+    fn created() -> CreateResult {
+        CreateResult::Created { created_at: Some(Timestamp::now()) }
+    }
+
+    fn names(nodes: &[EligibleNode]) -> Vec<&str> {
+        nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    #[test]
+    fn seeds_spread_across_zones() {
+        let zones: Vec<Option<String>> =
+            ["a", "a", "a", "b", "b", "c"].iter().map(|z| Some(z.to_string())).chain([None]).collect();
+        let nodes: Vec<u32> = (0..7).collect();
+        assert_eq!(plan_seeds(&nodes, &zones, 3), [6, 0, 3], "one per zone (no zone is a group of its own) first");
+        assert_eq!(plan_seeds(&nodes, &zones, 5), [6, 0, 3, 5, 1], "nodes without a zone are one group");
+        assert_eq!(plan_seeds(&nodes, &zones, 0), Vec::<u32>::new());
+        assert_eq!(plan_seeds(&nodes, &zones, 99).len(), 7);
+    }
+
+    #[test]
+    fn create_concurrency_and_max_parallel_bound_the_creates() {
+        let policy = Policy { create_concurrency: 2, max_parallel: Some(3), ..Policy::default() };
+        let mut t = tracker(policy, &["a", "b", "c", "d", "e"]);
+        let now = Timestamp::now();
+        assert_eq!(names(&t.next_creates(now)), ["a", "b"], "two creates in flight");
+        assert!(t.next_creates(now).is_empty());
+        t.on_create("job-a", created(), now);
+        t.on_create("job-b", created(), now);
+        assert_eq!(names(&t.next_creates(now)), ["c"], "three pulling at most");
+        t.on_create("job-c", created(), now);
+        assert!(t.next_creates(now).is_empty());
+        t.on_job_event(Event::Apply(job("job-a", &[("Complete", "True", "", "")])), now);
+        assert_eq!(names(&t.next_creates(now)), ["d"], "the next node goes when one concludes");
+        assert_eq!(t.progress(), Progress { total: 5, queued: 1, creating: 1, pulling: 2, done: 1, failed: 0 });
+    }
+
+    #[test]
+    fn the_seed_wave_gates_the_fan_out_and_a_failed_wave_stops_the_run() {
+        let policy = Policy { seed_nodes: 2, ..Policy::default() };
+        let now = Timestamp::now();
+        let mut t = tracker(policy.clone(), &["a", "b", "c", "d"]);
+        assert_eq!(names(&t.next_creates(now)), ["a", "b"]);
+        t.on_create("job-a", created(), now);
+        t.on_create("job-b", created(), now);
+        t.on_job_event(Event::Apply(job("job-a", &[("Complete", "True", "", "")])), now);
+        assert!(t.next_creates(now).is_empty(), "one seed is still pulling");
+        t.on_job_event(Event::Apply(job("job-b", &[("Failed", "True", "BackoffLimitExceeded", "")])), now);
+        assert_eq!(names(&t.next_creates(now)), ["c", "d"], "one seed succeeded: fan out");
+
+        let mut t = tracker(policy, &["a", "b", "c", "d"]);
+        t.next_creates(now);
+        t.on_create("job-a", created(), now);
+        t.on_create("job-b", CreateResult::Denied("denied".into()), now);
+        t.on_job_event(Event::Apply(job("job-a", &[("Failed", "True", "BackoffLimitExceeded", "")])), now);
+        assert!(t.is_done());
+        let verdicts = t.verdicts(now);
+        assert_eq!(verdicts[2].outcome, Outcome::NotStarted);
+        assert!(verdicts[3].reason.starts_with("seed wave failed: none of the 2 seed nodes succeeded"));
+    }
+
+    #[test]
+    fn identical_denials_stop_the_creates_and_transient_errors_retry() {
+        let policy = Policy { create_concurrency: 1, ..Policy::default() };
+        let now = Timestamp::now();
+        let mut t = tracker(policy, &["a", "b", "c", "d", "e"]);
+        for (node, used) in [("a", 1), ("b", 2), ("c", 3)] {
+            assert_eq!(names(&t.next_creates(now)), [node]);
+            let message = format!("jobs.batch \"job-{node}\" is forbidden: exceeded quota: q, used: {used}");
+            t.on_create(&format!("job-{node}"), CreateResult::Denied(message), now);
+        }
+        assert!(t.next_creates(now).is_empty() && t.is_done(), "the same denial three times: stop");
+        let verdicts = t.verdicts(now);
+        assert!(verdicts[4].reason.starts_with("not attempted: the last 3 creates were refused the same way"));
+
+        let mut t = tracker(Policy { create_concurrency: 1, ..Policy::default() }, &["a"]);
+        for attempt in 1..=3 {
+            assert_eq!(names(&t.next_creates(now)), ["a"], "attempt {attempt}");
+            t.on_create("job-a", CreateResult::Transient("timed out".into()), now);
+        }
+        assert!(t.is_done());
+        assert!(t.verdicts(now)[0].reason.starts_with("gave up after 3 attempts"));
+    }
+
+    #[test]
+    fn a_relist_that_misses_a_confirmed_job_means_it_was_deleted() {
+        let now = Timestamp::now();
+        let mut t = tracker(Policy::default(), &["a", "b"]);
+        t.next_creates(now);
+        t.on_create("job-a", created(), now);
+        t.on_job_event(Event::Init, now);
+        t.on_create("job-b", created(), now); // confirmed during the relist: not judged by it
+        t.on_job_event(Event::InitDone, now);
+        let verdicts = t.verdicts(now);
+        assert_eq!(verdicts[0].outcome, Outcome::Deleted);
+        assert_eq!(verdicts[1].outcome, Outcome::Unfinished);
+    }
+
+    #[test]
+    fn a_job_seen_before_its_create_returns_is_judged_after() {
+        let now = Timestamp::now();
+        let mut t = tracker(Policy::default(), &["a"]);
+        t.next_creates(now);
+        t.on_job_event(Event::Apply(job("job-a", &[("Complete", "True", "", "")])), now);
+        assert!(!t.is_done(), "it might be another run's Job until the create says");
+        t.on_create("job-a", created(), now);
+        assert!(t.is_done());
+        assert_eq!(t.verdicts(now)[0].outcome, Outcome::Succeeded);
+    }
+
+    #[test]
+    fn pacing_follows_the_job_controllers_start_rate() {
+        let policy = Policy { create_concurrency: 4, ..Policy::default() };
+        let mut t = tracker(policy, &["a"]);
+        let start = Timestamp::now();
+        assert_eq!(t.pace_limit(start), 8, "before any start: twice the create concurrency");
+        for i in 0..100 {
+            t.starts.push_back(start + SignedDuration::from_millis(i * 20));
+        }
+        let now = start + SignedDuration::from_secs(2);
+        assert_eq!(t.pace_limit(now), 250, "50 starts/s x 5 s");
+        t.starts.truncate(1);
+        assert_eq!(t.pace_limit(now), 4, "a slow Job controller: never below the create concurrency");
+    }
+
+    #[test]
+    fn already_present_nodes_get_no_job() {
+        let mut present = node("p", None);
+        present.images = 0;
+        let mut t = Tracker::new(Policy::default(), vec![present, node("q", None)], |n| format!("job-{n}"));
+        assert_eq!(names(&t.next_creates(Timestamp::now())), ["q"]);
+        let verdicts = t.verdicts(Timestamp::now());
+        assert_eq!(verdicts[0].outcome, Outcome::AlreadyPresent);
+        assert_eq!(verdicts[0].images[0].result, ImageResult::Present);
+        assert_eq!(verdicts[0].job, None);
+    }
+}
