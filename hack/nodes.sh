@@ -4,6 +4,7 @@
 #   cordoned         spec.unschedulable: true
 #   noschedule       taint dedicated=infra:NoSchedule
 #   noexecute        taint dedicated=infra:NoExecute
+#   gpu              taint nvidia.com/gpu=present:NoSchedule (a GPU pool)
 #   notready         Ready=False (the name must start with notready-: kwok's stages key on it)
 #   fail             pods fail   (name must start with fail-)
 #   slow             pods never finish (name must start with slow-)
@@ -18,13 +19,14 @@ for arg in "$@"; do
     fail) [[ $name == fail-* ]] || { echo "nodes.sh: $name: failing nodes must be named fail-*" >&2; exit 2; } ;;
     slow) [[ $name == slow-* ]] || { echo "nodes.sh: $name: slow nodes must be named slow-*" >&2; exit 2; } ;;
     pullerr) [[ $name == pullerr-* ]] || { echo "nodes.sh: $name: pull-error nodes must be named pullerr-*" >&2; exit 2; } ;;
-    ready|cordoned|noschedule|noexecute) ;;
+    ready|cordoned|noschedule|noexecute|gpu) ;;
     *) echo "nodes.sh: unknown shape $shape" >&2; exit 2 ;;
   esac
   unschedulable=false; taints="[]"
   [ "$shape" = cordoned ] && unschedulable=true
   [ "$shape" = noschedule ] && taints='[{key: dedicated, value: infra, effect: NoSchedule}]'
   [ "$shape" = noexecute ] && taints='[{key: dedicated, value: infra, effect: NoExecute}]'
+  [ "$shape" = gpu ] && taints='[{key: nvidia.com/gpu, value: present, effect: NoSchedule}]'
   labels="kubernetes.io/hostname: $name, kubernetes.io/os: linux, type: kwok, quayctl-e2e/shape: $shape"
   if [ -n "${NODE_LABELS:-}" ]; then
     IFS=',' read -ra extra <<< "$NODE_LABELS"
