@@ -9,6 +9,7 @@
 #   fail             pods fail   (name must start with fail-)
 #   slow             pods never finish (name must start with slow-)
 #   pullerr          every puller container waits with ErrImagePull (name must start with pullerr-)
+#   late             pods succeed after ~10 s (name must start with late-)
 # Extra labels for every node: NODE_LABELS="k=v,k2=v2".
 set -euo pipefail
 for arg in "$@"; do
@@ -18,6 +19,7 @@ for arg in "$@"; do
     notready) [[ $name == notready-* ]] || { echo "nodes.sh: $name: notready nodes must be named notready-*" >&2; exit 2; } ;;
     fail) [[ $name == fail-* ]] || { echo "nodes.sh: $name: failing nodes must be named fail-*" >&2; exit 2; } ;;
     slow) [[ $name == slow-* ]] || { echo "nodes.sh: $name: slow nodes must be named slow-*" >&2; exit 2; } ;;
+    late) [[ $name == late-* ]] || { echo "nodes.sh: $name: late nodes must be named late-*" >&2; exit 2; } ;;
     pullerr) [[ $name == pullerr-* ]] || { echo "nodes.sh: $name: pull-error nodes must be named pullerr-*" >&2; exit 2; } ;;
     ready|cordoned|noschedule|noexecute|gpu) ;;
     *) echo "nodes.sh: unknown shape $shape" >&2; exit 2 ;;

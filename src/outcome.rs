@@ -86,6 +86,8 @@ const INVALID: [&str; 3] = ["InvalidImageName", "ErrImageNeverPull", "ErrImageIn
 pub struct PodView {
     /// Evicted or preempted (`DisruptionTarget`): the Job's pod failure policy retries it.
     pub disrupted: bool,
+    /// The pod garbage collector removed it because its node no longer exists: no retry can help.
+    pub node_gone: Option<String>,
     pub succeeded: bool,
     /// `Some(problem)` when the pod failed; `timed_out` when the kubelet enforced its deadline.
     pub failed: Option<String>,
@@ -116,9 +118,12 @@ fn container_view(c: &ContainerStatus) -> ContainerView {
 /// Read a puller pod (`image_count` = images of the run, for mapping container names).
 pub fn read_pod(pod: &Pod, image_count: usize) -> PodView {
     let Some(status) = pod.status.as_ref() else { return PodView::default() };
-    let condition_true = |kind: &str| status.conditions.iter().flatten().any(|c| c.type_ == kind && c.status == "True");
     let phase = status.phase.as_deref().unwrap_or_default();
-    let disrupted = condition_true("DisruptionTarget") && phase != "Succeeded";
+    let disruption = status.conditions.iter().flatten().find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
+    let disrupted = disruption.is_some() && phase != "Succeeded";
+    let node_gone = disruption
+        .filter(|c| c.reason.as_deref() == Some("DeletionByPodGC"))
+        .map(|c| c.message.clone().unwrap_or_else(|| "PodGC: node no longer exists".into()));
     let timed_out = phase == "Failed" && status.reason.as_deref() == Some("DeadlineExceeded");
     let containers = status
         .container_statuses
@@ -136,8 +141,12 @@ pub fn read_pod(pod: &Pod, image_count: usize) -> PodView {
         .filter(|v| matches!(v, ContainerView::PullError(_) | ContainerView::Invalid(_)));
     PodView {
         disrupted,
+        node_gone,
         succeeded: phase == "Succeeded",
-        failed: (phase == "Failed").then(|| pod_problem(pod).unwrap_or_else(|| "pod failed".into())),
+        // A pod killed while being deleted (the Job controller ends it at the Job's deadline, or
+        // someone deletes it) says nothing about the pull: the Job's conditions decide then.
+        failed: (phase == "Failed" && pod.metadata.deletion_timestamp.is_none())
+            .then(|| pod_problem(pod).unwrap_or_else(|| "pod failed".into())),
         timed_out,
         containers,
         helper,
@@ -335,7 +344,13 @@ pub(crate) mod tests {
             json!({"phase": "Failed", "reason": "Evicted", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}),
         );
         let view = read_pod(&evicted, 1);
-        assert!(view.disrupted);
+        assert!(view.disrupted && view.node_gone.is_none());
+        let orphaned = pod(
+            "j",
+            json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
+                "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists"}]}),
+        );
+        assert_eq!(read_pod(&orphaned, 1).node_gone.as_deref(), Some("PodGC: node no longer exists"));
         let deadline = pod(
             "j",
             json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}),
@@ -343,6 +358,15 @@ pub(crate) mod tests {
         let view = read_pod(&deadline, 1);
         assert!(view.timed_out && view.failed.as_deref().unwrap().contains("DeadlineExceeded"));
         assert!(read_pod(&pod("j", json!({"phase": "Succeeded"})), 1).succeeded);
+        let mut killed = pod(
+            "j",
+            json!({"phase": "Failed", "containerStatuses": [
+            {"name": "pull-0-a", "image": "a", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}),
+        );
+        killed.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_eq!(read_pod(&killed, 1).failed, None, "deleted pods are judged by their Job");
     }
 
     #[test]

@@ -629,6 +629,12 @@ impl Tracker {
     }
 
     fn apply_pod(&mut self, i: usize, view: PodView, now: Timestamp) -> Vec<Action> {
+        if let Some(message) = view.node_gone {
+            // The Job would make a new pod for a node that is gone, and wait for its deadline.
+            let job = self.nodes[i].job.clone();
+            self.conclude(i, Outcome::Deleted, format!("the node was deleted ({message})"), Some(now));
+            return vec![Action::DeleteJob(job)];
+        }
         if view.disrupted {
             // Evicted or preempted: the Job's pod failure policy makes a new pod.
             let entry = &mut self.nodes[i];

@@ -98,6 +98,29 @@ async fn nodes(client: &Client, group: &str, specs: &[String]) {
     .await;
 }
 
+/// A kubeconfig authenticating as ServiceAccount `sa` of `namespace` (a token from the TokenRequest
+/// API), with `namespace` as its default namespace.
+async fn token_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
+    let (ok, token) = kubectl(&["-n", namespace, "create", "token", sa], None).await;
+    assert!(ok, "{token}");
+    let admin = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
+    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap();
+    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap();
+    let kubeconfig =
+        std::env::temp_dir().join(format!("quayctl-e2e-{namespace}-{sa}-{}.kubeconfig", std::process::id()));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: {server}, certificate-authority: {ca}}}\n\
+             contexts:\n- name: c\n  context: {{cluster: c, user: sa, namespace: {namespace}}}\ncurrent-context: c\n\
+             users:\n- name: sa\n  user: {{token: {}}}\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}
+
 /// Run kubectl (admin); returns (success, stdout + stderr).
 async fn kubectl(args: &[&str], stdin: Option<&[u8]>) -> (bool, String) {
     let mut child = tokio::process::Command::new(kubectl_path())
@@ -409,22 +432,7 @@ async fn deploy_manifests_rbac_and_pod_security() {
     .await;
     assert!(ok, "{out}");
 
-    let (ok, token) = kubectl(&["-n", "quayctl-controller", "create", "token", "quayctl-controller"], None).await;
-    assert!(ok, "{token}");
-    let admin = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
-    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap();
-    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap();
-    let kubeconfig = std::env::temp_dir().join(format!("quayctl-e2e-sa-{}.kubeconfig", std::process::id()));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: {server}, certificate-authority: {ca}}}\n\
-             contexts:\n- name: c\n  context: {{cluster: c, user: sa, namespace: quayctl-controller}}\ncurrent-context: c\n\
-             users:\n- name: sa\n  user: {{token: {}}}\n",
-            token.trim()
-        ),
-    )
-    .unwrap();
+    let kubeconfig = token_kubeconfig("quayctl-controller", "quayctl-controller").await;
     let kc = kubeconfig.to_str().unwrap();
     let vars = vec![
         ("KUBECONFIG", kc),
@@ -1061,4 +1069,137 @@ async fn pull_secrets_and_priority_class() {
         assert_eq!(spec.priority_class_name.as_deref(), Some("prepull-low"));
         assert_eq!(spec.priority, Some(-10), "the apiserver resolved the class");
     }
+}
+
+/// Audit-log entries (ResponseComplete) matching `keep`.
+fn audit(keep: impl Fn(&serde_json::Value) -> bool) -> usize {
+    let log = std::fs::read_to_string(env("QUAYCTL_E2E_AUDIT_LOG")).unwrap();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && keep(e))
+        .count()
+}
+
+/// Start the controller in the background with `vars` (output collected when it ends).
+fn spawn_controller(vars: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env("QUAYCTL_BIN"));
+    cmd.env_clear().env("KUBECONFIG", env("KUBECONFIG")).env("RUST_LOG", "info");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap()
+}
+
+/// A running puller pod in `ns` on `node`.
+async fn running_pod(client: &Client, ns: &str, node: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("a running puller pod on {node}"), Duration::from_secs(60), || async {
+        pods.list(&ListParams::default()).await.ok()?.items.into_iter().find(|p| {
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+    })
+    .await
+}
+
+// A node deleted mid-pull is concluded (`deleted`) when the pod garbage collector says so, not at
+// the deadline: the Job alone would keep making pods for a node that is gone.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn a_node_deleted_mid_run_is_concluded_without_waiting_for_the_deadline() {
+    let client = client().await;
+    namespace(&client, "e2e-gone", &[]).await;
+    nodes(&client, "gone", &["slow-g-0:slow".into(), "gone-ok".into()]).await;
+    let vars = with(base("e2e-gone", "e2e-group=gone", "gone-1"), &[("DEADLINE_SECONDS", "600")]);
+    let child = spawn_controller(&vars);
+    running_pod(&client, "e2e-gone", "slow-g-0").await;
+    let deleted_at = Instant::now();
+    assert!(kubectl(&["delete", "node", "slow-g-0", "--wait=false"], None).await.0);
+    let out = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output()).await.expect("ends").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let row = stdout.lines().find(|l| l.starts_with("slow-g-0 ")).unwrap_or_default();
+    assert!(row.contains("deleted") && row.contains("the node was deleted"), "{stdout}");
+    assert!(deleted_at.elapsed() < Duration::from_secs(120), "concluded {:?} after the delete", deleted_at.elapsed());
+}
+
+// An evicted puller is not a failure: the Job's pod failure policy ignores the disruption and makes a
+// new pod, which pulls within the same deadline.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn an_evicted_puller_is_retried_within_the_deadline() {
+    let client = client().await;
+    namespace(&client, "e2e-evict", &[]).await;
+    nodes(&client, "evict", &["late-e-0:late".into()]).await;
+    let child = spawn_controller(&base("e2e-evict", "e2e-group=evict", "evict-1"));
+    let pod = running_pod(&client, "e2e-evict", "late-e-0").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-evict");
+    pods.evict(&pod.name_any(), &kube::api::EvictParams::default()).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("ends").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1/1 eligible nodes succeeded"), "{stdout}");
+    let pod_creates = audit(|e| {
+        e["verb"] == "create"
+            && e["objectRef"]["resource"] == "pods"
+            && e["objectRef"]["namespace"] == "e2e-evict"
+            && e["objectRef"]["subresource"].is_null()
+    });
+    assert!(pod_creates >= 2, "the Job made a new pod after the eviction: {pod_creates}");
+}
+
+// API Priority and Fairness squeezing the controller's user: 429s are honoured by the client's own
+// retries, every Job is created exactly once, every node succeeds.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn api_priority_and_fairness_429s_are_honoured() {
+    let client = client().await;
+    namespace(&client, "e2e-apf", &[]).await;
+    nodes(&client, "apf", &names("apf", 30)).await;
+    let setup = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: squeezed, namespace: e2e-apf}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-apf-squeezed}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: ServiceAccount, name: squeezed, namespace: e2e-apf}]
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: e2e-squeezed}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    limitResponse: {type: Queue, queuing: {queues: 1, handSize: 1, queueLengthLimit: 1}}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: e2e-squeezed}
+spec:
+  priorityLevelConfiguration: {name: e2e-squeezed}
+  matchingPrecedence: 100
+  distinguisherMethod: {type: ByUser}
+  rules:
+  - subjects: [{kind: ServiceAccount, serviceAccount: {name: squeezed, namespace: e2e-apf}}]
+    resourceRules: [{verbs: ["*"], apiGroups: ["*"], resources: ["*"], namespaces: ["*"], clusterScope: true}]
+"#;
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(setup.as_bytes())).await;
+    assert!(ok, "{out}");
+    let kubeconfig = token_kubeconfig("e2e-apf", "squeezed").await;
+    let kc = kubeconfig.to_str().unwrap().to_string();
+    let vars = with(base("e2e-apf", "e2e-group=apf", "apf-1"), &[("KUBECONFIG", &kc), ("CREATE_CONCURRENCY", "64")]);
+    let run = controller(&vars).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("30/30 eligible nodes succeeded"), "{run:?}");
+    assert_eq!(jobs(&client, "e2e-apf").await.len(), 30, "every Job created once");
+    let throttled = audit(|e| {
+        e["user"]["username"] == "system:serviceaccount:e2e-apf:squeezed" && e["responseStatus"]["code"] == 429
+    });
+    assert!(throttled > 0, "APF really squeezed the controller's user");
+    let _ = std::fs::remove_file(kubeconfig);
 }
