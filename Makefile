@@ -8,10 +8,10 @@ STATIC_BIN := target/$(TARGET)/release
 IMAGE      ?= quayctl-controller:0.1.0
 CACHE      := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/quayctl-controller
 
-.PHONY: help build test unit e2e lint image deploy demo bench control-plane clean
+.PHONY: help build test unit e2e e2e-real lint image deploy demo bench control-plane clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 build: ## fully static release binaries (controller + no-op), sizes printed
 	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) --bins
@@ -19,7 +19,7 @@ build: ## fully static release binaries (controller + no-op), sizes printed
 	  printf '%-20s %8d KiB  %s\n' $$b $$(( $$(stat -c %s $(STATIC_BIN)/$$b) / 1024 )) "$$(file -b $(STATIC_BIN)/$$b | cut -d, -f1-2,4)"; \
 	done
 
-test: unit e2e ## unit + mock-API tests, then the e2e suite on a real local control plane
+test: unit e2e e2e-real ## unit + mock-API tests, the e2e suite on a real local control plane, then real nodes
 
 unit: ## unit and mock-API scenario tests (no cluster)
 	cargo test --locked
@@ -27,13 +27,16 @@ unit: ## unit and mock-API scenario tests (no cluster)
 e2e: control-plane ## e2e suite: builds the static binary, starts a local cluster, runs tests/e2e.rs
 	hack/e2e.sh
 
-control-plane: ## build (once, cached in ~/.cache) kube-apiserver, KCM, scheduler, kubectl, etcd, kwok
+e2e-real: control-plane ## real nodes (kubelet, containerd, registry; root): CronJob, docker run, pull errors
+	tests/e2e-real.sh
+
+control-plane: ## build (once, cached in ~/.cache) kube-apiserver, KCM, scheduler, kubectl, kubelet, kube-proxy, etcd, kwok
 	hack/build-control-plane.sh >/dev/null
 
 lint: ## rustfmt, clippy (-D warnings), shellcheck on the scripts, actionlint on the GitHub workflow
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
-	shellcheck -x hack/*.sh .ci/run
+	shellcheck -x hack/*.sh tests/*.sh .ci/run
 	hack/actionlint.sh
 
 image: ## docker build (needs a Docker engine)
@@ -45,8 +48,9 @@ deploy: ## kubectl apply -k k8s/deploy to the current kubectl context
 demo: control-plane ## build what is missing, run the controller on ~20 simulated nodes, tear down
 	hack/demo.sh
 
-bench: control-plane ## figures: run time, peak memory and API requests at N simulated nodes
+bench: control-plane ## figures: run time, peak memory, API requests at N simulated nodes; real-node pull floor
 	hack/bench.sh
+	hack/bench-real.sh
 
 clean: ## remove build output (the control-plane cache in ~/.cache stays)
 	cargo clean

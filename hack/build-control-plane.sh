@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a real Kubernetes control plane from Go modules, once, into a cache outside the repo:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
-#   etcd (go.etcd.io/etcd/server/v3) and kwok (sigs.k8s.io/kwok).
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and for the real-node tests
+#   kubelet and kube-proxy (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3) and kwok (sigs.k8s.io/kwok).
 # Prints the bin directory on the last line of stdout. Rebuilds only what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +20,7 @@ command -v go >/dev/null || { log "ERROR: go is not installed (need Go >= 1.24)"
 go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
 [ "$go_minor" -ge 24 ] || { log "ERROR: Go >= 1.24 is needed, found $(go env GOVERSION)"; exit 1; }
 
-want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+want=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok)
 missing=()
 for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -28,7 +28,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   echo "$bin"
   exit 0
 fi
-log "missing: ${missing[*]} -> building into $bin (cold build: ~8 min on 2 cores, see README)"
+log "missing: ${missing[*]} -> building into $bin (cold build: ~20 min on 2 cores, see README)"
 start=$(date +%s)
 # A build cache of our own (~3.7 GB while building), removed once the binaries are in place.
 export GOCACHE="$cache_root/control-plane/$key/gocache"
@@ -36,7 +36,7 @@ export GOCACHE="$cache_root/control-plane/$key/gocache"
 need() { local b; for b in "${missing[@]}"; do [ "$b" = "$1" ] && return 0; done; return 1; }
 
 k8s_bins=()
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do need "$b" && k8s_bins+=("$b"); done
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd; do need "$b" && k8s_bins+=("$b"); done
 if [ ${#k8s_bins[@]} -gt 0 ]; then
   # Throwaway wrapper module: require k8s.io/kubernetes and map every staging module it replaces with a
   # local path (./staging/src/...) to the published v0.X.Y of the same release. The list comes from the
@@ -73,6 +73,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   (cd "$work" && go mod tidy -e >&2) || { log "ERROR: go mod tidy failed in $work"; exit 1; }

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Test images for the real-node suite, all made on this machine (nothing is pulled from outside):
+#
+#   images.sh oci DIR          OCI layouts (cached in DIR; built only when missing):
+#                                pause          a static C pause (containerd's sandbox_image)
+#                                payload-small  1 layer,  1 MiB
+#                                payload-medium 2 layers, 2 x 8 MiB
+#                                payload-large  4 layers, 4 x 50 MiB (~200 MiB)
+#                              layers of random bytes, gzip-compressed (compression cannot shrink them)
+#   images.sh push STATE       push those layouts to the run's registry (skopeo), write STATE/real/images.env
+#                              (payload-small also as quayctl-e2e/only-a:1 and only-b:1)
+#   images.sh controller STATE the controller image from the project's Dockerfile, built by the run's
+#                              dockerd from the `make build` binaries (BINARIES=prebuilt, BASE=scratch:
+#                              offline), pushed to the run's registry
+#   images.sh all STATE        oci (cache) + push + controller
+#
+# QUAYCTL_BIN_DIR: the directory with quayctl-controller and quayctl-noop (default: `make build` output).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/quayctl-controller/test-images/v1
+bin_dir=${QUAYCTL_BIN_DIR:-$root/target/${TARGET:-$(uname -m)-unknown-linux-gnu}/release}
+log() { printf '[images] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# layout NAME TAG SPEC: one OCI layout in $1/NAME (SPEC: JSON list of layers, each a list of
+# [path, mode, source] where source is a file to copy or "random:BYTES").
+layout() {
+  local out=$1 name=$2 tag=$3 spec=$4
+  [ -f "$out/$name/index.json" ] && return 0
+  rm -rf "$out/$name.tmp"
+  python3 - "$out/$name.tmp" "$tag" "$spec" <<'PY'
+import gzip, hashlib, io, json, os, platform, sys, tarfile
+out, tag, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+os.makedirs(f"{out}/blobs/sha256")
+def blob(data):
+    d = hashlib.sha256(data).hexdigest()
+    with open(f"{out}/blobs/sha256/{d}", "wb") as f: f.write(data)
+    return {"digest": f"sha256:{d}", "size": len(data)}
+layers, diff_ids, entrypoint = [], [], None
+for files in spec["layers"]:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, mode, source in files:
+            data = os.urandom(int(source[7:])) if source.startswith("random:") else open(source, "rb").read()
+            parts = path.split("/")
+            for i in range(1, len(parts)):  # parent directories
+                d = tarfile.TarInfo("/".join(parts[:i])); d.type = tarfile.DIRTYPE; d.mode = 0o755
+                if d.name not in tar.getnames(): tar.addfile(d)
+            info = tarfile.TarInfo(path); info.size = len(data); info.mode = int(mode, 8)
+            tar.addfile(info, io.BytesIO(data))
+    raw = raw.getvalue()
+    diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+    layers.append(dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip",
+                       **blob(gzip.compress(raw, compresslevel=1, mtime=0))))
+config = {"architecture": arch, "os": "linux", "created": "1970-01-01T00:00:00Z",
+          "config": {"Entrypoint": spec["entrypoint"]} if spec.get("entrypoint") else {},
+          "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **blob(json.dumps(config).encode())),
+            "layers": layers}
+m = blob(json.dumps(manifest).encode())
+with open(f"{out}/index.json", "w") as f:
+    json.dump({"schemaVersion": 2, "manifests": [dict(mediaType="application/vnd.oci.image.manifest.v1+json",
+               annotations={"org.opencontainers.image.ref.name": tag}, **m)]}, f)
+with open(f"{out}/oci-layout", "w") as f: json.dump({"imageLayoutVersion": "1.0.0"}, f)
+PY
+  mv "$out/$name.tmp" "$out/$name"
+}
+
+oci() {
+  local out=$1 start=$SECONDS
+  mkdir -p "$out"
+  if [ ! -f "$out/pause/index.json" ]; then
+    local tmp; tmp=$(mktemp -d)
+    cat > "$tmp/pause.c" <<'C'
+/* The pod sandbox's process: sleeps until SIGTERM/SIGINT, reaps children. */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void quit(int sig) { (void)sig; _exit(0); }
+static void reap(int sig) { (void)sig; while (waitpid(-1, 0, WNOHANG) > 0) {} }
+int main(void) {
+  signal(SIGTERM, quit); signal(SIGINT, quit); signal(SIGCHLD, reap);
+  for (;;) pause();
+}
+C
+    gcc -static -Os -s -o "$tmp/pause" "$tmp/pause.c"
+    layout "$out" pause 3.10 "{\"entrypoint\": [\"/pause\"], \"layers\": [[[\"pause\", \"0755\", \"$tmp/pause\"]]]}"
+    rm -rf "$tmp"
+  fi
+  layout "$out" payload-small 1 '{"layers": [[["data/small-0", "0644", "random:1048576"]]]}'
+  layout "$out" payload-medium 1 '{"layers": [[["data/medium-0", "0644", "random:8388608"]],
+    [["data/medium-1", "0644", "random:8388608"]]]}'
+  layout "$out" payload-large 1 '{"layers": [[["data/large-0", "0644", "random:52428800"]],
+    [["data/large-1", "0644", "random:52428800"]], [["data/large-2", "0644", "random:52428800"]],
+    [["data/large-3", "0644", "random:52428800"]]]}'
+  log "OCI layouts ready in $out ($((SECONDS - start)) s)"
+}
+
+push() {
+  local state=$1 start=$SECONDS name tag ref
+  # shellcheck disable=SC1091
+  . "$state/real/registry.env"
+  oci "$cache"
+  : > "$state/real/images.env.tmp"
+  # only-a/only-b: payload-small under names of their own (a node has them only if it pulled them).
+  for spec in pause:3.10:PAUSE payload-small:1:SMALL payload-medium:1:MEDIUM payload-large:1:LARGE \
+    payload-small:1:ONLY_A:only-a payload-small:1:ONLY_B:only-b; do
+    IFS=: read -r name tag var repo <<< "$spec"
+    ref=$QUAYCTL_REGISTRY/quayctl-e2e/${repo:-$name}:$tag
+    # skopeo (as root) keeps a blob-info cache in /var/lib/containers: give it a tmpfs there instead.
+    unshare --mount --propagation private -- sh -ec 'mount -t tmpfs quayctl-skopeo /var/lib; exec "$@"' skopeo \
+      skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$cache/$name:$tag" "docker://$ref"
+    echo "export QUAYCTL_IMAGE_$var=$ref" >> "$state/real/images.env.tmp"
+  done
+  cat "$state/real/images.env.tmp" >> "$state/real/images.env"; rm "$state/real/images.env.tmp"
+  log "pushed pause and payload images to $QUAYCTL_REGISTRY ($((SECONDS - start)) s)"
+}
+
+# The Debian docker.io CLI (its BuildKit client works with the daemon of the same release).
+docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi; }
+
+controller() {
+  local state=$1 start=$SECONDS ctx prebuilt
+  # shellcheck disable=SC1091
+  . "$state/real/registry.env"
+  # shellcheck disable=SC1091
+  . "$state/real/docker.env"
+  for b in quayctl-controller quayctl-noop; do
+    [ -x "$bin_dir/$b" ] || die "$bin_dir/$b missing (make build, or set QUAYCTL_BIN_DIR)"
+  done
+  bin_dir=$(cd "$bin_dir" && pwd)
+  if [[ $bin_dir == "$root"/target/*/release ]]; then
+    ctx=$root; prebuilt=${bin_dir#"$root"/}
+  else # binaries from elsewhere: a context of the Dockerfile and the two binaries only
+    ctx=$state/real/image-context; prebuilt=bin
+    mkdir -p "$ctx/bin"
+    cp "$root/Dockerfile" "$ctx/"
+    cp "$bin_dir/quayctl-controller" "$bin_dir/quayctl-noop" "$ctx/bin/"
+  fi
+  local ref=$QUAYCTL_REGISTRY/quayctl-controller:e2e
+  DOCKER_BUILDKIT=1 docker_cli build --quiet --build-arg BINARIES=prebuilt --build-arg BASE=scratch \
+    --build-arg "PREBUILT_DIR=$prebuilt" -t "$ref" "$ctx" >/dev/null
+  docker_cli push --quiet "$ref" >/dev/null 2>&1 || docker_cli push "$ref" >&2
+  echo "export QUAYCTL_IMAGE_CONTROLLER=$ref" >> "$state/real/images.env"
+  log "controller image $ref built from the Dockerfile (prebuilt binaries from $bin_dir) and pushed ($((SECONDS - start)) s)"
+}
+
+case "${1:-}" in
+  oci) oci "${2:?usage: images.sh oci DIR}" ;;
+  push) push "${2:?usage: images.sh push STATE}" ;;
+  controller) controller "${2:?usage: images.sh controller STATE}" ;;
+  all) push "${2:?usage: images.sh all STATE}"; controller "$2" ;;
+  *) echo "usage: images.sh oci DIR | push STATE | controller STATE | all STATE" >&2; exit 2 ;;
+esac
