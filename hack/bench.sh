@@ -1,51 +1,136 @@
 #!/usr/bin/env bash
-# `make bench`: figures for one run at BENCH_NODES simulated nodes (default 500) on a real local
-# control plane: wall time, time to create every Job, peak memory of the controller, and the API
-# requests it made (counted from the apiserver's audit log, by verb and resource).
+# `make bench`: figures for the controller against the alternatives, on a real local control plane
+# with kwok nodes, for each N in BENCH_NODES (default "100 1000") and each controller-manager rate
+# in BENCH_KCM (default "defaults raised": upstream defaults — 20 requests/s, 5 concurrent Job
+# syncs, scheduler 50/s — and raised to 200/s, 20 syncs). One cluster per (rate, N); in it, one
+# after the other:
+#   1. the controller (2 images, pulls that finish almost at once): T_created (start -> every Job
+#      exists), T_done (start -> exit), exit lag (the apiserver's last terminal Job condition -> exit;
+#      negative when the controller decided from the pods first), requests by verb and resource
+#      under its own user (audit log), peak RSS, the Job controller's lag (creation -> start);
+#   2. the DaemonSet baseline: the same images as init containers of a DaemonSet; time until every
+#      pod has run them (numberReady = N);
+#   3. the raw floor: the same N Job objects created by examples/raw_floor.rs at BENCH_RAW_CONCURRENCY.
+# Results: bench/results.jsonl (appended), bench/results.md and bench/results.png (rendered from it).
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-n=${BENCH_NODES:-500}
+sizes=${BENCH_NODES:-100 1000}
+rates=${BENCH_KCM:-defaults raised}
+raw_concurrency=${BENCH_RAW_CONCURRENCY:-64}
+results=$root/bench/results.jsonl
+mkdir -p "$root/bench"
 build_static_binary
-start_cluster bench
+cargo build --release --locked --example raw_floor >&2
+raw_floor=$root/target/release/examples/raw_floor
+command -v python3 >/dev/null || { echo "bench: python3 is needed" >&2; exit 1; }
+# The plot: matplotlib from Debian (python3-matplotlib, for /usr/bin/python3) unless the python3 on
+# PATH already has it.
+plot_python=python3
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+  plot_python=/usr/bin/python3
+  if ! "$plot_python" -c 'import matplotlib' 2>/dev/null; then
+    echo "[bench] installing python3-matplotlib (Debian) for the plot" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib; } >/dev/null
+  fi
+fi
 
-echo "[bench] creating $n nodes"
-specs=(); for i in $(seq -w 1 "$n"); do specs+=("bench-$i"); done
-"$hack/nodes.sh" "${specs[@]}" | kubectl apply -f - >/dev/null
-wait_ready_nodes "$n" 600
-kubectl create namespace bench >/dev/null
+now() { date +%s.%N; }
 
-echo "[bench] running the controller (user quayctl-controller in the audit log)"
-start=$(date +%s.%N)
-/usr/bin/time -f '%M' -o "$state/maxrss" env -i KUBECONFIG="$state/controller.kubeconfig" \
-  QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench NAMESPACE=bench RUN_ID=bench \
-  DEADLINE_SECONDS=600 CREATE_CONCURRENCY="${BENCH_CONCURRENCY:-16}" LOG_FORMAT=json \
-  "$bin" > "$state/report.txt" 2> "$state/controller.log" || { cat "$state/controller.log"; exit 1; }
-end=$(date +%s.%N)
+bench_one() { # RATE N
+  local rate=$1 n=$2
+  KCM_RATE=$rate start_cluster "bench-$rate-$n" >/dev/null
+  echo "[bench] $rate controller-manager, $n nodes: creating the nodes" >&2
+  local specs=() i
+  for i in $(seq 1 "$n"); do specs+=("$(printf 'bench-%05d' "$i")"); done
+  for ((i = 0; i < n; i += 500)); do
+    "$hack/nodes.sh" "${specs[@]:i:500}" | kubectl apply -f - >/dev/null
+  done
+  wait_ready_nodes "$n" 1200
+  kubectl create namespace bench >/dev/null
+  kubectl create namespace bench-ds >/dev/null
+  kubectl create namespace bench-raw >/dev/null
 
-python3 - "$state" "$n" "$start" "$end" "${BENCH_CONCURRENCY:-16}" <<'PY'
+  echo "[bench] running the controller (user quayctl-controller in the audit log)" >&2
+  local start end
+  start=$(now)
+  /usr/bin/time -f '%M' -o "$state/maxrss" env -i KUBECONFIG="$state/controller.kubeconfig" \
+    QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench NAMESPACE=bench RUN_ID=bench \
+    DEADLINE_SECONDS=3600 LOG_FORMAT=json REPORT_FILE="$state/report.json" \
+    ${BENCH_CONCURRENCY:+CREATE_CONCURRENCY=$BENCH_CONCURRENCY} \
+    "$bin" > "$state/report.txt" 2> "$state/controller.log" || { tail -n 30 "$state/controller.log" >&2; return 1; }
+  end=$(now)
+  kubectl -n bench get jobs -o json > "$state/jobs.json"
+
+  echo "[bench] DaemonSet baseline" >&2
+  local ds_start ds_end ready
+  ds_start=$(now)
+  kubectl -n bench-ds apply -f - >/dev/null <<'DS'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: prepull}
+spec:
+  selector: {matchLabels: {app: prepull}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: "100%"}}
+  template:
+    metadata: {labels: {app: prepull}}
+    spec:
+      initContainers:
+      - {name: pull-0, image: "nginx:1.27", command: ["/bin/true"]}
+      - {name: pull-1, image: "redis:7", command: ["/bin/true"]}
+      containers:
+      - {name: pause, image: "registry.k8s.io/pause:3.10"}
+DS
+  while :; do
+    ready=$(kubectl -n bench-ds get ds prepull -o jsonpath='{.status.numberReady}')
+    [ "${ready:-0}" -ge "$n" ] && break
+    sleep 0.5
+  done
+  ds_end=$(now)
+
+  echo "[bench] raw floor: $n Job objects at concurrency $raw_concurrency" >&2
+  KUBECONFIG="$state/controller.kubeconfig" "$raw_floor" bench "$n" bench-raw "$raw_concurrency" > "$state/raw.json"
+
+  python3 - "$state" "$rate" "$n" "$start" "$end" "$ds_start" "$ds_end" "$raw_concurrency" >> "$results" <<'PY'
 import json, sys, collections, datetime
-state, n, start, end, concurrency = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-log = [json.loads(l) for l in open(f"{state}/controller.log")]
-t = lambda e: datetime.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
-first = t(log[0])
-created = next(e for e in log if e.get("message") == "created puller Jobs")
+state, rate, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+start, end, ds_start, ds_end = map(float, sys.argv[4:8])
+raw_concurrency = int(sys.argv[8])
+ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+log = [json.loads(l) for l in open(f"{state}/controller.log") if l.startswith("{")]
+created = next((ts(e["timestamp"]) for e in log if e.get("message") == "no more creates to send"), None)
+jobs = json.load(open(f"{state}/jobs.json"))["items"]
+terminal = [ts(c["lastTransitionTime"]) for j in jobs for c in j.get("status", {}).get("conditions", [])
+            if c["type"] in ("Complete", "Failed") and c["status"] == "True"]
 counts = collections.Counter()
 for line in open(f"{state}/logs/audit.jsonl"):
     e = json.loads(line)
     if e["user"]["username"] != "quayctl-controller" or e["stage"] != "ResponseComplete":
         continue
-    r = e.get("objectRef", {})
-    counts[(e["verb"], r.get("resource", "?"))] += 1
-rss = int(open(f"{state}/maxrss").read().split()[-1])
-total = sum(counts.values())
-print(f"\nquayctl-controller bench: {n} nodes, 2 images, kubelet strategy (kwok), CREATE_CONCURRENCY={concurrency}")
-print(f"  wall time, start to exit          {end - start:8.1f} s")
-print(f"  create phase ({n} Jobs)            {t(created) - first:8.1f} s")
-print(f"  peak RSS                          {rss / 1024:8.1f} MiB")
-print(f"  API requests                      {total:8d}  ({total / n:.2f} per node)")
-for (verb, res), c in sorted(counts.items(), key=lambda kv: -kv[1]):
-    print(f"    {verb:<8} {res:<12} {c:6d}")
+    counts[f'{e["verb"]} {e.get("objectRef", {}).get("resource", "?")}'] += 1
+report = json.load(open(f"{state}/report.json"))
+raw = json.load(open(f"{state}/raw.json"))
+writes = sum(c for k, c in counts.items() if k.split()[0] in ("create", "update", "patch", "delete"))
+print(json.dumps({
+    "kcm": rate, "nodes": n, "succeeded": report["counts"]["succeeded"], "exit_code": report["exit_code"],
+    "t_created": round(created - start, 1) if created else None,
+    "t_done": round(end - start, 1),
+    "exit_lag": round(end - max(terminal), 1) if terminal else None,
+    "rss_mib": round(int(open(f"{state}/maxrss").read().split()[-1]) / 1024, 1),
+    "requests": dict(counts), "writes_per_node": round(writes / n, 2), "reads": sum(counts.values()) - writes,
+    "job_start_lag_ms": report["job_start_lag"],
+    "daemonset_done": round(ds_end - ds_start, 1),
+    "raw_floor": raw["seconds"], "raw_concurrency": raw_concurrency, "raw_failed": raw["failed"],
+}))
 PY
-tail -n 1 "$state/report.txt"
+  stop_cluster_now
+}
+
+for rate in $rates; do
+  for n in $sizes; do
+    bench_one "$rate" "$n"
+  done
+done
+"$plot_python" "$hack/bench-render.py" "$results" "$root/bench"
+cat "$root/bench/results.md"

@@ -5,6 +5,15 @@
 #                                    kube-scheduler and kwok; write STATE_DIR/env (KUBECONFIG, ...)
 #   hack/cluster.sh down STATE_DIR   kill every process started by `up` (by PID)
 #   hack/cluster.sh logs STATE_DIR   print the tail of every component's log
+#   hack/cluster.sh restart STATE_DIR NAME   stop one component and start it again (same flags)
+#
+# REAL_NODES=1 (for `up`; opt-in, used by tests/e2e-real.sh) prepares the cluster for real nodes
+# (hack/real-node.sh): a per-run bridge and subnet on the host (real-node.sh net-up), the apiserver
+# serving on the bridge address (its `kubernetes` Service endpoint, reachable from the nodes) with a
+# CA made here (serving cert with the bridge, service and loopback SANs; client certs for kubelets and
+# kube-proxy), `--kubelet-preferred-address-types=InternalIP` (never the machine's resolver), and the
+# root-ca-cert-publisher (kube-root-ca.crt, for pods with ServiceAccount tokens). `down` then also stops
+# the real nodes and removes the bridge. Without it, everything is exactly as before: loopback only.
 #
 # Binaries come from hack/build-control-plane.sh (built once, cached outside the repo).
 set -euo pipefail
@@ -14,6 +23,13 @@ state=${2:?usage: cluster.sh up|down|logs STATE_DIR}
 log() { printf '[cluster] %s\n' "$*" >&2; }
 
 down() {
+  # Real nodes (if any) first: their kubelets and pods go before the apiserver they talk to.
+  if [ -d "$state/real" ]; then "$here/real-node.sh" down "$state" || true; fi
+  stop_control_plane
+  if [ -d "$state/real" ]; then "$here/real-node.sh" net-down "$state" || true; fi
+}
+
+stop_control_plane() {
   [ -f "$state/pids" ] || return 0
   # Reverse start order: kwok and controllers first, etcd last.
   tac "$state/pids" | while read -r name pid; do
@@ -58,8 +74,30 @@ wait_for() {
 
 start() {
   local name=$1; shift
-  "$@" >"$state/logs/$name.log" 2>&1 &
+  printf '%q ' "$@" > "$state/$name.cmd"   # for `restart`
+  "$@" >>"$state/logs/$name.log" 2>&1 &
   echo "$name $!" >> "$state/pids"
+}
+
+# restart NAME: stop one component by PID and start it again with the same command line (the e2e
+# suite restarts kube-apiserver mid-watch).
+restart() {
+  local name=$1 pid cmd
+  pid=$(awk -v n="$name" '$1 == n {p = $2} END {print p}' "$state/pids")
+  if [ -z "$pid" ] || [ ! -f "$state/$name.cmd" ]; then log "ERROR: no running $name in $state"; return 1; fi
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  sed -i "/^$name $pid\$/d" "$state/pids"
+  cmd=$(cat "$state/$name.cmd")
+  eval "set -- $cmd"
+  "$@" >>"$state/logs/$name.log" 2>&1 &
+  echo "$name $!" >> "$state/pids"
+  if [ "$name" = kube-apiserver ]; then
+    local bin; bin=$("$here/build-control-plane.sh" 2>/dev/null | tail -n 1)
+    wait_for "kube-apiserver /readyz after a restart" 90 "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig" get --raw /readyz
+  fi
+  log "restarted $name"
 }
 
 kubeconfig() { # kubeconfig FILE TOKEN
@@ -69,8 +107,8 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$apiserver_port
-    certificate-authority: $state/pki/apiserver.crt
+    server: https://$apiserver_ip:$apiserver_port
+    certificate-authority: $ca_file
 contexts:
 - name: local
   context: {cluster: local, user: user, namespace: default}
@@ -81,6 +119,34 @@ users:
 KC
 }
 
+# real_pki: REAL_NODES=1 only. The per-run bridge (hack/real-node.sh net-up), a CA, the apiserver's
+# serving cert for every address a client uses (bridge IP from the host and the nodes, the `kubernetes`
+# Service IP and names from pods, loopback), and the apiserver flags that real nodes need.
+real_pki() {
+  export KUBECACHEDIR=${KUBECACHEDIR:-$state/kube-cache} # not ~/.kube/cache: the real-node leak check looks at $HOME
+  "$here/real-node.sh" net-up "$state"
+  # shellcheck disable=SC1091
+  . "$state/real/net.env"
+  apiserver_ip=$QUAYCTL_REAL_HOST_IP; ca_file=$state/pki/ca.crt
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=quayctl-e2e-ca" \
+    -keyout "$state/pki/ca.key" -out "$ca_file" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$state/pki/apiserver.key" -out "$state/pki/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:%s,IP:10.96.0.1,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' \
+    "$apiserver_ip" > "$state/pki/apiserver.ext"
+  openssl x509 -req -in "$state/pki/apiserver.csr" -CA "$ca_file" -CAkey "$state/pki/ca.key" -CAcreateserial \
+    -days 2 -extfile "$state/pki/apiserver.ext" -out "$state/pki/apiserver.crt" 2>/dev/null
+  apiserver_tls=(--tls-cert-file "$state/pki/apiserver.crt" --tls-private-key-file "$state/pki/apiserver.key")
+  endpoint_reconciler=()
+  # Client certs signed by this CA authenticate kubelets and kube-proxies (real-node.sh mints them).
+  # The default lease endpoint reconciler publishes $apiserver_ip:$apiserver_port as the endpoint of the
+  # `kubernetes` Service, which kube-proxy on each node routes to. The apiserver reaches kubelets by
+  # InternalIP only (the node's veth address), never through the machine's resolver.
+  real_apiserver=(--client-ca-file "$ca_file" --kubelet-preferred-address-types InternalIP)
+  real_controllers=,root-ca-certificate-publisher-controller
+  real_kcm=(--root-ca-file "$ca_file")
+}
+
 up() {
   bin=$("$here/build-control-plane.sh" | tail -n 1)
   mkdir -p "$state/logs" "$state/pki" "$state/etcd"
@@ -88,6 +154,11 @@ up() {
   trap 'log "start failed"; down' ERR
 
   etcd_port=$(free_port); peer_port=$(free_port); apiserver_port=$(free_port)
+  # Loopback and self-signed certs by default; REAL_NODES=1: the per-run bridge address and a CA of our own.
+  apiserver_ip=127.0.0.1; ca_file=$state/pki/apiserver.crt
+  apiserver_tls=(--cert-dir "$state/pki"); endpoint_reconciler=(--endpoint-reconciler-type none)
+  real_apiserver=(); real_kcm=(); real_controllers=
+  if [ "${REAL_NODES:-0}" = 1 ]; then real_pki; fi
   kcm_port=$(free_port); scheduler_port=$(free_port); kwok_port=$(free_port)
 
   openssl genrsa -out "$state/pki/sa.key" 2048 2>/dev/null
@@ -116,18 +187,18 @@ A
     --initial-cluster "local=http://127.0.0.1:$peer_port" --listen-metrics-urls "" --log-level warn
   wait_for "etcd" 30 curl -sf "http://127.0.0.1:$etcd_port/health"
 
-  log "starting kube-apiserver on https://127.0.0.1:$apiserver_port"
+  log "starting kube-apiserver on https://$apiserver_ip:$apiserver_port"
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
-    --cert-dir "$state/pki" --token-auth-file "$state/tokens.csv" \
+    --bind-address "$apiserver_ip" --advertise-address "$apiserver_ip" --secure-port "$apiserver_port" \
+    "${apiserver_tls[@]}" --token-auth-file "$state/tokens.csv" \
     --authorization-mode RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$state/pki/sa.pub" --service-account-signing-key-file "$state/pki/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+    --service-cluster-ip-range 10.96.0.0/16 "${endpoint_reconciler[@]}" \
     --disable-admission-plugins TaintNodesByCondition \
     --audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$state/logs/audit.jsonl" \
-    --audit-log-mode blocking
+    --audit-log-mode blocking "${real_apiserver[@]}"
   kubeconfig "$state/admin.kubeconfig" "$admin_token"
   kubeconfig "$state/kcm.kubeconfig" "$kcm_token"
   kubeconfig "$state/scheduler.kubeconfig" "$scheduler_token"
@@ -136,22 +207,34 @@ A
   kubeconfig "$state/controller.kubeconfig" "$controller_token"
   wait_for "kube-apiserver /readyz" 90 "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig" get --raw /readyz
 
+  # KCM_RATE=defaults (make bench) runs the controller-manager and scheduler at their upstream
+  # defaults (20 requests/s, 5 concurrent Job syncs; scheduler 50/s), as most users' clusters do.
+  if [ "${KCM_RATE:-raised}" = defaults ]; then
+    kcm_rate=(); scheduler_rate=()
+  else
+    kcm_rate=(--kube-api-qps 200 --kube-api-burst 400 --concurrent-job-syncs 20)
+    scheduler_rate=(--kube-api-qps 200 --kube-api-burst 400)
+  fi
   log "starting kube-controller-manager, kube-scheduler, kwok"
   start kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig "$state/kcm.kubeconfig" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" \
     --authorization-always-allow-paths /healthz,/readyz,/livez,/metrics \
-    --controllers job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,pod-garbage-collector-controller,cronjob-controller,daemonset-controller,serviceaccount-controller \
-    --kube-api-qps 200 --kube-api-burst 400 --concurrent-job-syncs 20
+    --controllers job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,pod-garbage-collector-controller,cronjob-controller,daemonset-controller,serviceaccount-controller,resourcequota-controller$real_controllers \
+    "${kcm_rate[@]}" "${real_kcm[@]}"
   start kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$state/scheduler.kubeconfig" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "$scheduler_port" \
-    --kube-api-qps 200 --kube-api-burst 400
+    "${scheduler_rate[@]}"
   start kwok "$bin/kwok" --kubeconfig "$state/kwok.kubeconfig" \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --config "$here/kwok/stages.yaml" --server-address "127.0.0.1:$kwok_port" \
     --cidr 10.244.0.0/16 --node-ip 10.240.0.1
 
+  if [ "${REAL_NODES:-0}" = 1 ]; then
+    printf 'export QUAYCTL_APISERVER=https://%s:%s\nexport QUAYCTL_CA=%s\n' "$apiserver_ip" "$apiserver_port" "$ca_file" \
+      > "$state/real/apiserver.env"
+  fi
   cat > "$state/env" <<E
 export KUBECONFIG=$state/admin.kubeconfig
 export QUAYCTL_E2E_STATE=$state
@@ -175,5 +258,6 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   logs) logs ;;
-  *) echo "usage: cluster.sh up|down|logs STATE_DIR" >&2; exit 2 ;;
+  restart) restart "${3:?usage: cluster.sh restart STATE_DIR NAME}" ;;
+  *) echo "usage: cluster.sh up|down|logs STATE_DIR | restart STATE_DIR NAME" >&2; exit 2 ;;
 esac

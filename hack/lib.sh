@@ -33,6 +33,13 @@ stop_cluster() {
   exit $status
 }
 
+# stop_cluster_now: tear the cluster down now (make bench runs several, one after the other).
+stop_cluster_now() {
+  "$hack/cluster.sh" down "$state" >/dev/null 2>&1 || true
+  rm -rf "$state"
+  trap - EXIT
+}
+
 # wait_ready_nodes COUNT TIMEOUT: poll until at least COUNT kwok nodes are Ready (one list per poll;
 # `kubectl wait` goes node by node and takes minutes at a few thousand nodes).
 wait_ready_nodes() {

@@ -270,6 +270,7 @@ async fn event_loop(
     let mut progress = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     let mut drain_until: Option<Instant> = None;
     let loop_started = Instant::now();
+    let mut all_created_logged = false;
     let action = |what: &str| format!("watch {what} in namespace {:?}", cluster.namespace());
 
     loop {
@@ -277,6 +278,11 @@ async fn event_loop(
             for node in tracker.next_creates(Timestamp::now()) {
                 creates.push(create(cluster, template, node));
             }
+        }
+        if !all_created_logged && tracker.creating_finished() && creates.is_empty() && jobs_listed && pods_listed {
+            all_created_logged = true;
+            let p = tracker.progress();
+            info!(elapsed_ms = loop_started.elapsed().as_millis() as u64, done = p.done, "no more creates to send");
         }
         if tracker.is_done() || (drain_until.is_some() && creates.is_empty()) {
             break;

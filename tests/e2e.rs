@@ -1203,3 +1203,27 @@ spec:
     assert!(throttled > 0, "APF really squeezed the controller's user");
     let _ = std::fs::remove_file(kubeconfig);
 }
+
+// kube-apiserver restarted mid-watch: the watches resume (or relist), creates in flight are tried
+// again, and every node gets the right verdict with no duplicate Job.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn apiserver_restart_mid_watch_keeps_verdicts_right() {
+    let client = client().await;
+    namespace(&client, "e2e-restart", &[]).await;
+    let specs: Vec<String> = (0..6).map(|i| format!("late-r-{i}:late")).collect();
+    nodes(&client, "restart", &specs).await;
+    let child = spawn_controller(&base("e2e-restart", "e2e-group=restart", "restart-1"));
+    running_pod(&client, "e2e-restart", "late-r-0").await;
+    let restarted = std::process::Command::new(repo().join("hack/cluster.sh"))
+        .args(["restart", &env("QUAYCTL_E2E_STATE"), "kube-apiserver"])
+        .output()
+        .unwrap();
+    assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("ends").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("6/6 eligible nodes succeeded"), "{stdout}");
+    let client = self::client().await;
+    assert_eq!(jobs(&client, "e2e-restart").await.len(), 6, "no duplicate Job");
+}
