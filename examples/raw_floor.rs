@@ -10,8 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use quayctl_controller::config::{PullStrategy, PullerResources};
-use quayctl_controller::images::{PullPolicy, parse_image_list};
+use quayctl_controller::config::Config;
 use quayctl_controller::jobs::JobTemplate;
 
 #[tokio::main(flavor = "current_thread")]
@@ -21,22 +20,15 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: raw_floor NODE_PREFIX COUNT NAMESPACE CONCURRENCY");
     };
     let (count, concurrency): (usize, usize) = (count.parse()?, concurrency.parse()?);
-    let template = JobTemplate {
-        run_id: "raw".into(),
-        namespace: namespace.clone(),
-        strategy: PullStrategy::Kubelet,
-        images: parse_image_list("nginx:1.27;redis:7").map_err(anyhow::Error::msg)?.images,
-        helper_image: Some("quayctl-controller:bench".into()),
-        deadline_seconds: 600,
-        job_deadline_seconds: 660,
-        ttl_seconds_after_finished: 3600,
-        owner: None,
-        pull_policy: PullPolicy::Auto,
-        tolerations: Vec::new(),
-        image_pull_secrets: Vec::new(),
-        priority_class_name: None,
-        resources: PullerResources::default(),
-    };
+    // The controller's own configuration and builder, so the objects are the same.
+    let vars = [
+        ("QUAY_IMAGES", "nginx:1.27;redis:7"),
+        ("HELPER_IMAGE", "quayctl-controller:bench"),
+        ("DEADLINE_SECONDS", "600"),
+    ];
+    let config =
+        Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let template = JobTemplate::new(&config, "raw".into(), namespace.clone(), config.helper_image.clone(), None);
     let api: Api<Job> = Api::namespaced(Client::try_default().await?, namespace);
     let started = Instant::now();
     let failures = futures::stream::iter(1..=count)

@@ -444,25 +444,10 @@ async fn deadline_exceeded_condition_is_a_timeout() {
 
 #[tokio::test]
 async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
-    use crate::config::PullStrategy;
     use crate::images::parse_image_list;
     use crate::jobs::JobTemplate;
-    let template = JobTemplate {
-        run_id: "r1".into(),
-        namespace: "ops".into(),
-        strategy: PullStrategy::Kubelet,
-        images: parse_image_list("nginx:1.27;redis:7").unwrap().images,
-        helper_image: Some("h".into()),
-        deadline_seconds: 30,
-        job_deadline_seconds: 30,
-        ttl_seconds_after_finished: 3600,
-        owner: None,
-        pull_policy: crate::images::PullPolicy::Auto,
-        tolerations: Vec::new(),
-        image_pull_secrets: Vec::new(),
-        priority_class_name: None,
-        resources: Default::default(),
-    };
+    let config = crate::config::Config::from_vars(vars(&[])).unwrap();
+    let template = JobTemplate::new(&config, "r1".into(), "ops".into(), Some("h".into()), None);
     let mut foreign = template.clone();
     foreign.run_id = "other".into();
     let mut squatter = foreign.build_for("n2");

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::config::{PullStrategy, PullerResources};
+use crate::config::{Config, PullStrategy, PullerResources};
 use crate::images::{Image, PullPolicy};
 use crate::naming;
 use crate::nodes::{EligibleNode, ImageMask, all_images};
@@ -75,6 +75,35 @@ pub enum Adoption {
 }
 
 impl JobTemplate {
+    /// The template for one run of `config`: what only the run knows (its id, namespace, helper image,
+    /// owner) is passed in.
+    pub fn new(
+        config: &Config,
+        run_id: String,
+        namespace: String,
+        helper_image: Option<String>,
+        owner: Option<OwnerReference>,
+    ) -> JobTemplate {
+        JobTemplate {
+            run_id,
+            namespace,
+            strategy: config.strategy.clone(),
+            images: config.images.clone(),
+            helper_image,
+            deadline_seconds: config.deadline_seconds,
+            // The Job's own deadline is the outer bound: the pull deadline (the pod's, from pod
+            // start) plus room for the Job controller and the scheduler to get the pod going.
+            job_deadline_seconds: config.deadline_seconds + config.wait_grace_seconds as i64,
+            ttl_seconds_after_finished: config.ttl_seconds_after_finished,
+            owner,
+            pull_policy: config.pull_policy,
+            tolerations: config.tolerations.clone(),
+            image_pull_secrets: config.image_pull_secrets.clone(),
+            priority_class_name: config.priority_class_name.clone(),
+            resources: config.resources.clone(),
+        }
+    }
+
     /// Label selector matching every Job (and pod) of this run.
     pub fn run_selector(&self) -> String {
         format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}={}", naming::label_value(&self.run_id))
@@ -383,22 +412,10 @@ mod tests {
     use serde_json::{Value, json};
 
     pub(crate) fn template(strategy: PullStrategy) -> JobTemplate {
-        JobTemplate {
-            run_id: "nightly-7".into(),
-            namespace: "prepull".into(),
-            strategy,
-            images: parse_image_list("nginx:1.27;ghcr.io/org/model:v1").unwrap().images,
-            helper_image: Some("ghcr.io/x/quayctl-controller:0.1.0".into()),
-            deadline_seconds: 300,
-            job_deadline_seconds: 360,
-            ttl_seconds_after_finished: 3600,
-            owner: None,
-            pull_policy: PullPolicy::Auto,
-            tolerations: Vec::new(),
-            image_pull_secrets: Vec::new(),
-            priority_class_name: None,
-            resources: PullerResources::default(),
-        }
+        let vars = [("QUAY_IMAGES", "nginx:1.27;ghcr.io/org/model:v1"), ("HELPER_IMAGE", "h:1")];
+        let config = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let helper = Some("ghcr.io/x/quayctl-controller:0.1.0".to_string());
+        JobTemplate { strategy, ..JobTemplate::new(&config, "nightly-7".into(), "prepull".into(), helper, None) }
     }
 
     fn as_json(job: &Job) -> Value {

@@ -452,24 +452,7 @@ fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<Job
         }
         (None, _) => None,
     };
-    Ok(JobTemplate {
-        run_id,
-        namespace: cluster.namespace().to_string(),
-        strategy: config.strategy.clone(),
-        images: config.images.clone(),
-        helper_image,
-        deadline_seconds: config.deadline_seconds,
-        // The Job's own deadline is the outer bound: the pull deadline (the pod's, from pod start)
-        // plus room for the Job controller and the scheduler to get the pod going.
-        job_deadline_seconds: config.deadline_seconds + config.wait_grace_seconds as i64,
-        ttl_seconds_after_finished: config.ttl_seconds_after_finished,
-        owner,
-        pull_policy: config.pull_policy,
-        tolerations: config.tolerations.clone(),
-        image_pull_secrets: config.image_pull_secrets.clone(),
-        priority_class_name: config.priority_class_name.clone(),
-        resources: config.resources.clone(),
-    })
+    Ok(JobTemplate::new(config, run_id, cluster.namespace().to_string(), helper_image, owner))
 }
 
 /// The whole program minus process concerns: validate `vars` (nothing is sent when they are bad),
