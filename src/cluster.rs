@@ -16,8 +16,9 @@ use tracing::{debug, warn};
 use crate::config::PodRef;
 use crate::error::{Error, ErrorClass, Result};
 
-/// Nodes per list page: at 5,000 nodes that is 10 requests.
-const NODE_PAGE_SIZE: u32 = 500;
+/// Nodes per list page: at 5,000 nodes that is 50 requests. A real node's status (its image list,
+/// up to 50 images with their names) can weigh tens of KiB, so a page is the run's largest buffer.
+const NODE_PAGE_SIZE: u32 = 100;
 /// Objects per page of a watcher's (re)list: bounds the memory of one list response.
 const WATCH_PAGE_SIZE: u32 = 100;
 /// Every request that is not a watch gets an answer within this, or is a [`Error::Timeout`]. kube's
