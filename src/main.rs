@@ -8,7 +8,7 @@ use std::process::ExitCode as ProcessExitCode;
 use quayctl_controller::ExitCode;
 use quayctl_controller::cluster::Cluster;
 use quayctl_controller::logging::{self, LogFormat};
-use quayctl_controller::run::{Signal, execute};
+use quayctl_controller::run::{Signal, execute, forward_signals};
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 use tokio::sync::watch;
 
@@ -34,7 +34,10 @@ async fn run() -> ExitCode {
         }
     };
     let (signal_tx, signal_rx) = watch::channel(None);
-    tokio::spawn(forward_signals(term, int, signal_tx));
+    tokio::spawn(forward_signals(signal_stream(term, int), signal_tx, |second| {
+        eprintln!("{} received again: exiting at once", second.name());
+        std::process::exit(second.exit_code().code().into());
+    }));
 
     let format = match LogFormat::parse(std::env::var("LOG_FORMAT").ok().as_deref()) {
         Ok(format) => format,
@@ -55,21 +58,13 @@ async fn run() -> ExitCode {
     }
 }
 
-/// First signal: tell the run (graceful stop, partial report). Second: exit at once.
-async fn forward_signals(mut term: UnixSignal, mut int: UnixSignal, tx: watch::Sender<Option<Signal>>) {
-    let next = async |term: &mut UnixSignal, int: &mut UnixSignal| {
-        tokio::select! {
+/// SIGTERM and SIGINT, as one stream of [`Signal`]s in arrival order.
+fn signal_stream(term: UnixSignal, int: UnixSignal) -> impl futures::Stream<Item = Signal> + Unpin {
+    Box::pin(futures::stream::unfold((term, int), |(mut term, mut int)| async move {
+        let signal = tokio::select! {
             _ = term.recv() => Signal::Terminate,
             _ = int.recv() => Signal::Interrupt,
-        }
-    };
-    let first = next(&mut term, &mut int).await;
-    tracing::warn!(
-        signal = first.name(),
-        "signal received: no more creates; finishing with a partial report (again to exit at once)"
-    );
-    let _ = tx.send(Some(first));
-    let second = next(&mut term, &mut int).await;
-    eprintln!("{} received again: exiting at once", second.name());
-    std::process::exit(second.exit_code().code().into());
+        };
+        Some((signal, (term, int)))
+    }))
 }

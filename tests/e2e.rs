@@ -1227,3 +1227,34 @@ async fn apiserver_restart_mid_watch_keeps_verdicts_right() {
     let client = self::client().await;
     assert_eq!(jobs(&client, "e2e-restart").await.len(), 6, "no duplicate Job");
 }
+
+// A node going NotReady mid-pull (its kubelet gone quiet): the pod never reports, and the Job's own
+// deadline ends it as timed-out, not a hang; the other nodes are unaffected.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn a_node_going_not_ready_mid_pull_times_out_at_the_jobs_deadline() {
+    let client = client().await;
+    namespace(&client, "e2e-notready", &[]).await;
+    nodes(&client, "notready", &["slow-nr-0:slow".into(), "nr-ok".into()]).await;
+    let vars = with(
+        base("e2e-notready", "e2e-group=notready", "notready-1"),
+        &[("DEADLINE_SECONDS", "8"), ("WAIT_GRACE_SECONDS", "4")],
+    );
+    let child = spawn_controller(&vars);
+    running_pod(&client, "e2e-notready", "slow-nr-0").await;
+    // Take the node from kwok (as a kubelet that stops), then mark it NotReady as the node
+    // lifecycle controller would.
+    assert!(kubectl(&["annotate", "node", "slow-nr-0", "kwok.x-k8s.io/node-"], None).await.0);
+    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+        "message": "Kubelet stopped posting node status.", "lastHeartbeatTime": null, "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()}]}});
+    let api: Api<Node> = Api::all(client.clone());
+    api.patch_status("slow-nr-0", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(&patch))
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("ends").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let row = stdout.lines().find(|l| l.starts_with("slow-nr-0 ")).unwrap_or_default();
+    assert!(row.contains("timed-out") && row.contains("DeadlineExceeded"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("nr-ok ") && l.contains("succeeded")), "{stdout}");
+}
