@@ -723,16 +723,7 @@ async fn sigterm_prints_a_partial_report_and_exits_143() {
 
 /// POSTs of Jobs into `ns` seen in the audit log (the request log every create passes through).
 fn audit_job_creates(ns: &str) -> usize {
-    let log = std::fs::read_to_string(env("QUAYCTL_E2E_AUDIT_LOG")).unwrap();
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| {
-            e["stage"] == "ResponseComplete"
-                && e["verb"] == "create"
-                && e["objectRef"]["resource"] == "jobs"
-                && e["objectRef"]["namespace"] == ns
-        })
-        .count()
+    audit(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "jobs" && e["objectRef"]["namespace"] == ns)
 }
 
 // TTL 0 with many nodes: Jobs deleted by their TTL right after success are still successes (the
