@@ -167,21 +167,24 @@ impl std::fmt::Debug for Outcome {
     }
 }
 
-/// Run the binary under test with exactly `vars` (plus KUBECONFIG unless given) and a 3-minute cap.
-async fn controller(vars: &[(&str, &str)]) -> Outcome {
+/// Start the binary under test in the background with exactly `vars` (plus the admin KUBECONFIG
+/// unless `vars` gives one); its output is collected when it ends.
+fn spawn_controller(vars: &[(&str, &str)]) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::new(env("QUAYCTL_BIN"));
-    cmd.env_clear().env("RUST_LOG", "info");
-    if !vars.iter().any(|(k, _)| *k == "KUBECONFIG") {
-        cmd.env("KUBECONFIG", env("KUBECONFIG"));
-    }
+    cmd.env_clear().env("KUBECONFIG", env("KUBECONFIG")).env("RUST_LOG", "info");
     for (k, v) in vars {
         cmd.env(k, v);
     }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().expect("spawn the controller")
+}
+
+/// Run the binary under test with exactly `vars` (see [`spawn_controller`]) and a 3-minute cap.
+async fn controller(vars: &[(&str, &str)]) -> Outcome {
     let started = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(180), cmd.kill_on_drop(true).output())
+    let out = tokio::time::timeout(Duration::from_secs(180), spawn_controller(vars).wait_with_output())
         .await
         .expect("the controller ends within 3 minutes")
-        .expect("spawn the controller");
+        .expect("collect the controller's output");
     Outcome {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -686,15 +689,7 @@ async fn sigterm_prints_a_partial_report_and_exits_143() {
     let client = client().await;
     namespace(&client, "e2e-sigterm", &[]).await;
     nodes(&client, "sigterm", &["slow-t-0:slow".into(), "slow-t-1:slow".into(), "quick-t-0".into()]).await;
-    let child = tokio::process::Command::new(env("QUAYCTL_BIN"))
-        .env_clear()
-        .env("KUBECONFIG", env("KUBECONFIG"))
-        .envs(base("e2e-sigterm", "e2e-group=sigterm", "sigterm-1"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = spawn_controller(&base("e2e-sigterm", "e2e-group=sigterm", "sigterm-1"));
     // Once the quick node's Job is Complete, the run is in its wait with the slow ones still open.
     eventually("the quick node's Job to complete", Duration::from_secs(60), || async {
         jobs(&client, "e2e-sigterm").await.iter().any(|j| condition_true(j, "Complete")).then_some(())
@@ -773,12 +768,7 @@ async fn sigterm_mid_create_then_rerun_completes_without_duplicates() {
         base("e2e-midcreate", "e2e-group=midcreate", "midcreate-1"),
         &[("MAX_PARALLEL", "2"), ("CREATE_CONCURRENCY", "1")],
     );
-    let mut cmd = tokio::process::Command::new(env("QUAYCTL_BIN"));
-    cmd.env_clear().env("KUBECONFIG", env("KUBECONFIG"));
-    for (k, v) in &vars {
-        cmd.env(k, v);
-    }
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let child = spawn_controller(&vars);
     let api: Api<Job> = Api::namespaced(client.clone(), "e2e-midcreate");
     eventually("a few Jobs created", Duration::from_secs(60), || async {
         (api.list(&ListParams::default()).await.ok()?.items.len() >= 3).then_some(())
@@ -1069,16 +1059,6 @@ fn audit(keep: impl Fn(&serde_json::Value) -> bool) -> usize {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["stage"] == "ResponseComplete" && keep(e))
         .count()
-}
-
-/// Start the controller in the background with `vars` (output collected when it ends).
-fn spawn_controller(vars: &[(&str, &str)]) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(env("QUAYCTL_BIN"));
-    cmd.env_clear().env("KUBECONFIG", env("KUBECONFIG")).env("RUST_LOG", "info");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap()
 }
 
 /// A running puller pod in `ns` on `node`.
