@@ -334,10 +334,6 @@ impl Tracker {
         self.interrupted || self.stopped.is_some() || self.queue.is_empty()
     }
 
-    pub fn in_flight_creates(&self) -> usize {
-        self.creating
-    }
-
     pub fn progress(&self) -> Progress {
         let failed = self.nodes.iter().filter(|e| e.verdict.as_ref().is_some_and(|(o, _)| !o.is_success())).count();
         Progress {
