@@ -7,10 +7,14 @@
 #   1. the controller (2 images, pulls that finish almost at once): T_created (start -> every Job
 #      exists), T_done (start -> exit), exit lag (the apiserver's last terminal Job condition -> exit;
 #      negative when the controller decided from the pods first), requests by verb and resource
-#      under its own user (audit log), peak RSS, the Job controller's lag (creation -> start);
+#      under its own user (audit log), peak RSS, the Job controller's lag (creation -> start); then
+#      it waits for the Job controller to finish every Job, and counts the Job controller's writes
+#      for them (audit log, by user agent);
 #   2. the DaemonSet baseline: the same images as init containers of a DaemonSet; time until every
 #      pod has run them (numberReady = N);
-#   3. the raw floor: the same N Job objects created by examples/raw_floor.rs at BENCH_RAW_CONCURRENCY.
+#   3. the raw floor: the same N Job objects created by examples/raw_floor.rs, once per concurrency
+#      in BENCH_RAW_CONCURRENCY (default "4 16 64", a namespace each); the best is the floor, the
+#      others show what CREATE_CONCURRENCY buys.
 # The controller runs with its defaults (DEADLINE_SECONDS=300, CREATE_CONCURRENCY=16; BENCH_CONCURRENCY
 # overrides the latter). Results: bench/results.jsonl (appended), bench/results.md and bench/results.png (rendered from it).
 set -euo pipefail
@@ -19,7 +23,7 @@ set -euo pipefail
 cd "$root"
 sizes=${BENCH_NODES:-100 1000}
 rates=${BENCH_KCM:-defaults raised}
-raw_concurrency=${BENCH_RAW_CONCURRENCY:-64}
+raw_concurrencies=${BENCH_RAW_CONCURRENCY:-4 16 64}
 results=$root/bench/results.jsonl
 mkdir -p "$root/bench"
 build_static_binary
@@ -43,15 +47,9 @@ bench_one() { # RATE N
   local rate=$1 n=$2
   KCM_RATE=$rate start_cluster "bench-$rate-$n" >/dev/null
   echo "[bench] $rate controller-manager, $n nodes: creating the nodes" >&2
-  local specs=() i
-  for i in $(seq 1 "$n"); do specs+=("$(printf 'bench-%05d' "$i")"); done
-  for ((i = 0; i < n; i += 500)); do
-    "$hack/nodes.sh" "${specs[@]:i:500}" | kubectl apply -f - >/dev/null
-  done
-  wait_ready_nodes "$n" 1200
+  create_kwok_nodes "$n"
   kubectl create namespace bench >/dev/null
   kubectl create namespace bench-ds >/dev/null
-  kubectl create namespace bench-raw >/dev/null
 
   echo "[bench] running the controller (user quayctl-controller in the audit log)" >&2
   local start end
@@ -62,6 +60,18 @@ bench_one() { # RATE N
     ${BENCH_CONCURRENCY:+CREATE_CONCURRENCY=$BENCH_CONCURRENCY} \
     "$bin" > "$state/report.txt" 2> "$state/controller.log" || { tail -n 30 "$state/controller.log" >&2; return 1; }
   end=$(now)
+  # The controller exits once every node is decided from its pod; the Job controller may still be
+  # writing the Jobs' terminal conditions. Wait for them (the exit lag and the Job controller's
+  # writes per Job need them), so that the baseline below also starts on a quiet control plane.
+  echo "[bench] waiting for the Job controller to finish our Jobs" >&2
+  local finished give_up=$(( $(date +%s) + 1800 ))
+  local terminal='{range .items[*]}{range .status.conditions[?(@.status=="True")]}{.type}{"\n"}{end}{end}'
+  while :; do
+    finished=$(kubectl -n bench get jobs -o jsonpath="$terminal" | grep -cE '^(Complete|Failed)$' || true)
+    [ "$finished" -ge "$n" ] && break
+    [ "$(date +%s)" -lt "$give_up" ] || { echo "bench: $finished of $n Jobs finished after 30 min" >&2; return 1; }
+    sleep 1
+  done
   kubectl -n bench get jobs -o json > "$state/jobs.json"
 
   echo "[bench] DaemonSet baseline" >&2
@@ -92,30 +102,56 @@ DS
   done
   ds_end=$(now)
 
-  echo "[bench] raw floor: $n Job objects at concurrency $raw_concurrency" >&2
-  # As admin, so the audit log's quayctl-controller user is the controller alone.
-  KUBECONFIG="$state/admin.kubeconfig" "$raw_floor" bench "$n" bench-raw "$raw_concurrency" > "$state/raw.json"
+  local c
+  for c in $raw_concurrencies; do
+    echo "[bench] raw floor: $n Job objects at concurrency $c" >&2
+    kubectl create namespace "bench-raw-$c" >/dev/null
+    # As admin, so the audit log's quayctl-controller user is the controller alone.
+    KUBECONFIG="$state/admin.kubeconfig" "$raw_floor" bench "$n" "bench-raw-$c" "$c" > "$state/raw-$c.json"
+  done
 
-  python3 - "$state" "$rate" "$n" "$start" "$end" "$ds_start" "$ds_end" "$raw_concurrency" >> "$results" <<'PY'
+  python3 - "$state" "$rate" "$n" "$start" "$end" "$ds_start" "$ds_end" "$raw_concurrencies" >> "$results" <<'PY'
 import json, sys, collections, datetime
 state, rate, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 start, end, ds_start, ds_end = map(float, sys.argv[4:8])
-raw_concurrency = int(sys.argv[8])
+raw_concurrencies = [int(c) for c in sys.argv[8].split()]
 ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 log = [json.loads(l) for l in open(f"{state}/controller.log") if l.startswith("{")]
 created = next((ts(e["timestamp"]) for e in log if e.get("message") == "no more creates to send"), None)
 jobs = json.load(open(f"{state}/jobs.json"))["items"]
 terminal = [ts(c["lastTransitionTime"]) for j in jobs for c in j.get("status", {}).get("conditions", [])
             if c["type"] in ("Complete", "Failed") and c["status"] == "True"]
+WRITES = ("create", "update", "patch", "delete")
 counts = collections.Counter()
+# The controller-manager's own writes on behalf of each contender: the Job controller's for the
+# controller's Jobs (namespace bench), the DaemonSet controller's for the baseline (bench-ds). Each
+# controller of the KCM has a client of its own (user agent ".../job-controller"), so its own
+# --kube-api-qps budget: at N x writes-per-object / qps it is the floor of that contender.
+kcm = collections.Counter()
 for line in open(f"{state}/logs/audit.jsonl"):
     e = json.loads(line)
-    if e["user"]["username"] != "quayctl-controller" or e["stage"] != "ResponseComplete":
+    if e["stage"] != "ResponseComplete":
         continue
-    counts[f'{e["verb"]} {e.get("objectRef", {}).get("resource", "?")}'] += 1
+    ref = e.get("objectRef", {})
+    what = f'{e["verb"]} {ref.get("resource", "?")}' + (f'/{ref["subresource"]}' if ref.get("subresource") else "")
+    if e["user"]["username"] == "quayctl-controller":
+        counts[f'{e["verb"]} {ref.get("resource", "?")}'] += 1
+    elif e["verb"] in WRITES and ref.get("namespace") in ("bench", "bench-ds"):
+        # "kube-controller-manager/v1.34.4 (linux/amd64) kubernetes/abc/job-controller" -> job-controller;
+        # "kwok/v0.8.0 (linux/amd64) ..." -> kwok.
+        agent = e.get("userAgent", "")
+        agent = agent.rsplit("/", 1)[-1] if agent.startswith("kube-controller-manager/") else agent.split("/", 1)[0]
+        kcm[(ref["namespace"], agent, what)] += 1
+def control_plane(namespace):
+    rows = {f"{agent}: {what}": c for (ns, agent, what), c in kcm.items() if ns == namespace}
+    return {"writes": rows, "per_node": round(sum(rows.values()) / n, 2),
+            "controller_per_node": round(sum(c for k, c in rows.items() if k.startswith(("job-controller", "daemon-set-controller"))) / n, 2)}
+qps = {"defaults": 20, "raised": 200}[rate]
 report = json.load(open(f"{state}/report.json"))
-raw = json.load(open(f"{state}/raw.json"))
-writes = sum(c for k, c in counts.items() if k.split()[0] in ("create", "update", "patch", "delete"))
+raw = {c: json.load(open(f"{state}/raw-{c}.json")) for c in raw_concurrencies}
+best = min(raw_concurrencies, key=lambda c: raw[c]["seconds"])
+writes = sum(c for k, c in counts.items() if k.split()[0] in WRITES)
+jobs_cp, ds_cp = control_plane("bench"), control_plane("bench-ds")
 print(json.dumps({
     "kcm": rate, "nodes": n, "succeeded": report["counts"]["succeeded"], "exit_code": report["exit_code"],
     "t_created": round(created - start, 1) if created else None,
@@ -125,7 +161,13 @@ print(json.dumps({
     "requests": dict(counts), "writes_per_node": round(writes / n, 2), "reads": sum(counts.values()) - writes,
     "job_start_lag_ms": report["job_start_lag"],
     "daemonset_done": round(ds_end - ds_start, 1),
-    "raw_floor": raw["seconds"], "raw_concurrency": raw_concurrency, "raw_failed": raw["failed"],
+    "raw_floor": raw[best]["seconds"], "raw_concurrency": best, "raw_failed": sum(r["failed"] for r in raw.values()),
+    "raw_floor_by_concurrency": {str(c): raw[c]["seconds"] for c in raw_concurrencies},
+    "kcm_qps": qps,
+    "job_controller": jobs_cp, "daemonset_controller": ds_cp,
+    # Time the controller-manager needs at its qps for the writes each contender causes it.
+    "job_controller_floor": round(n * jobs_cp["controller_per_node"] / qps, 1),
+    "daemonset_controller_floor": round(n * ds_cp["controller_per_node"] / qps, 1),
 }))
 PY
   stop_cluster_now

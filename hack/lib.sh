@@ -55,3 +55,14 @@ wait_ready_nodes() {
     sleep 0.5
   done
 }
+
+# create_kwok_nodes N: N plain kwok nodes (bench-00001...), applied 500 at a time, then wait until
+# they are Ready (make bench, make heap).
+create_kwok_nodes() {
+  local n=$1 specs=() i
+  for i in $(seq 1 "$n"); do specs+=("$(printf 'bench-%05d' "$i")"); done
+  for ((i = 0; i < n; i += 500)); do
+    "$hack/nodes.sh" "${specs[@]:i:500}" | kubectl apply -f - >/dev/null
+  done
+  wait_ready_nodes "$n" 1200
+}
