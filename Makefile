@@ -8,7 +8,7 @@ STATIC_BIN := target/$(TARGET)/release
 IMAGE      ?= quayctl-controller:0.1.0
 CACHE      := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/quayctl-controller
 
-.PHONY: help build test unit e2e e2e-real lint image deploy demo bench control-plane clean
+.PHONY: help build test unit e2e e2e-real lint image deploy demo bench heap control-plane clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ demo: control-plane ## build what is missing, run the controller on ~20 simulate
 bench: control-plane ## figures: run time, peak memory, API requests at N simulated nodes; real-node pull floor
 	hack/bench.sh
 	hack/bench-real.sh
+
+heap: control-plane ## heap profile (heaptrack) of a run at HEAP_NODES (default 5000) kwok nodes: where the memory goes
+	hack/heap.sh
 
 clean: ## remove build output (the control-plane cache in ~/.cache stays)
 	cargo clean
