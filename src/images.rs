@@ -1,7 +1,7 @@
-//! The `QUAY_IMAGES` list: `;`-separated OCI image references, parsed with `oci-spec`'s reference
-//! grammar (the one the distribution spec and Docker use), normalized and de-duplicated.
+//! The `QUAY_IMAGES` list: `;`-separated image references, parsed with the reference grammar of
+//! the distribution spec and Docker (`crate::reference`), normalized and de-duplicated.
 
-use oci_spec::distribution::Reference;
+use crate::reference::Reference;
 
 /// One image to put on every node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,10 +37,9 @@ impl PullPolicy {
 
 impl Image {
     pub fn parse(entry: &str) -> Result<Image, String> {
-        let reference = Reference::try_from(entry).map_err(|e| e.to_string())?;
-        let pinned = reference.digest().is_some() || reference.tag().is_some_and(|t| t != "latest");
-        let digest = reference.digest().map(str::to_string);
-        Ok(Image { given: entry.to_string(), normalized: reference.whole(), pinned, digest })
+        let reference = Reference::parse(entry)?;
+        let pinned = reference.digest.is_some() || reference.tag.as_deref().is_some_and(|t| t != "latest");
+        Ok(Image { given: entry.to_string(), normalized: reference.to_string(), pinned, digest: reference.digest })
     }
 
     /// The `imagePullPolicy` of this image's puller container under `policy`. `auto` is what the
@@ -69,11 +68,11 @@ impl Image {
             _ => repository,
         };
         names.into_iter().any(|name| {
-            let Ok(reference) = Reference::try_from(name) else { return false };
-            let whole = reference.whole();
+            let Ok(reference) = Reference::parse(name) else { return false };
+            let whole = reference.to_string();
             match &self.digest {
                 Some(digest) => {
-                    reference.digest() == Some(digest.as_str())
+                    reference.digest.as_deref() == Some(digest.as_str())
                         && whole.split('@').next().is_some_and(|r| {
                             r == repository || r.rsplit_once(':').is_some_and(|(repo, _)| repo == repository)
                         })

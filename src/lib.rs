@@ -22,6 +22,7 @@ pub mod logging;
 pub mod naming;
 pub mod nodes;
 pub mod outcome;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod taints;
