@@ -32,10 +32,10 @@ rm -f "$out"/heaptrack.*
 echo "[heap] running the controller under heaptrack" >&2
 env -i PATH="$PATH" KUBECONFIG="$state/controller.kubeconfig" \
   QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench NAMESPACE=heap RUN_ID=heap \
-  LOG_FORMAT=json REPORT_FORMAT=json \
-  heaptrack -o "$out/heaptrack" "$dynamic" > "$state/report.json" 2> "$state/controller.log" \
+  LOG_FORMAT=json REPORT_FILE="$state/report.json" \
+  heaptrack -o "$out/heaptrack" "$dynamic" > "$state/heaptrack.out" 2> "$state/controller.log" \
   || { tail -n 30 "$state/controller.log" >&2; exit 1; }
-profile=$(ls "$out"/heaptrack.*)
+profile=$out/heaptrack.zst
 succeeded=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["succeeded"])' "$state/report.json")
 stop_cluster_now
 
