@@ -290,8 +290,12 @@ impl Report {
         line
     }
 
-    pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("the report is plain data")
+    /// The JSON report, streamed: at 5,000 nodes it is about 2 MiB, which a `String` would hold
+    /// in full at the run's peak (`make heap`).
+    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        writeln!(out)?;
+        out.flush()
     }
 }
 
@@ -391,7 +395,10 @@ mod tests {
             &[],
         );
         assert_eq!(r.counts.values().sum::<usize>(), r.eligible);
-        let json: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        let mut buffer = Vec::new();
+        r.write_json(&mut buffer).unwrap();
+        assert_eq!(buffer.last(), Some(&b'\n'));
+        let json: serde_json::Value = serde_json::from_slice(&buffer).unwrap();
         assert_eq!(json["run_id"], "r1");
         assert_eq!(json["counts"]["not-started"], 1);
         assert_eq!(json["exit_code"], 1);

@@ -222,11 +222,11 @@ pub async fn run(
     let summary = report.summary();
     match config.report_format {
         ReportFormat::Text => writeln!(out, "{}{summary}", report.table()),
-        ReportFormat::Json => writeln!(out, "{}", report.json()),
+        ReportFormat::Json => report.write_json(&mut *out),
     }
     .map_err(Error::output)?;
     if let Some(path) = &config.report_file
-        && let Err(e) = std::fs::write(path, report.json())
+        && let Err(e) = std::fs::File::create(path).and_then(|f| report.write_json(std::io::BufWriter::new(f)))
     {
         error!(file = %path, error = %e, "cannot write REPORT_FILE");
     }
