@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: figures for the controller against the alternatives, on a real local control plane
-# with kwok nodes, for each N in BENCH_NODES (default "100 1000") and each controller-manager rate
+# with kwok nodes, for each N in BENCH_NODES (default "100 1000 5000") and each controller-manager rate
 # in BENCH_KCM (default "defaults raised": upstream defaults — 20 requests/s, 5 concurrent Job
 # syncs, scheduler 50/s — and raised to 200/s, 20 syncs). One cluster per (rate, N); in it, one
 # after the other:
@@ -12,7 +12,8 @@
 #      for them (audit log, by user agent);
 #   2. the DaemonSet baseline: the same images as init containers of a DaemonSet; time until every
 #      pod has run them (numberReady = N);
-#   3. the raw floor: the same N Job objects created by examples/raw_floor.rs, once per concurrency
+#   3. the raw floor: the same N Job objects (suspended, so the Job controller stays quiet) created
+#      by examples/raw_floor.rs, once per concurrency
 #      in BENCH_RAW_CONCURRENCY (default "4 16 64", a namespace each); the best is the floor, the
 #      others show what CREATE_CONCURRENCY buys.
 # The controller runs with its defaults (DEADLINE_SECONDS=300, CREATE_CONCURRENCY=16; BENCH_CONCURRENCY
@@ -21,7 +22,7 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-sizes=${BENCH_NODES:-100 1000}
+sizes=${BENCH_NODES:-100 1000 5000}
 rates=${BENCH_KCM:-defaults raised}
 raw_concurrencies=${BENCH_RAW_CONCURRENCY:-4 16 64}
 results=$root/bench/results.jsonl
