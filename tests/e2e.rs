@@ -953,6 +953,7 @@ async fn pull_errors_fail_fast_and_trip_the_image_breaker() {
     namespace(&client, "e2e-pullerr", &[]).await;
     let specs: Vec<String> = (0..8).map(|i| format!("pullerr-{i:02}:pullerr")).collect();
     nodes(&client, "pullerr", &specs).await;
+    let report_file = std::env::temp_dir().join(format!("quayctl-e2e-pullerr-{}.json", std::process::id()));
     let vars = with(
         base("e2e-pullerr", "e2e-group=pullerr", "pullerr-1"),
         &[
@@ -960,7 +961,7 @@ async fn pull_errors_fail_fast_and_trip_the_image_breaker() {
             ("DEADLINE_SECONDS", "300"),
             ("PULL_ERROR_GRACE_SECONDS", "3"),
             ("MAX_PARALLEL", "3"),
-            ("REPORT_FILE", "/tmp/quayctl-e2e-pullerr.json"),
+            ("REPORT_FILE", report_file.to_str().unwrap()),
         ],
     );
     let run = controller(&vars).await;
@@ -969,8 +970,9 @@ async fn pull_errors_fail_fast_and_trip_the_image_breaker() {
     let row = run.row("pullerr-00");
     assert!(row.contains("failed") && row.contains("ErrImagePull") && row.contains("not found"), "{row}");
     assert!(run.stdout.contains("not sent to the remaining nodes: it failed on the first 3 nodes"), "{run:?}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string("/tmp/quayctl-e2e-pullerr.json").unwrap()).unwrap();
+    let report = std::fs::read_to_string(&report_file).unwrap();
+    std::fs::remove_file(&report_file).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["counts"]["failed"], 8);
     assert_eq!(report["nodes"][7]["images"][0]["result"], "not-sent", "{report}");
     assert!(audit_job_creates("e2e-pullerr") < 8, "the broken image was not sent to every node");
