@@ -401,6 +401,24 @@ async fn all_nodes_succeed() {
     );
 }
 
+// REPORT_FORMAT=json: stdout is the JSON report alone, and REPORT_FILE holds the same document.
+#[tokio::test]
+async fn the_json_report_goes_to_stdout_and_report_file_alike() {
+    let (client, _fake) = serve(Behavior::default());
+    let file = std::env::temp_dir().join(format!("quayctl-fixture-report-{}.json", std::process::id()));
+    let run = run(client, &[("REPORT_FORMAT", "json"), ("REPORT_FILE", file.to_str().unwrap())]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    let written = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&run.output).expect("stdout is one JSON document");
+    assert!(run.output.ends_with("}\n"), "{}", run.output);
+    assert_eq!(report["counts"]["succeeded"], 2, "{report}");
+    assert_eq!(report["nodes"].as_array().map(Vec::len), Some(2), "{report}");
+    let from_file: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(from_file["counts"], report["counts"]);
+    assert_eq!(from_file["nodes"], report["nodes"]);
+}
+
 #[tokio::test]
 async fn one_node_fails() {
     let (client, _fake) = serve(Behavior {

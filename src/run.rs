@@ -222,7 +222,7 @@ pub async fn run(
     let summary = report.summary();
     match config.report_format {
         ReportFormat::Text => writeln!(out, "{}{summary}", report.table()),
-        ReportFormat::Json => report.write_json(&mut *out),
+        ReportFormat::Json => report.write_json(std::io::BufWriter::new(&mut *out)),
     }
     .map_err(Error::output)?;
     if let Some(path) = &config.report_file
