@@ -12,8 +12,8 @@ pub struct Image {
     pub normalized: String,
     /// True when the reference is pinned by digest or names a tag other than `latest`.
     pub pinned: bool,
-    /// `sha256:...` when the reference is pinned by digest.
-    pub digest: Option<String>,
+    /// The parsed reference `normalized` prints: registry, repository, tag, digest.
+    pub reference: Reference,
 }
 
 /// `PULL_POLICY`: what the puller containers tell the kubelet.
@@ -39,7 +39,7 @@ impl Image {
     pub fn parse(entry: &str) -> Result<Image, String> {
         let reference = Reference::parse(entry)?;
         let pinned = reference.digest.is_some() || reference.tag.as_deref().is_some_and(|t| t != "latest");
-        Ok(Image { given: entry.to_string(), normalized: reference.to_string(), pinned, digest: reference.digest })
+        Ok(Image { given: entry.to_string(), normalized: reference.to_string(), pinned, reference })
     }
 
     /// The `imagePullPolicy` of this image's puller container under `policy`. `auto` is what the
@@ -62,31 +62,24 @@ impl Image {
         if self.pull_policy(policy) != "IfNotPresent" {
             return false;
         }
-        let repository = self.normalized.split('@').next().unwrap_or_default();
-        let repository = match repository.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => repo,
-            _ => repository,
-        };
+        let mine = &self.reference;
         names.into_iter().any(|name| {
-            let Ok(reference) = Reference::parse(name) else { return false };
-            let whole = reference.to_string();
-            match &self.digest {
-                Some(digest) => {
-                    reference.digest.as_deref() == Some(digest.as_str())
-                        && whole.split('@').next().is_some_and(|r| {
-                            r == repository || r.rsplit_once(':').is_some_and(|(repo, _)| repo == repository)
-                        })
+            let Ok(theirs) = Reference::parse(name) else { return false };
+            match &mine.digest {
+                // Same repository and digest, whatever tag the node lists it under.
+                Some(_) => {
+                    theirs.digest == mine.digest
+                        && theirs.registry == mine.registry
+                        && theirs.repository == mine.repository
                 }
-                None => whole == self.normalized,
+                None => theirs == *mine,
             }
         })
     }
 
     /// The last path segment of the repository (`docker.io/library/nginx:1` -> `nginx`).
     pub fn short_name(&self) -> &str {
-        let without_digest = self.normalized.split('@').next().unwrap_or_default();
-        let last = without_digest.rsplit('/').next().unwrap_or_default();
-        last.split(':').next().unwrap_or_default()
+        self.reference.repository.rsplit('/').next().unwrap_or_default()
     }
 }
 
