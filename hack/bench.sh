@@ -43,6 +43,11 @@ if ! python3 -c 'import matplotlib' 2>/dev/null; then
 fi
 
 now() { date +%s.%N; }
+# How many of the bench's Jobs have a terminal condition.
+finished_jobs() {
+  local terminal='{range .items[*]}{range .status.conditions[?(@.status=="True")]}{.type}{"\n"}{end}{end}'
+  kubectl -n bench get jobs -o jsonpath="$terminal" | grep -cE '^(Complete|Failed)$' || true
+}
 
 bench_one() { # RATE N
   local rate=$1 n=$2
@@ -65,18 +70,11 @@ bench_one() { # RATE N
   # writing the Jobs' terminal conditions. Wait for them (the exit lag and the Job controller's
   # writes per Job need them), so that the baseline below also starts on a quiet control plane.
   echo "[bench] waiting for the Job controller to finish our Jobs" >&2
-  local finished give_up=$(( $(date +%s) + 1800 ))
-  local terminal='{range .items[*]}{range .status.conditions[?(@.status=="True")]}{.type}{"\n"}{end}{end}'
-  while :; do
-    finished=$(kubectl -n bench get jobs -o jsonpath="$terminal" | grep -cE '^(Complete|Failed)$' || true)
-    [ "$finished" -ge "$n" ] && break
-    [ "$(date +%s)" -lt "$give_up" ] || { echo "bench: $finished of $n Jobs finished after 30 min" >&2; return 1; }
-    sleep 1
-  done
+  wait_count "$n" 1800 "Jobs finished" finished_jobs
   kubectl -n bench get jobs -o json > "$state/jobs.json"
 
   echo "[bench] DaemonSet baseline" >&2
-  local ds_start ds_end ready
+  local ds_start ds_end
   ds_start=$(now)
   kubectl -n bench-ds apply -f - >/dev/null <<'DS'
 apiVersion: apps/v1
@@ -94,13 +92,7 @@ spec:
       containers:
       - {name: pause, image: "registry.k8s.io/pause:3.10"}
 DS
-  local give_up=$(( $(date +%s) + 1800 ))
-  while :; do
-    ready=$(kubectl -n bench-ds get ds prepull -o jsonpath='{.status.numberReady}')
-    [ "${ready:-0}" -ge "$n" ] && break
-    [ "$(date +%s)" -lt "$give_up" ] || { echo "bench: the DaemonSet has $ready of $n pods ready after 30 min" >&2; return 1; }
-    sleep 0.5
-  done
+  wait_count "$n" 1800 "DaemonSet pods ready" kubectl -n bench-ds get ds prepull -o jsonpath='{.status.numberReady}'
   ds_end=$(now)
 
   local c

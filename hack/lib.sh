@@ -40,20 +40,30 @@ stop_cluster_now() {
   trap - EXIT
 }
 
-# wait_ready_nodes COUNT TIMEOUT: poll until at least COUNT kwok nodes are Ready (one list per poll;
-# `kubectl wait` goes node by node and takes minutes at a few thousand nodes).
-wait_ready_nodes() {
-  local want=$1 deadline=$(( $(date +%s) + $2 )) ready
-  local jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}'
+# wait_count WANT TIMEOUT WHAT COMMAND...: run COMMAND (it prints a count) every 0.5 s until the
+# count reaches WANT; after TIMEOUT seconds say how far it got ("12 of 20 WHAT") and fail.
+wait_count() {
+  local want=$1 timeout=$2 what=$3 deadline=$(( $(date +%s) + $2 )) count
+  shift 3
   while :; do
-    ready=$(kubectl get nodes -l type=kwok -o jsonpath="$jsonpath" | grep -c True || true)
-    [ "$ready" -ge "$want" ] && return 0
+    count=$("$@")
+    [ "${count:-0}" -ge "$want" ] && return 0
     if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "timed out after $2 s: $ready of $want nodes Ready" >&2
+      echo "timed out after $timeout s: ${count:-0} of $want $what" >&2
       return 1
     fi
     sleep 0.5
   done
+}
+
+# wait_ready_nodes COUNT TIMEOUT: poll until at least COUNT kwok nodes are Ready (one list per poll;
+# `kubectl wait` goes node by node and takes minutes at a few thousand nodes).
+ready_kwok_nodes() {
+  local jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}'
+  kubectl get nodes -l type=kwok -o jsonpath="$jsonpath" | grep -c True || true
+}
+wait_ready_nodes() {
+  wait_count "$1" "$2" "nodes Ready" ready_kwok_nodes
 }
 
 # create_kwok_nodes N: N plain kwok nodes (bench-00001...), applied 500 at a time, then wait until
