@@ -137,8 +137,10 @@ struct Entry {
     finished_at: Option<Timestamp>,
     last_problem: Option<String>,
     verdict: Option<(Outcome, String)>,
-    /// The Job and its pod as the watches showed them while the create was still in flight.
-    early_job: Option<Box<Job>>,
+    /// The Job and its pod as the watches showed them while the create was still in flight (the
+    /// Job's event as it came: a Job created and deleted again before the create returned stays
+    /// deleted).
+    early_job: Option<Box<Event<Job>>>,
     early_pod: Option<Box<Pod>>,
 }
 
@@ -423,8 +425,8 @@ impl Tracker {
                 self.denials = (String::new(), 0);
                 self.confirm(i, created_at.unwrap_or(now));
                 // The watches may have shown the Job and its pod before the create returned.
-                if let Some(job) = self.nodes[i].early_job.take() {
-                    actions.extend(self.on_job_event(Event::Apply(*job), now));
+                if let Some(event) = self.nodes[i].early_job.take() {
+                    actions.extend(self.on_job_event(*event, now));
                 }
                 if let Some(pod) = self.nodes[i].early_pod.take() {
                     actions.extend(self.on_pod_event(Event::Apply(*pod), now));
@@ -572,7 +574,8 @@ impl Tracker {
             State::Created => {}
             // Seen before the create returned: judged once it has (it may be another run's Job).
             State::Creating => {
-                entry.early_job = Some(Box::new(job.clone()));
+                let job = job.clone();
+                entry.early_job = Some(Box::new(if deleted { Event::Delete(job) } else { Event::Apply(job) }));
                 return Vec::new();
             }
             State::Queued | State::Done => return Vec::new(),
@@ -1098,6 +1101,18 @@ mod tests {
         t.on_create("job-a", created(), now);
         assert!(t.is_done());
         assert_eq!(t.verdicts(now)[0].outcome, Outcome::Succeeded);
+    }
+
+    #[test]
+    fn a_job_deleted_before_its_create_returns_is_deleted_after() {
+        let now = Timestamp::now();
+        let mut t = tracker(Policy::default(), &["a"]);
+        t.next_creates(now);
+        t.on_job_event(Event::Apply(job("job-a", &[])), now);
+        t.on_job_event(Event::Delete(job("job-a", &[])), now);
+        t.on_create("job-a", created(), now);
+        assert!(t.is_done(), "the watch already said the Job is gone");
+        assert_eq!(t.verdicts(now)[0].outcome, Outcome::Deleted);
     }
 
     #[test]
