@@ -111,7 +111,7 @@ push() {
     IFS=: read -r name tag var repo <<< "$spec"
     ref=$QUAYCTL_REGISTRY/quayctl-e2e/${repo:-$name}:$tag
     # skopeo (as root) keeps a blob-info cache in /var/lib/containers: give it a tmpfs there instead.
-    unshare --mount --propagation private -- sh -ec 'mount -t tmpfs quayctl-skopeo /var/lib; exec "$@"' skopeo \
+    unshare --mount --propagation private -- sh -ec 'mount -n -t tmpfs quayctl-skopeo /var/lib; exec "$@"' skopeo \
       skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$cache/$name:$tag" "docker://$ref"
     echo "export QUAYCTL_IMAGE_$var=$ref" >> "$state/real/images.env.tmp"
   done
