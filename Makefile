@@ -8,7 +8,11 @@ STATIC_BIN := target/$(TARGET)/release
 IMAGE      ?= quayctl-controller:0.1.0
 CACHE      := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/quayctl-controller
 
-.PHONY: help build test unit e2e e2e-real lint image deploy demo bench heap control-plane clean
+# Which Kubernetes of hack/versions.env the e2e suites, demo and bench use: newest (default) or oldest.
+K8S        ?= newest
+export K8S
+
+.PHONY: help deps build test unit e2e e2e-matrix e2e-real leak-check lint image deploy demo bench heap control-plane clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,18 +23,28 @@ build: ## fully static release binaries (controller + no-op), sizes printed
 	  printf '%-20s %8d KiB  %s\n' $$b $$(( $$(stat -c %s $(STATIC_BIN)/$$b) / 1024 )) "$$(file -b $(STATIC_BIN)/$$b | cut -d, -f1-2,4)"; \
 	done
 
-test: unit e2e e2e-real ## unit + mock-API tests, the e2e suite on a real local control plane, then real nodes
+test: deps unit e2e-matrix e2e-real ## THE test command: installs what is missing, unit + mock-API, kwok e2e on oldest and newest Kubernetes, real nodes
+
+deps: ## install the Debian packages the suites need (root), or say what to install and why
+	hack/install-deps.sh
 
 unit: ## unit and mock-API scenario tests (no cluster)
 	cargo test --locked
 
-e2e: control-plane ## e2e suite: builds the static binary, starts a local cluster, runs tests/e2e.rs
+e2e: ## e2e suite on Kubernetes $(K8S): builds the static binary, starts a local cluster, runs tests/e2e.rs
 	hack/e2e.sh
 
-e2e-real: control-plane ## real nodes (kubelet, containerd, registry; root): CronJob, docker run, pull errors
+e2e-matrix: ## the e2e suite against the oldest and the newest Kubernetes of hack/versions.env
+	$(MAKE) --no-print-directory e2e K8S=oldest
+	$(MAKE) --no-print-directory e2e K8S=newest
+
+e2e-real: leak-check ## real nodes on Kubernetes $(K8S) (kubelet, containerd, registry; root): CronJob, docker run, pull errors
 	tests/e2e-real.sh
 
-control-plane: ## build (once, cached in ~/.cache) kube-apiserver, KCM, scheduler, kubectl, kubelet, kube-proxy, etcd, kwok
+leak-check: ## the real-node leak check on a freshly booted host's /run (root)
+	tests/leak-check.sh
+
+control-plane: ## build (once per version, cached in ~/.cache) kube-apiserver, KCM, scheduler, kubectl, etcd, kwok, kubelet, kube-proxy
 	hack/build-control-plane.sh >/dev/null
 
 lint: ## rustfmt, clippy (-D warnings), shellcheck on the scripts, actionlint on the GitHub workflow
@@ -45,14 +59,14 @@ image: ## docker build (needs a Docker engine)
 deploy: ## kubectl apply -k k8s/deploy to the current kubectl context
 	kubectl apply -k k8s/deploy
 
-demo: control-plane ## build what is missing, run the controller on ~20 simulated nodes, tear down
+demo: ## build what is missing, run the controller on ~20 simulated nodes, tear down
 	hack/demo.sh
 
-bench: control-plane ## figures: run time, peak memory, API requests at N simulated nodes; real-node pull floor
+bench: ## figures: run time, peak memory, API requests at N simulated nodes; real-node pull floor
 	hack/bench.sh
 	hack/bench-real.sh
 
-heap: control-plane ## heap profile (heaptrack) of a run at HEAP_NODES (default 5000) kwok nodes: where the memory goes
+heap: ## heap profile (heaptrack) of a run at HEAP_NODES (default 5000) kwok nodes: where the memory goes
 	hack/heap.sh
 
 clean: ## remove build output (the control-plane cache in ~/.cache stays)

@@ -3,10 +3,18 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and for the real-node tests
 #   kubelet and kube-proxy (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3) and kwok (sigs.k8s.io/kwok).
 # Prints the bin directory on the last line of stdout. Rebuilds only what is missing.
+#
+#   K8S=newest (default) | oldest   which version of hack/versions.env; one cache directory per version
+#   CONTROL_PLANE_ONLY=1            skip kubelet and kube-proxy (only the real-node suite needs them)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/versions.env
 . "$here/versions.env"
+case "${K8S:-newest}" in
+  newest) K8S_VERSION=$K8S_NEWEST ETCD_VERSION=$ETCD_NEWEST ;;
+  oldest) K8S_VERSION=$K8S_OLDEST ETCD_VERSION=$ETCD_OLDEST ;;
+  *) printf '[build-control-plane] ERROR: K8S=%s: expected newest or oldest (hack/versions.env)\n' "$K8S" >&2; exit 2 ;;
+esac
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/quayctl-controller
@@ -20,7 +28,8 @@ command -v go >/dev/null || { log "ERROR: go is not installed (need Go >= 1.24)"
 go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
 [ "$go_minor" -ge 24 ] || { log "ERROR: Go >= 1.24 is needed, found $(go env GOVERSION)"; exit 1; }
 
-want=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok)
+want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+[ "${CONTROL_PLANE_ONLY:-0}" = 1 ] || want+=(kubelet kube-proxy)
 missing=()
 for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then

@@ -17,6 +17,8 @@
 # QUAYCTL_BIN_DIR: the directory with quayctl-controller and quayctl-noop (default: `make build` output).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=hack/common.sh
+. "$here/common.sh"
 root=$(dirname "$here")
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/quayctl-controller/test-images/v1
 bin_dir=${QUAYCTL_BIN_DIR:-$root/target/${TARGET:-$(uname -m)-unknown-linux-gnu}/release}
@@ -120,7 +122,6 @@ push() {
 }
 
 # The Debian docker.io CLI (its BuildKit client works with the daemon of the same release).
-docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi; }
 
 controller() {
   local state=$1 start=$SECONDS ctx prebuilt

@@ -4,6 +4,8 @@
 
 hack=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$hack")
+# shellcheck source=hack/common.sh
+. "$hack/common.sh"
 
 # build_static_binary: `make build` (cargo decides what is stale); sets $bin.
 build_static_binary() {
@@ -40,20 +42,12 @@ stop_cluster_now() {
   trap - EXIT
 }
 
-# wait_count WANT TIMEOUT WHAT COMMAND...: run COMMAND (it prints a count) every 0.5 s until the
-# count reaches WANT; after TIMEOUT seconds say how far it got ("12 of 20 WHAT") and fail.
+# wait_count WANT TIMEOUT WHAT COMMAND...: poll until COMMAND prints a count of at least WANT; on a
+# timeout also say how far it got ("12 of 20 WHAT").
 wait_count() {
-  local want=$1 timeout=$2 what=$3 deadline=$(( $(date +%s) + $2 )) count
+  local want=$1 timeout=$2 what=$3
   shift 3
-  while :; do
-    count=$("$@")
-    [ "${count:-0}" -ge "$want" ] && return 0
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "timed out after $timeout s: ${count:-0} of $want $what" >&2
-      return 1
-    fi
-    sleep 0.5
-  done
+  poll "$timeout" "$want $what" at_least "$want" "$@" || { echo "got $("$@") of $want $what" >&2; return 1; }
 }
 
 # wait_ready_nodes COUNT TIMEOUT: poll until at least COUNT kwok nodes are Ready (one list per poll;

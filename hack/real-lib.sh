@@ -7,6 +7,8 @@
 
 hack=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$hack")
+# shellcheck source=hack/common.sh
+. "$hack/common.sh"
 export PATH=$PATH:/usr/sbin:/sbin
 
 rlog() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }

@@ -28,6 +28,8 @@
 # Test-only settings, never for production: kubelets accept anonymous requests with AlwaysAllow
 # authorization; kubelet and kube-proxy client certs are in system:masters.
 set -euo pipefail
+# shellcheck source=hack/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 usage="usage: real-node.sh net-up|registry-up|docker-up|up|box|down|net-down|check-clean|ctr|exec STATE [ARGS...]"
 cmd=${1:?$usage}
 state=$(cd "${2:?$usage}" && pwd)
@@ -319,8 +321,7 @@ http:
 Y
   spawn - registry docker-registry serve "$d/config.yml" >/dev/null
   local reg=$QUAYCTL_REAL_HOST_IP:$port
-  for _ in $(seq 100); do curl -sf "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
-  curl -sf "http://$reg/v2/" >/dev/null || die "registry did not answer on $reg: $(cat "$real/logs/registry.log")"
+  poll 10 "the registry on $reg" curl -sf "http://$reg/v2/" || die "registry did not answer: $(cat "$real/logs/registry.log")"
   echo "export QUAYCTL_REGISTRY=$reg" > "$real/registry.env"
   log "registry on http://$reg (storage $d/data)"
 }
@@ -343,14 +344,10 @@ docker_up() {
     --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "$BOX_CGROUP/containers" \
     --insecure-registry "$QUAYCTL_REGISTRY" --storage-driver overlay2 --log-level warn >/dev/null
   printf '%s\n' "export DOCKER_HOST=unix://$d/docker.sock" "export DOCKER_CONFIG=$d/cli" > "$real/docker.env"
-  for _ in $(seq 300); do DOCKER_HOST=unix://$d/docker.sock DOCKER_CONFIG=$d/cli docker_cli version >/dev/null 2>&1 && break; sleep 0.1; done
-  DOCKER_HOST=unix://$d/docker.sock DOCKER_CONFIG=$d/cli docker_cli version >/dev/null ||
+  DOCKER_HOST=unix://$d/docker.sock DOCKER_CONFIG=$d/cli poll 30 dockerd docker_cli version ||
     die "dockerd did not start: $(tail -n 20 "$real/logs/dockerd.log")"
   log "dockerd up (DOCKER_HOST=unix://$d/docker.sock, in its own namespaces at $QUAYCTL_REAL_PREFIX.250)"
 }
-
-# The Debian docker.io CLI (its BuildKit client works with the daemon of the same release).
-docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi; }
 
 # ---------------------------------------------------------------- nodes
 mint_cert() { # mint_cert OUT SUBJECT: a client cert signed by the cluster CA
@@ -484,26 +481,21 @@ iptables: {localhostNodePorts: false}
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 Y
   spawn "$name" "$name-containerd" in_box "$name" containerd --config "$d/containerd.toml" >/dev/null
-  for _ in $(seq 200); do ctr -a "$sock" version >/dev/null 2>&1 && break; sleep 0.05; done
-  ctr -a "$sock" version >/dev/null 2>&1 || die "$name: containerd did not start: $(tail -n 20 "$real/logs/$name-containerd.log")"
+  poll 10 "$name's containerd" ctr -a "$sock" version || die "$name: containerd did not start: $(tail -n 20 "$real/logs/$name-containerd.log")"
   spawn "$name" "$name-kubelet" in_box "$name" "$QUAYCTL_E2E_BIN/kubelet" --config "$d/kubelet.yaml" \
     --kubeconfig "$d/kubelet.kubeconfig" --root-dir "$d/kubelet/root" --cert-dir "$d/kubelet/pki" \
     --hostname-override "$name" --node-ip "$ip" --node-labels quayctl-e2e/real=true >/dev/null
   spawn "$name" "$name-kube-proxy" in_box "$name" "$QUAYCTL_E2E_BIN/kube-proxy" --config "$d/kube-proxy.yaml" >/dev/null
 }
 
+node_ready() { kubectl get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; }
 wait_node() { # wait_node NAME TIMEOUT: Ready, and the `kubernetes` Service answers from inside the node
-  local name=$1 deadline=$(( $(date +%s) + $2 ))
-  until kubectl get node "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; do
-    [ "$(date +%s)" -lt "$deadline" ] || { tail -n 30 "$real/logs/$name-kubelet.log" >&2; die "$name: not Ready after $2 s"; }
-    sleep 0.2
-  done
+  local name=$1
+  poll "$2" "$name to be Ready" node_ready "$name" || { tail -n 30 "$real/logs/$name-kubelet.log" >&2; die "$name: not Ready"; }
   # shellcheck disable=SC1090,SC1091
   . "$real/nodes/$name/box.env"
-  until nsenter --net="$BOX_NETNS" curl -skf --max-time 2 https://10.96.0.1/livez >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || { tail -n 30 "$real/logs/$name-kube-proxy.log" >&2; die "$name: 10.96.0.1 not routed by kube-proxy after $2 s"; }
-    sleep 0.2
-  done
+  poll "$2" "10.96.0.1 from $name" nsenter --net="$BOX_NETNS" curl -skf --max-time 2 https://10.96.0.1/livez ||
+    { tail -n 30 "$real/logs/$name-kube-proxy.log" >&2; die "$name: 10.96.0.1 not routed by kube-proxy"; }
 }
 
 up() {

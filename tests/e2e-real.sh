@@ -25,14 +25,8 @@ k() { kubectl "$@"; }
 fail() { echo "    assertion failed: $*" >&2; exit 1; }
 note() { echo "    $*" >&2; }
 
-# wait_until DESCRIPTION SECONDS CMD...: poll CMD (every 0.5 s) until it succeeds.
-wait_until() {
-  local what=$1 deadline=$(( $(date +%s) + $2 )); shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "timed out waiting for $what"
-    sleep 0.5
-  done
-}
+# wait_until DESCRIPTION SECONDS CMD...: poll CMD until it succeeds, or fail the test.
+wait_until() { poll "$2" "$1" "${@:3}" || fail "timed out waiting for $1"; }
 
 # Image references (repo:tag) in a node's containerd, CRI namespace k8s.io.
 node_images() { "$hack/real-node.sh" ctr "$state" "$1" -n k8s.io images ls -q | grep -v '^sha256:' || true; }
@@ -313,8 +307,6 @@ finish() {
   [ "$failed" = 0 ] || exit 1
   exit 0
 }
-
-docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi; }
 
 all_tests=(test_cronjob_as_users_run_it test_docker_run_against_a_kubeconfig test_real_pull_failures test_two_real_nodes)
 tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("${all_tests[@]}")
