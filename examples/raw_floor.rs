@@ -11,8 +11,10 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use quayctl_controller::cluster::SelfInfo;
 use quayctl_controller::config::Config;
-use quayctl_controller::jobs::JobTemplate;
+use quayctl_controller::policy::Policy;
+use quayctl_controller::pullers::{PullerTemplate, RunIdentity};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -29,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
     ];
     let config =
         Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let template = JobTemplate::new(&config, "raw".into(), namespace.clone(), config.helper_image.clone(), None);
+    let mut run = RunIdentity::decide(&config, &SelfInfo::default(), namespace, Default::default())?;
+    run.run_id = "raw".into();
+    let template = PullerTemplate::new(&config, &Policy::new(&config), run);
     let api: Api<Job> = Api::namespaced(Client::try_default().await?, namespace);
     let started = Instant::now();
     let failures = futures::stream::iter(1..=count)

@@ -1,16 +1,21 @@
-//! Step 4 of the data path, and the only module that talks to the Kubernetes API.
+//! Step 4 of the data path, and the only module that talks to the Kubernetes API: list, create, get,
+//! delete, watch, events. A timeout on every request that is not a watch; what an error means is
+//! decided in [`crate::error`].
 
+use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::Stream;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use crate::config::PodRef;
@@ -41,14 +46,44 @@ pub struct SelfInfo {
     pub event_target: Option<ObjectReference>,
 }
 
+/// The namespaced objects the run creates and watches (its pullers, their pods).
+pub trait Object:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+impl<K> Object for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// `jobs.batch`, `pods`: how a kind is named in messages.
+pub fn plural<K: Object>() -> String {
+    let group = K::group(&());
+    if group.is_empty() { K::plural(&()).into_owned() } else { format!("{}.{group}", K::plural(&())) }
+}
+
 /// Result of a create call that did not fail.
 #[derive(Debug)]
-pub enum Created {
+pub enum Created<K> {
     /// Created now; carries the object the apiserver returned.
-    New(Box<Job>),
-    /// 409: a Job of that name exists (passed back so the caller can decide whether to adopt it).
-    AlreadyExists(Box<Job>),
-    /// 409, then 404 on the GET: the Job was deleted in between (TTL, GC). Create again.
+    New(Box<K>),
+    /// 409: an object of that name exists (passed back so the caller can decide whether to adopt it).
+    AlreadyExists(Box<K>),
+    /// 409, then 404 on the GET: the object was deleted in between (TTL, GC). Create again.
     Vanished,
 }
 
@@ -143,16 +178,17 @@ impl Cluster {
         }
     }
 
-    /// Create one Job. A 409 hands back the existing Job (or says it vanished); every other error
+    /// Create one object. A 409 hands back the existing one (or says it vanished); every other error
     /// is returned for [`Error::class`] to judge.
-    pub async fn create_job(&self, job: &Job) -> Result<Created> {
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        let name = job.metadata.name.clone().unwrap_or_default();
-        let action = format!("create jobs.batch in namespace {:?}", self.namespace);
-        match request(action, api.create(&PostParams::default(), job)).await {
+    pub async fn create<K: Object>(&self, object: &K) -> Result<Created<K>> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
+        let name = object.meta().name.clone().unwrap_or_default();
+        let kind = plural::<K>();
+        let action = format!("create {kind} in namespace {:?}", self.namespace);
+        match request(action, api.create(&PostParams::default(), object)).await {
             Ok(created) => Ok(Created::New(Box::new(created))),
             Err(e) if e.class() == ErrorClass::Conflict => {
-                let action = format!("get jobs.batch {name:?} in namespace {:?}", self.namespace);
+                let action = format!("get {kind} {name:?} in namespace {:?}", self.namespace);
                 match request(action, api.get(&name)).await {
                     Ok(existing) => Ok(Created::AlreadyExists(Box::new(existing))),
                     Err(e) if e.class() == ErrorClass::NotFound => Ok(Created::Vanished),
@@ -163,16 +199,16 @@ impl Cluster {
         }
     }
 
-    /// Delete a concluded Job whose pod would otherwise go on retrying a failed pull. Background
-    /// propagation: the garbage collector removes its pod. Best effort: a failure is only logged.
-    pub async fn delete_job(&self, name: &str) {
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        let action = format!("delete jobs.batch {name:?} in namespace {:?}", self.namespace);
-        let params = DeleteParams::background();
-        match request(action, api.delete(name, &params)).await {
-            Ok(_) => debug!(job = name, "deleted concluded Job"),
+    /// Delete a concluded puller whose pod would otherwise go on retrying a failed pull. Background
+    /// propagation: the garbage collector removes what it owns. Best effort: a failure is only logged.
+    pub async fn delete<K: Object>(&self, name: &str) {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
+        let kind = plural::<K>();
+        let action = format!("delete {kind} {name:?} in namespace {:?}", self.namespace);
+        match request(action, api.delete(name, &DeleteParams::background())).await {
+            Ok(_) => debug!(name, kind, "deleted a concluded puller"),
             Err(e) if e.class() == ErrorClass::NotFound => {}
-            Err(e) => warn!(job = name, error = %e, "could not delete a concluded Job; its TTL will"),
+            Err(e) => warn!(name, kind, error = %e, "could not delete a concluded puller"),
         }
     }
 
@@ -197,21 +233,13 @@ impl Cluster {
         Ok(request(action, api.get_metadata_opt(name)).await?.is_some())
     }
 
-    /// One label-selected watch of this run's Jobs (relists and backs off on errors).
-    pub fn watch_jobs(
+    /// One label-selected watch of one kind in the puller namespace (relists and backs off on errors;
+    /// pages of [`WATCH_PAGE_SIZE`]).
+    pub fn watch<K: Object>(
         &self,
         selector: &str,
-    ) -> impl Stream<Item = Result<watcher::Event<Job>, watcher::Error>> + Send + use<> {
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        watcher(api, watcher::Config::default().labels(selector).page_size(WATCH_PAGE_SIZE)).default_backoff()
-    }
-
-    /// One label-selected watch of this run's pods, to explain failures (pull errors, exits).
-    pub fn watch_pods(
-        &self,
-        selector: &str,
-    ) -> impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send + use<> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+    ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
         watcher(api, watcher::Config::default().labels(selector).page_size(WATCH_PAGE_SIZE)).default_backoff()
     }
 
@@ -232,18 +260,4 @@ impl Cluster {
             Err(_) => warn!("could not publish the summary Event: timed out"),
         }
     }
-}
-
-/// The run-stopping error inside a watcher error, if it is one no retry will fix (401, 403);
-/// anything else the watcher's backoff retries.
-pub fn fatal_watch_error(e: &watcher::Error, action: String) -> Option<Error> {
-    let status = match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
-        watcher::Error::WatchError(s) => s,
-        _ => return None,
-    };
-    let error = Error::api(action, kube::Error::Api(status.clone()));
-    (error.class() == ErrorClass::Fatal).then_some(error)
 }

@@ -1,6 +1,9 @@
 //! The library's typed error, and the one place that decides what an API error means for a run:
 //! fatal for the run, a verdict for one node, worth trying again, or a conflict/absence the caller
-//! handles. Every kind keeps its source and maps to an exit code.
+//! handles. Requests ([`Error::api`]) and watches ([`Error::watch`]) alike; every kind keeps its
+//! source and maps to an exit code.
+
+use kube::runtime::watcher;
 
 use crate::config::ConfigError;
 use crate::exit_code::ExitCode;
@@ -27,9 +30,22 @@ pub enum Error {
     #[error("Kubernetes API request timed out after {seconds}s: {action}")]
     Timeout { action: String, seconds: u64 },
 
+    /// A watch failed in a way its own backoff retries (a broken connection, an expired resource
+    /// version): worth waiting for.
+    #[error("cannot {action} for now: {source}")]
+    Watch {
+        action: String,
+        #[source]
+        source: watcher::Error,
+    },
+
     /// kube-runtime watchers retry forever; this only happens if that ever changes.
     #[error("cannot {0}: the watch stream ended")]
     WatchEnded(String),
+
+    /// The watches did not list within their bound, so nothing was created.
+    #[error("cannot {action} within {seconds}s before creating any puller")]
+    WatchNotReady { action: String, seconds: u64 },
 
     #[error("cannot connect to Kubernetes: {0}")]
     Connect(#[source] kube::Error),
@@ -99,6 +115,19 @@ impl Error {
         }
     }
 
+    /// Wrap a watcher error for `action` ("watch jobs.batch in namespace x"): an apiserver status is
+    /// judged like any request's (401 and RBAC's 403 stop the run); anything else the watcher's own
+    /// backoff retries.
+    pub fn watch(action: impl Into<String>, e: watcher::Error) -> Error {
+        match e {
+            watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            | watcher::Error::WatchFailed(kube::Error::Api(status))
+            | watcher::Error::WatchError(status) => Error::api(action, kube::Error::Api(status)),
+            source => Error::Watch { action: action.into(), source },
+        }
+    }
+
     /// Writing the report or the dry-run YAML failed (a closed stdout, a serializer error).
     pub fn output(e: impl std::fmt::Display) -> Error {
         Error::Output(e.to_string())
@@ -107,7 +136,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Api { source, .. } => classify(source),
-            Error::Timeout { .. } => ErrorClass::Transient,
+            Error::Timeout { .. } | Error::Watch { .. } => ErrorClass::Transient,
             _ => ErrorClass::Fatal,
         }
     }
@@ -176,5 +205,25 @@ mod tests {
         ));
         assert_eq!(Error::Timeout { action: "list nodes".into(), seconds: 30 }.class(), ErrorClass::Transient);
         assert_eq!(Error::Timeout { action: "list nodes".into(), seconds: 30 }.exit_code(), ExitCode::ClusterError);
+    }
+
+    #[test]
+    fn watch_errors_are_judged_like_requests() {
+        let rbac = r#"jobs.batch is forbidden: User "x" cannot watch resource "jobs" in API group "batch""#;
+        let forbidden = Error::watch("watch jobs.batch", watcher::Error::InitialListFailed(api(403, rbac)));
+        assert!(matches!(forbidden, Error::Forbidden { .. }) && forbidden.class() == ErrorClass::Fatal);
+        assert!(forbidden.to_string().starts_with("forbidden: cannot watch jobs.batch"), "{forbidden}");
+        let gone = kube::core::Status::failure("too old resource version", "Expired").with_code(410).boxed();
+        let expired = Error::watch("watch pods", watcher::Error::WatchError(gone));
+        assert_ne!(expired.class(), ErrorClass::Fatal, "an expired resource version is relisted, not fatal");
+        let unavailable = Error::watch("watch pods", watcher::Error::WatchFailed(api(503, "unavailable")));
+        assert_eq!(unavailable.class(), ErrorClass::Transient);
+        let other = Error::watch("watch pods", watcher::Error::NoResourceVersion);
+        assert_eq!(other.class(), ErrorClass::Transient, "the watcher's backoff retries it");
+        assert_eq!(Error::WatchEnded("watch pods".into()).class(), ErrorClass::Fatal);
+        assert_eq!(
+            Error::WatchNotReady { action: "list this run's Jobs and pods".into(), seconds: 60 }.to_string(),
+            "cannot list this run's Jobs and pods within 60s before creating any puller"
+        );
     }
 }

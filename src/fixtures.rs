@@ -1,10 +1,12 @@
 //! Mock-API scenario tests (tower-test, in the style of kube-rs/controller-rs `fixtures.rs`) for
 //! the faults a real apiserver cannot easily produce on demand: 503s, 409 races, forbidden watches,
 //! Jobs vanishing between list and watch. Everything else is proven against a real apiserver in
-//! `tests/e2e.rs`.
+//! `tests/e2e.rs`; the tracker's decisions alone are tested as scenarios in `tracker/scenarios.rs`.
 //!
-//! The fake answers by route rather than in a fixed order, because the Job and pod watchers run
-//! concurrently. Watch requests are held open without an answer, like a quiet long-poll.
+//! The fake answers by route (one handler per route) rather than in a fixed order, because the Job
+//! and pod watchers run concurrently. Watch requests are held open without an answer, like a quiet
+//! long-poll, and answered when there is news. Tests wait on what the fake has seen (a number of
+//! creates, a watch resumed past an event), never on the clock.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,13 +18,14 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::exit_code::ExitCode;
 use crate::nodes::tests::node;
-use crate::run::{Finished, Signal, execute};
+use crate::run::{Finished, execute};
+use crate::signal::Signal;
 
 /// Status code for the n-th (0-based) create of a Job name.
 type CreateStatus = Box<dyn Fn(&str, usize) -> u16 + Send + Sync>;
@@ -50,6 +53,9 @@ struct Behavior {
     vanish: Vec<&'static str>,
     /// Jobs (by name suffix) whose GET after a 409 answers 404 once (deleted in between).
     gone_on_get: Vec<&'static str>,
+    /// `ttlSecondsAfterFinished: 0` as the TTL controller applies it: a Job is deleted the moment it
+    /// has a terminal condition (its DELETED event carries that last state).
+    ttl_zero: bool,
     /// The controller's own pod, served for GET /api/v1/namespaces/{ns}/pods/{name}.
     own_pod: Option<Value>,
 }
@@ -66,6 +72,7 @@ impl Default for Behavior {
             existing: Vec::new(),
             vanish: Vec::new(),
             gone_on_get: Vec::new(),
+            ttl_zero: false,
             own_pod: None,
         }
     }
@@ -87,14 +94,18 @@ struct State {
     events: Vec<(u64, &'static str, Value)>,
     resource_version: u64,
     held: Vec<HeldWatch>,
+    /// The highest resourceVersion each kind's watch was (re)started from: the watcher asks again
+    /// only once its consumer (the run loop) has taken every event it was given before.
+    resumed: BTreeMap<&'static str, u64>,
     gets_gone: Vec<String>,
 }
 
 impl State {
-    fn push(&mut self, kind: &'static str, event_type: &str, mut object: Value) {
+    fn push(&mut self, kind: &'static str, event_type: &str, mut object: Value) -> u64 {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         self.events.push((self.resource_version, kind, json!({"type": event_type, "object": object})));
+        self.resource_version
     }
 
     /// Answer every held watch that has news (the answer ends that watch; the watcher resumes it).
@@ -114,6 +125,10 @@ impl State {
             }
         }
     }
+
+    fn creates(&self) -> usize {
+        self.requests.iter().filter(|r| r.starts_with("POST /apis/batch/v1/")).count()
+    }
 }
 
 fn events_body(events: &[&Value]) -> Response<Body> {
@@ -125,8 +140,11 @@ fn events_body(events: &[&Value]) -> Response<Body> {
     Response::builder().status(200).header("content-type", "application/json").body(Body::from(body)).unwrap()
 }
 
+/// The fake apiserver as the test sees it.
 struct Fake {
     state: Arc<Mutex<State>>,
+    /// Notified after every request the fake has handled.
+    seen: Arc<Notify>,
 }
 
 impl Fake {
@@ -136,6 +154,20 @@ impl Fake {
 
     fn count(&self, prefix: &str) -> usize {
         self.requests().iter().filter(|r| r.starts_with(prefix)).count()
+    }
+
+    /// Wait until `ready` holds for what the fake has seen (bounded, so a broken test fails).
+    async fn until(&self, what: &str, ready: impl Fn(&State) -> bool) {
+        let wait = async {
+            loop {
+                let notified = self.seen.notified();
+                if ready(&self.state.lock().unwrap()) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap_or_else(|_| panic!("fake never saw {what}"));
     }
 }
 
@@ -183,6 +215,144 @@ fn pod_of(job: &str, status: Value) -> Value {
 const QUOTA: &str = "jobs.batch \"{name}\" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=2, limited: count/jobs.batch=2";
 const RBAC: &str = "jobs.batch is forbidden: User \"system:serviceaccount:ops:quayctl\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"ops\"";
 
+/// The routes the fake serves.
+enum Route<'a> {
+    Watch { kind: &'static str, after: u64 },
+    ListNodes,
+    CreateJob,
+    GetJob(&'a str),
+    DeleteJob(&'a str),
+    ListJobs,
+    GetPod,
+    ListPods,
+    PostEvent,
+    Unknown,
+}
+
+fn route<'a>(method: &Method, segments: &[&'a str], query: &str) -> Route<'a> {
+    if query.contains("watch=true") {
+        let after = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("resourceVersion="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        return Route::Watch { kind: if segments.contains(&"jobs") { "jobs" } else { "pods" }, after };
+    }
+    match (method.clone(), segments) {
+        (Method::GET, ["api", "v1", "nodes"]) => Route::ListNodes,
+        (Method::POST, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => Route::CreateJob,
+        (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => Route::GetJob(name),
+        (Method::DELETE, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => Route::DeleteJob(name),
+        (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => Route::ListJobs,
+        (Method::GET, ["api", "v1", "namespaces", _, "pods", _]) => Route::GetPod,
+        (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => Route::ListPods,
+        (Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => Route::PostEvent,
+        _ => Route::Unknown,
+    }
+}
+
+fn list_nodes(behavior: &Behavior) -> Response<Body> {
+    if behavior.list_nodes_status != 200 {
+        return status(behavior.list_nodes_status, "InternalError", "etcdserver: request timed out");
+    }
+    respond(
+        200,
+        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": behavior.nodes}),
+    )
+}
+
+/// POST a Job: the status of `create_status`; a 201 creates it with what the fake's "controllers"
+/// do to it at once (its pod, its condition, a TTL of 0, someone deleting it).
+fn create_job(behavior: &Behavior, state: &mut State, job: Job) -> Response<Body> {
+    let name = job.metadata.name.clone().unwrap();
+    let attempt = *state.create_attempts.entry(name.clone()).and_modify(|n| *n += 1).or_insert(0);
+    let code = (behavior.create_status)(&name, attempt);
+    if state.jobs.contains_key(&name) {
+        return status(409, "AlreadyExists", "jobs.batch already exists");
+    }
+    match code {
+        201 => {}
+        403 => return status(403, "Forbidden", RBAC),
+        4031 => return status(403, "Forbidden", &QUOTA.replace("{name}", &name)),
+        code => return status(code, "ServiceUnavailable", "the server is currently unable to handle the request"),
+    }
+    state.jobs.insert(name.clone(), job.clone());
+    let mut created = serde_json::to_value(&job).unwrap();
+    created["metadata"]["creationTimestamp"] = json!(now());
+    state.push("jobs", "ADDED", created.clone());
+    if behavior.vanish.iter().any(|v| name.ends_with(v)) {
+        state.jobs.remove(&name);
+        state.push("jobs", "DELETED", created.clone());
+        return respond(201, &created);
+    }
+    if let Some(pod) = (behavior.pod_status)(&name) {
+        state.push("pods", "ADDED", pod_of(&name, pod));
+    }
+    if (behavior.condition)(&name).is_some() {
+        let finished = with_condition(behavior, &job);
+        state.push("jobs", "MODIFIED", finished.clone());
+        if behavior.ttl_zero {
+            state.jobs.remove(&name);
+            state.push("jobs", "DELETED", finished);
+        }
+    }
+    respond(201, &created)
+}
+
+fn get_job(behavior: &Behavior, state: &mut State, name: &str) -> Response<Body> {
+    if let Some(pos) = state.gets_gone.iter().position(|g| name.ends_with(g.as_str())) {
+        state.gets_gone.remove(pos);
+        state.jobs.remove(name);
+        return status(404, "NotFound", "jobs.batch not found");
+    }
+    match state.jobs.get(name) {
+        Some(job) => respond(200, &with_condition(behavior, job)),
+        None => status(404, "NotFound", "not found"),
+    }
+}
+
+fn delete_job(state: &mut State, name: &str) -> Response<Body> {
+    match state.jobs.remove(name) {
+        Some(job) => {
+            let gone = serde_json::to_value(&job).unwrap();
+            state.push("jobs", "DELETED", gone.clone());
+            respond(200, &gone)
+        }
+        None => status(404, "NotFound", "not found"),
+    }
+}
+
+fn list_jobs(behavior: &Behavior, state: &State) -> Response<Body> {
+    if behavior.list_jobs_status != 200 {
+        return status(
+            behavior.list_jobs_status,
+            "Forbidden",
+            "jobs.batch is forbidden: User \"x\" cannot watch resource \"jobs\" in API group \"batch\"",
+        );
+    }
+    let items: Vec<Value> = state.jobs.values().map(|job| with_condition(behavior, job)).collect();
+    respond(
+        200,
+        &json!({"kind": "JobList", "apiVersion": "batch/v1",
+            "metadata": {"resourceVersion": state.resource_version.to_string()}, "items": items}),
+    )
+}
+
+fn get_own_pod(behavior: &Behavior) -> Response<Body> {
+    match &behavior.own_pod {
+        Some(pod) => respond(200, pod),
+        None => status(404, "NotFound", "pods not found"),
+    }
+}
+
+fn list_pods(state: &State) -> Response<Body> {
+    respond(
+        200,
+        &json!({"kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": state.resource_version.to_string()}, "items": []}),
+    )
+}
+
 /// Start the fake; returns a client for it and a handle to inspect what it saw.
 fn serve(behavior: Behavior) -> (Client, Fake) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -195,139 +365,54 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
         s.resource_version = 5;
         s.gets_gone = behavior.gone_on_get.iter().map(|g| g.to_string()).collect();
     }
-    let shared = state.clone();
+    let (shared, seen) = (state.clone(), Arc::new(Notify::new()));
+    let notify = seen.clone();
     tokio::spawn(async move {
         while let Some((request, send)) = handle.next_request().await {
             let (parts, body) = request.into_parts();
             let path = parts.uri.path().to_string();
             let query = parts.uri.query().unwrap_or("").to_string();
-            let line = format!(
-                "{} {}{}",
-                parts.method,
-                path,
-                if query.is_empty() { String::new() } else { format!("?{query}") }
-            );
-            shared.lock().unwrap().requests.push(line);
-            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            if query.contains("watch=true") {
-                let after = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("resourceVersion="))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let kind = if segments.contains(&"jobs") { "jobs" } else { "pods" };
-                let mut state = shared.lock().unwrap();
-                state.held.push(HeldWatch { kind, after, send });
-                state.flush();
-                continue;
-            }
-            let response = match (parts.method.clone(), segments.as_slice()) {
-                (Method::GET, ["api", "v1", "nodes"]) if behavior.list_nodes_status == 200 => respond(
-                    200,
-                    &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": behavior.nodes}),
-                ),
-                (Method::GET, ["api", "v1", "nodes"]) => {
-                    status(behavior.list_nodes_status, "InternalError", "etcdserver: request timed out")
-                }
-                (Method::POST, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
-                    let bytes = body.collect_bytes().await.unwrap();
-                    let job: Job = serde_json::from_slice(&bytes).unwrap();
-                    let name = job.metadata.name.clone().unwrap();
-                    let mut state = shared.lock().unwrap();
-                    let attempt = *state.create_attempts.entry(name.clone()).and_modify(|n| *n += 1).or_insert(0);
-                    let response = match (behavior.create_status)(&name, attempt) {
-                        _ if state.jobs.contains_key(&name) => {
-                            status(409, "AlreadyExists", "jobs.batch already exists")
-                        }
-                        201 => {
-                            state.jobs.insert(name.clone(), job.clone());
-                            let mut created = serde_json::to_value(&job).unwrap();
-                            created["metadata"]["creationTimestamp"] = json!(now());
-                            state.push("jobs", "ADDED", created.clone());
-                            if behavior.vanish.iter().any(|v| name.ends_with(v)) {
-                                state.jobs.remove(&name);
-                                state.push("jobs", "DELETED", created.clone());
-                            } else {
-                                if let Some(pod) = (behavior.pod_status)(&name) {
-                                    state.push("pods", "ADDED", pod_of(&name, pod));
-                                }
-                                if (behavior.condition)(&name).is_some() {
-                                    state.push("jobs", "MODIFIED", with_condition(&behavior, &job));
-                                }
-                            }
-                            respond(201, &created)
-                        }
-                        403 => status(403, "Forbidden", RBAC),
-                        4031 => status(403, "Forbidden", &QUOTA.replace("{name}", &name)),
-                        code => {
-                            status(code, "ServiceUnavailable", "the server is currently unable to handle the request")
-                        }
-                    };
-                    state.flush();
-                    response
-                }
-                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => {
-                    let mut state = shared.lock().unwrap();
-                    if let Some(pos) = state.gets_gone.iter().position(|g| name.ends_with(g.as_str())) {
-                        state.gets_gone.remove(pos);
-                        state.jobs.remove(*name);
-                        status(404, "NotFound", "jobs.batch not found")
-                    } else {
-                        match state.jobs.get(*name) {
-                            Some(job) => respond(200, &with_condition(&behavior, job)),
-                            None => status(404, "NotFound", "not found"),
-                        }
-                    }
-                }
-                (Method::DELETE, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => {
-                    let mut state = shared.lock().unwrap();
-                    match state.jobs.remove(*name) {
-                        Some(job) => {
-                            let gone = serde_json::to_value(&job).unwrap();
-                            state.push("jobs", "DELETED", gone.clone());
-                            state.flush();
-                            respond(200, &gone)
-                        }
-                        None => status(404, "NotFound", "not found"),
-                    }
-                }
-                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) if behavior.list_jobs_status != 200 => {
-                    status(
-                        behavior.list_jobs_status,
-                        "Forbidden",
-                        "jobs.batch is forbidden: User \"x\" cannot watch resource \"jobs\" in API group \"batch\"",
-                    )
-                }
-                (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
-                    let state = shared.lock().unwrap();
-                    let items: Vec<Value> = state.jobs.values().map(|job| with_condition(&behavior, job)).collect();
-                    respond(
-                        200,
-                        &json!({"kind": "JobList", "apiVersion": "batch/v1",
-                            "metadata": {"resourceVersion": state.resource_version.to_string()}, "items": items}),
-                    )
-                }
-                (Method::GET, ["api", "v1", "namespaces", _, "pods", _]) => match &behavior.own_pod {
-                    Some(pod) => respond(200, pod),
-                    None => status(404, "NotFound", "pods not found"),
-                },
-                (Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => {
-                    let bytes = body.collect_bytes().await.unwrap();
-                    respond(201, &serde_json::from_slice::<Value>(&bytes).unwrap())
-                }
-                (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => {
-                    let rv = shared.lock().unwrap().resource_version.to_string();
-                    respond(
-                        200,
-                        &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": []}),
-                    )
-                }
-                _ => status(404, "NotFound", "route not faked"),
+            let line = if query.is_empty() {
+                format!("{} {path}", parts.method)
+            } else {
+                format!("{} {path}?{query}", parts.method)
             };
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let route = route(&parts.method, &segments, &query);
+            // Bodies are read before the state is locked.
+            let body = match route {
+                Route::CreateJob | Route::PostEvent => Some(body.collect_bytes().await.unwrap()),
+                _ => None,
+            };
+            let mut state = shared.lock().unwrap();
+            state.requests.push(line);
+            let response = match route {
+                Route::Watch { kind, after } => {
+                    let resumed = state.resumed.entry(kind).or_default();
+                    *resumed = (*resumed).max(after);
+                    state.held.push(HeldWatch { kind, after, send });
+                    state.flush();
+                    drop(state);
+                    notify.notify_waiters();
+                    continue;
+                }
+                Route::ListNodes => list_nodes(&behavior),
+                Route::CreateJob => create_job(&behavior, &mut state, serde_json::from_slice(&body.unwrap()).unwrap()),
+                Route::GetJob(name) => get_job(&behavior, &mut state, name),
+                Route::DeleteJob(name) => delete_job(&mut state, name),
+                Route::ListJobs => list_jobs(&behavior, &state),
+                Route::GetPod => get_own_pod(&behavior),
+                Route::ListPods => list_pods(&state),
+                Route::PostEvent => respond(201, &serde_json::from_slice::<Value>(&body.unwrap()).unwrap()),
+                Route::Unknown => status(404, "NotFound", "route not faked"),
+            };
+            state.flush();
+            drop(state);
             send.send_response(response);
+            notify.notify_waiters();
         }
     });
-    (Client::new(service, "default"), Fake { state })
+    (Client::new(service, "default"), Fake { state, seen })
 }
 
 fn vars(extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -463,9 +548,12 @@ async fn deadline_exceeded_condition_is_a_timeout() {
 #[tokio::test]
 async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
     use crate::images::parse_image_list;
-    use crate::jobs::JobTemplate;
+    use crate::policy::Policy;
+    use crate::pullers::{PullerTemplate, RunIdentity};
     let config = crate::config::Config::from_vars(vars(&[])).unwrap();
-    let template = JobTemplate::new(&config, "r1".into(), "ops".into(), Some("h".into()), None);
+    let identity =
+        RunIdentity { run_id: "r1".into(), namespace: "ops".into(), helper_image: Some("h".into()), owner: None };
+    let template = PullerTemplate::new(&config, &Policy::new(&config), identity);
     let mut foreign = template.clone();
     foreign.run_id = "other".into();
     let mut squatter = foreign.build_for("n2");
@@ -573,13 +661,19 @@ async fn no_eligible_node_exits_1_without_creating() {
 
 #[tokio::test]
 async fn sigterm_during_the_wait_prints_a_partial_report_and_exits_143() {
-    let (client, _fake) = serve(Behavior {
+    let (client, fake) = serve(Behavior {
         condition: Box::new(|job| job.ends_with("n1").then_some(("Complete", ""))),
         ..Behavior::default()
     });
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Both Jobs created, and the Job watch resumed past n1's Complete: the run has taken it in.
+        fake.until("both creates and n1's condition taken", |s| {
+            let complete =
+                s.events.iter().find(|(_, k, e)| *k == "jobs" && e["type"] == "MODIFIED").map(|(rv, _, _)| *rv);
+            s.creates() == 2 && complete.is_some_and(|rv| s.resumed.get("jobs").is_some_and(|r| *r >= rv))
+        })
+        .await;
         tx.send(Some(Signal::Terminate)).unwrap();
         tx.closed().await;
     });
@@ -677,11 +771,8 @@ async fn quota_denials_are_per_node_and_stop_the_create_storm() {
 
 #[tokio::test]
 async fn a_job_deleted_between_the_409_and_the_get_is_created_again() {
-    use crate::config::PullStrategy;
-    use crate::images::parse_image_list;
     let existing: Job =
         serde_json::from_value(json!({"metadata": {"name": "prepull-r1-n1", "namespace": "ops"}})).unwrap();
-    let _ = (PullStrategy::Kubelet, parse_image_list("x").unwrap());
     let (client, fake) = serve(Behavior { existing: vec![existing], gone_on_get: vec!["n1"], ..Behavior::default() });
     let run = run(client, &[]).await;
     assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
@@ -690,15 +781,18 @@ async fn a_job_deleted_between_the_409_and_the_get_is_created_again() {
 
 #[tokio::test]
 async fn ttl_zero_jobs_that_vanish_after_success_still_succeed() {
-    // The watch runs before the first create, so the Complete condition is seen before the delete.
-    let (client, fake) = serve(Behavior::default());
+    // The fake deletes each Job the moment it is Complete, as the TTL controller does with a TTL of 0,
+    // often before the create has answered: the run must take the verdict from the DELETED event's
+    // last state (the watch runs before the first create), not call the Job `deleted`.
+    let (client, fake) = serve(Behavior { ttl_zero: true, ..Behavior::default() });
     let run = run(client, &[("TTL_SECONDS_AFTER_FINISHED", "0")]).await;
     assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
-    let mut state = fake.state.lock().unwrap();
-    for name in ["prepull-r1-n1", "prepull-r1-n2"] {
-        let job = state.jobs.remove(name).unwrap();
-        state.push("jobs", "DELETED", serde_json::to_value(job).unwrap());
-    }
+    assert!(outcome_line(&run.output, "n1").contains("succeeded"), "{}", run.output);
+    assert!(outcome_line(&run.output, "n2").contains("succeeded"), "{}", run.output);
+    let state = fake.state.lock().unwrap();
+    assert!(state.jobs.is_empty(), "the Jobs really are gone");
+    let deleted = state.events.iter().filter(|(_, k, e)| *k == "jobs" && e["type"] == "DELETED").count();
+    assert_eq!(deleted, 2, "each Job's DELETED event was served");
 }
 
 fn pull_error(image: &str, reason: &str, message: &str) -> Value {

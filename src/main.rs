@@ -8,7 +8,8 @@ use std::process::ExitCode as ProcessExitCode;
 use quayctl_controller::ExitCode;
 use quayctl_controller::cluster::Cluster;
 use quayctl_controller::logging::{self, LogFormat};
-use quayctl_controller::run::{Signal, execute, forward_signals};
+use quayctl_controller::run::execute;
+use quayctl_controller::signal::{Signal, forward_signals};
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 use tokio::sync::watch;
 
@@ -36,7 +37,7 @@ async fn run() -> ExitCode {
     let (signal_tx, signal_rx) = watch::channel(None);
     tokio::spawn(forward_signals(signal_stream(term, int), signal_tx, |second| {
         eprintln!("{} received again: exiting at once", second.name());
-        std::process::exit(second.exit_code().code().into());
+        std::process::exit(ExitCode::from(second).code().into());
     }));
 
     let format = match LogFormat::parse(std::env::var("LOG_FORMAT").ok().as_deref()) {

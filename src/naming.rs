@@ -1,34 +1,18 @@
-//! Deterministic, valid names: Job names (DNS-1123 labels, at most 63 characters) and label values.
+//! Deterministic, valid names the run makes: puller names (DNS-1123 labels, at most 63 characters),
+//! label values, and the container-name scheme of a puller pod (built here and read back here).
 //! Whenever a value has to be changed to fit (lowercased, characters replaced, truncated), a short
 //! hash of the original is appended so that two different inputs never map to the same output.
 
 use sha2::{Digest, Sha256};
 
-pub const MAX_NAME_LEN: usize = 63;
+use crate::grammar::{MAX_LABEL_LEN as MAX_NAME_LEN, is_label_value};
+use crate::nodes::{ImageMask, all_images};
+
 const HASH_LEN: usize = 10;
-
-/// A DNS-1123 label: namespaces, Job and container names.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A DNS-1123 subdomain: object names such as node and pod names.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// A non-empty Kubernetes label value.
-pub fn is_label_value(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
-}
+/// The quayctl strategy's one container; it pulls every image.
+pub const QUAYCTL_CONTAINER: &str = "puller";
+/// The kubelet strategy's init container that copies the no-op from the helper image.
+pub const INSTALL_CONTAINER: &str = "install-noop";
 
 /// First `HASH_LEN` hex digits of the SHA-256 of `input`.
 pub fn short_hash(input: &str) -> String {
@@ -80,7 +64,7 @@ pub fn label_value(value: &str) -> String {
     fit(value, to_dns_chars(value), MAX_NAME_LEN)
 }
 
-/// A container name (DNS-1123 label) for the `index`-th image.
+/// The container name (DNS-1123 label) of the `index`-th image's puller: `pull-<index>-<short name>`.
 pub fn container_name(index: usize, short: &str) -> String {
     let original = format!("pull-{index}-{short}");
     let body = to_dns_chars(&original);
@@ -89,9 +73,23 @@ pub fn container_name(index: usize, short: &str) -> String {
     cut.trim_end_matches('-').to_string()
 }
 
+/// Which images of the run a puller container pulls, read back from its name: `pull-<i>-…` is image
+/// i ([`container_name`]); the quayctl `puller` pulls all of them; the helper's init container none.
+pub fn images_of_container(name: &str, image_count: usize) -> ImageMask {
+    if name == QUAYCTL_CONTAINER {
+        return all_images(image_count);
+    }
+    name.strip_prefix("pull-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|i| i.parse::<usize>().ok())
+        .filter(|i| *i < image_count)
+        .map_or(0, |i| 1 << i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grammar::is_dns_label;
 
     #[test]
     fn short_names_are_kept_readable() {
@@ -141,10 +139,16 @@ mod tests {
     }
 
     #[test]
-    fn container_names() {
+    fn container_names_are_built_and_read_back() {
         assert_eq!(container_name(0, "nginx"), "pull-0-nginx");
         assert_eq!(container_name(3, "my_image.v2"), "pull-3-my-image-v2");
         let long = container_name(12, &"z".repeat(80));
         assert!(is_dns_label(&long) && long.len() == 63, "{long}");
+        assert_eq!(images_of_container(&container_name(0, "nginx"), 2), 0b01);
+        assert_eq!(images_of_container(&container_name(1, "model"), 2), 0b10);
+        assert_eq!(images_of_container(&long, 13), 1 << 12);
+        assert_eq!(images_of_container("pull-7-x", 2), 0, "out of range");
+        assert_eq!(images_of_container(QUAYCTL_CONTAINER, 3), 0b111);
+        assert_eq!(images_of_container(INSTALL_CONTAINER, 3), 0);
     }
 }

@@ -1,4 +1,5 @@
-//! Step 6 of the data path: what happened on one node, decided from Job and pod status alone.
+//! What a puller Job or pod shows about its node, read from its status alone (the tracker decides what
+//! it means for the run).
 //!
 //! kube's `conditions::is_job_completed` never fires for a failed Job, so terminal states are decided
 //! here: `Complete`/`SuccessCriteriaMet` succeed, `Failed`/`FailureTarget` fail (1.31+ sets the
@@ -8,7 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Serialize;
 
-use crate::jobs::{INSTALL_CONTAINER, images_of_container};
+use crate::naming::{INSTALL_CONTAINER, images_of_container};
 use crate::nodes::ImageMask;
 
 /// The verdict for one eligible node. Every eligible node gets exactly one.

@@ -8,10 +8,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::exit_code::ExitCode;
+use crate::images::Image;
 use crate::nodes::Skipped;
 use crate::outcome::Outcome;
-use crate::run::Signal;
-use crate::tracker::{ImageResult, LagStats, Verdict};
+use crate::signal::Signal;
+use crate::tracker::{Ending, ImageResult, LagStats, RunResult, Verdict};
 
 /// Above this many rows the table groups problems by (outcome, reason) and counts successes.
 pub const MAX_LISTED_ROWS: usize = 200;
@@ -87,30 +88,68 @@ pub struct RunSettings {
     pub node_selector: Option<String>,
 }
 
-/// Everything the run found out.
-#[derive(Clone, Debug, Default, Serialize)]
+/// What stopped a run before every node was decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    Signal(Signal),
+    /// The API error, in its words.
+    Fatal(String),
+}
+
+/// Everything the run found out. Counts, the exit code and the JSON's `interrupted_by`/`fatal_error`
+/// are derived from it, never stored beside it.
+#[derive(Clone, Debug, Default)]
 pub struct Report {
     pub run_id: String,
     pub settings: RunSettings,
     pub total_nodes: usize,
-    pub eligible: usize,
-    pub counts: BTreeMap<&'static str, usize>,
     pub nodes: Vec<NodeResult>,
     pub skipped: Vec<SkippedNode>,
     pub held_back_images: Vec<HeldBack>,
     /// Job controller lag: Job creation → start.
     pub job_start_lag: LagStats,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub interrupted_by: Option<&'static str>,
-    /// The API error that stopped the run, if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fatal_error: Option<String>,
     pub elapsed_seconds: f64,
-    pub exit_code: u8,
-    #[serde(skip)]
-    pub interrupted: Option<Signal>,
-    #[serde(skip)]
-    pub fatal: bool,
+    pub stopped: Option<Stopped>,
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            run_id: &'a str,
+            settings: &'a RunSettings,
+            total_nodes: usize,
+            eligible: usize,
+            counts: BTreeMap<&'static str, usize>,
+            nodes: &'a [NodeResult],
+            skipped: &'a [SkippedNode],
+            held_back_images: &'a [HeldBack],
+            job_start_lag: LagStats,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            interrupted_by: Option<&'static str>,
+            /// The API error that stopped the run, if one did.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            fatal_error: Option<&'a str>,
+            elapsed_seconds: f64,
+            exit_code: u8,
+        }
+        View {
+            run_id: &self.run_id,
+            settings: &self.settings,
+            total_nodes: self.total_nodes,
+            eligible: self.nodes.len(),
+            counts: self.counts(),
+            nodes: &self.nodes,
+            skipped: &self.skipped,
+            held_back_images: &self.held_back_images,
+            job_start_lag: self.job_start_lag,
+            interrupted_by: self.signal().map(Signal::name),
+            fatal_error: self.fatal_error(),
+            elapsed_seconds: self.elapsed_seconds,
+            exit_code: self.exit_code().code(),
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Report {
@@ -127,22 +166,53 @@ impl Report {
         }
     }
 
-    /// Fill in the verdicts and everything derived from them.
-    pub fn finish(&mut self, mut nodes: Vec<NodeResult>, elapsed: Duration) {
+    /// Fill in what the run found: every node's verdict (for the images of the run), how it ended.
+    pub fn finish(&mut self, result: RunResult, images: &[Image], elapsed: Duration) {
+        let names: Vec<String> = images.iter().map(|i| i.normalized.clone()).collect();
+        let nodes = result.verdicts.into_iter().map(|v| NodeResult::from_verdict(v, &names)).collect();
+        self.held_back_images =
+            result.held_back.into_iter().map(|(i, reason)| HeldBack { image: names[i].clone(), reason }).collect();
+        self.job_start_lag = result.lag;
+        self.stopped = match result.ending {
+            Ending::Done => None,
+            Ending::Interrupted(signal) => Some(Stopped::Signal(signal)),
+            Ending::Fatal(e) => Some(Stopped::Fatal(e.to_string())),
+        };
+        self.set_nodes(nodes, elapsed);
+    }
+
+    /// The per-node results, sorted by node name, and the run's length.
+    pub fn set_nodes(&mut self, mut nodes: Vec<NodeResult>, elapsed: Duration) {
         nodes.sort_by(|a, b| a.node.cmp(&b.node));
-        self.eligible = nodes.len();
-        self.counts = Outcome::ALL.iter().map(|o| (o.label(), 0)).collect();
-        for n in &nodes {
-            *self.counts.entry(n.outcome.label()).or_default() += 1;
-        }
         self.nodes = nodes;
         self.elapsed_seconds = (elapsed.as_secs_f64() * 10.0).round() / 10.0;
-        self.interrupted_by = self.interrupted.map(Signal::name);
-        self.exit_code = self.exit_code().code();
+    }
+
+    /// Nodes per outcome, every outcome listed.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts: BTreeMap<&'static str, usize> = Outcome::ALL.iter().map(|o| (o.label(), 0)).collect();
+        for n in &self.nodes {
+            *counts.entry(n.outcome.label()).or_default() += 1;
+        }
+        counts
+    }
+
+    pub fn signal(&self) -> Option<Signal> {
+        match self.stopped {
+            Some(Stopped::Signal(signal)) => Some(signal),
+            _ => None,
+        }
+    }
+
+    pub fn fatal_error(&self) -> Option<&str> {
+        match &self.stopped {
+            Some(Stopped::Fatal(error)) => Some(error),
+            _ => None,
+        }
     }
 
     pub fn count(&self, outcome: Outcome) -> usize {
-        self.counts.get(outcome.label()).copied().unwrap_or(0)
+        self.nodes.iter().filter(|n| n.outcome == outcome).count()
     }
 
     /// 0 only if every eligible node succeeded (and there was at least one); a signal or a fatal API
@@ -153,13 +223,12 @@ impl Report {
         } else {
             ExitCode::Success
         };
-        let signal = match self.interrupted {
-            Some(Signal::Interrupt) => ExitCode::Interrupted,
-            Some(Signal::Terminate) => ExitCode::Terminated,
+        let stopped = match self.stopped {
+            Some(Stopped::Signal(signal)) => signal.into(),
+            Some(Stopped::Fatal(_)) => ExitCode::ClusterError,
             None => ExitCode::Success,
         };
-        let fatal = if self.fatal { ExitCode::ClusterError } else { ExitCode::Success };
-        ExitCode::merge_all([nodes, signal, fatal])
+        nodes.merge(stopped)
     }
 
     /// The human table: problems first (by node), then skipped nodes, then successes; above
@@ -280,10 +349,10 @@ impl Report {
         if self.nodes.is_empty() {
             line.push_str("; no eligible node");
         }
-        if let Some(signal) = self.interrupted {
+        if let Some(signal) = self.signal() {
             let _ = write!(line, "; interrupted by {}", signal.name());
         }
-        if let Some(error) = &self.fatal_error {
+        if let Some(error) = self.fatal_error() {
             let _ = write!(line, "; stopped by an API error: {error}");
         }
         let _ = write!(line, "; {:.1}s; exit {}", self.elapsed_seconds, self.exit_code().code());
@@ -324,7 +393,7 @@ mod tests {
             skipped.iter().map(|n| Skipped { node: n.to_string(), reason: SkipReason::Cordoned }).collect();
         let settings = RunSettings { images: vec!["docker.io/library/nginx:1.27".into()], ..Default::default() };
         let mut r = Report::new("r1", settings, results.len() + skipped.len(), &skipped);
-        r.finish(results, Duration::ZERO);
+        r.set_nodes(results, Duration::ZERO);
         r
     }
 
@@ -338,12 +407,12 @@ mod tests {
             assert_eq!(r.exit_code(), ExitCode::NodesFailed, "{bad:?}");
         }
         let mut r = report(vec![result("a", Outcome::Succeeded, "")], &[]);
-        r.interrupted = Some(Signal::Terminate);
+        r.stopped = Some(Stopped::Signal(Signal::Terminate));
         assert_eq!(r.exit_code(), ExitCode::Terminated);
-        r.interrupted = Some(Signal::Interrupt);
+        r.stopped = Some(Stopped::Signal(Signal::Interrupt));
         assert_eq!(r.exit_code(), ExitCode::Interrupted);
         let mut r = report(vec![result("a", Outcome::Succeeded, "")], &[]);
-        r.fatal = true;
+        r.stopped = Some(Stopped::Fatal("forbidden".into()));
         assert_eq!(r.exit_code(), ExitCode::ClusterError);
     }
 
@@ -394,7 +463,7 @@ mod tests {
             ],
             &[],
         );
-        assert_eq!(r.counts.values().sum::<usize>(), r.eligible);
+        assert_eq!(r.counts().values().sum::<usize>(), r.nodes.len());
         let mut buffer = Vec::new();
         r.write_json(&mut buffer).unwrap();
         assert_eq!(buffer.last(), Some(&b'\n'));
@@ -402,6 +471,16 @@ mod tests {
         assert_eq!(json["run_id"], "r1");
         assert_eq!(json["counts"]["not-started"], 1);
         assert_eq!(json["exit_code"], 1);
+        assert_eq!(json["eligible"], 3);
+        assert!(json.get("interrupted_by").is_none() && json.get("fatal_error").is_none());
+        let mut stopped = r.clone();
+        stopped.stopped = Some(Stopped::Signal(Signal::Terminate));
+        let json = serde_json::to_value(&stopped).unwrap();
+        assert_eq!((json["interrupted_by"].as_str(), json["exit_code"].as_u64()), (Some("SIGTERM"), Some(143)));
+        stopped.stopped = Some(Stopped::Fatal("forbidden: cannot create jobs.batch".into()));
+        let json = serde_json::to_value(&stopped).unwrap();
+        assert_eq!(json["fatal_error"], "forbidden: cannot create jobs.batch");
+        assert_eq!(json["exit_code"], 3);
         assert_eq!(json["nodes"][0]["images"][0]["result"], "pulled");
         assert_eq!(json["nodes"][1]["outcome"], "not-started");
         assert_eq!(json["nodes"][1]["images"][0]["result"], "failed");

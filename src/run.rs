@@ -1,104 +1,36 @@
-//! The data path, end to end: config → eligible nodes → Job specs → create → watch → report.
-//!
-//! After the nodes are listed, one loop owns the run: the Job and pod watches (started, and their
-//! initial lists done, before the first create), the creates in flight, the clock, and signals all
-//! arrive as events of one `select!`, and the synchronous [`Tracker`] decides what they mean.
+//! The data path, end to end: config → eligible nodes → puller specs → create → watch → per-node
+//! outcomes → report and exit code. This module only connects the steps: every decision is in the
+//! modules it calls, and after the node list in the [`Tracker`], which one loop feeds with the Job
+//! and pod watches (started, and listed, before the first create), the answers of the creates, the
+//! clock and signals, carrying out the [`Action`]s it answers with.
 
 use std::io::Write;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::cluster::{Cluster, Created, SelfInfo, fatal_watch_error};
-use crate::config::{Config, ConfigError, PullStrategy, ReportFormat};
-use crate::error::{Error, ErrorClass, Result};
+use crate::cluster::{Cluster, Object, SelfInfo, plural};
+use crate::config::{Config, ConfigError, ReportFormat};
+use crate::error::{Error, Result};
 use crate::exit_code::ExitCode;
-use crate::jobs::{Adoption, JobTemplate};
 use crate::nodes::{Eligibility, EligibleNode, Partition};
-use crate::report::{HeldBack, NodeResult, Report, RunSettings};
-use crate::tracker::{Action, CreateResult, Policy, Tracker};
+use crate::policy::Policy;
+use crate::pullers::{PullerTemplate, RunIdentity};
+use crate::report::{Report, RunSettings};
+use crate::signal::{Shutdown, Signal, signalled, unless_signalled};
+use crate::tracker::{Action, Ending, Input, Progress, Tracker};
 
-/// How often the clock is fed to the tracker (pull-error grace, per-Job deadlines).
-const TICK: Duration = Duration::from_secs(1);
+/// How often progress is logged while the loop runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// After the first signal, how long creates already sent may take to answer before the report.
-const DRAIN_CREATES: Duration = Duration::from_secs(5);
-/// Beyond the Job's own deadline, how long the run waits for the Job controller to say so (half
-/// the deadline, at most this).
-const MAX_DEADLINE_SLACK: Duration = Duration::from_secs(15);
-/// How long the watches may take to list before the first create.
-const WATCH_READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A signal that ends the run early.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    Interrupt,
-    Terminate,
-}
-
-impl Signal {
-    pub fn name(self) -> &'static str {
-        match self {
-            Signal::Interrupt => "SIGINT",
-            Signal::Terminate => "SIGTERM",
-        }
-    }
-
-    pub fn exit_code(self) -> ExitCode {
-        match self {
-            Signal::Interrupt => ExitCode::Interrupted,
-            Signal::Terminate => ExitCode::Terminated,
-        }
-    }
-}
-
-/// The first signal, as the process's handler forwards it (`None` until one arrives).
-pub type Shutdown = watch::Receiver<Option<Signal>>;
-
-/// The process's signal policy, fed by `signals` (SIGTERM/SIGINT as they arrive): the first is
-/// forwarded to the run (graceful: no more creates, a partial report); a second calls `exit_now`
-/// (the process exits at once, like fd and kube-runtime's controllers).
-pub async fn forward_signals(
-    mut signals: impl futures::Stream<Item = Signal> + Unpin,
-    tx: watch::Sender<Option<Signal>>,
-    exit_now: impl FnOnce(Signal),
-) {
-    let Some(first) = signals.next().await else { return };
-    warn!(
-        signal = first.name(),
-        "signal received: no more creates; finishing with a partial report (again to exit at once)"
-    );
-    let _ = tx.send(Some(first));
-    if let Some(second) = signals.next().await {
-        exit_now(second);
-    }
-}
-
-/// Resolves with the first signal. A closed channel is not a signal: then it never resolves.
-pub async fn signalled(shutdown: &mut Shutdown) -> Signal {
-    loop {
-        if let Some(signal) = *shutdown.borrow_and_update() {
-            return signal;
-        }
-        if shutdown.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// `call`, unless a signal comes first.
-async fn unless_signalled<T>(shutdown: &mut Shutdown, call: impl Future<Output = T>) -> Result<T, Signal> {
-    tokio::select! {
-        value = call => Ok(value),
-        signal = signalled(shutdown) => Err(signal),
-    }
-}
+/// After the loop, how long deletes still in flight may take (they are best effort).
+const DELETES_AFTER: Duration = Duration::from_secs(5);
 
 /// How a run ended without an error.
 #[derive(Debug)]
@@ -116,10 +48,20 @@ impl Finished {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Finished::DryRun { .. } => ExitCode::Success,
-            Finished::Stopped(signal) => signal.exit_code(),
+            Finished::Stopped(signal) => (*signal).into(),
             Finished::Report(report) => report.exit_code(),
         }
     }
+}
+
+/// `call`, or `Finished::Stopped` when a signal comes first.
+macro_rules! or_stopped {
+    ($shutdown:expr, $call:expr) => {
+        match unless_signalled($shutdown, $call).await {
+            Ok(value) => value?,
+            Err(signal) => return Ok(Finished::Stopped(signal)),
+        }
+    };
 }
 
 /// One whole run. The report (or the dry-run YAML) goes to `out`; logs go through tracing.
@@ -134,13 +76,12 @@ pub async fn run(
         warn!(image = %duplicate, "QUAY_IMAGES lists this image twice (after normalization); pulling it once");
     }
     let me = match &config.pod {
-        Some(pod) => match unless_signalled(&mut shutdown, cluster.inspect_self(pod)).await {
-            Ok(me) => me?,
-            Err(signal) => return Ok(Finished::Stopped(signal)),
-        },
+        Some(pod) => or_stopped!(&mut shutdown, cluster.inspect_self(pod)),
         None => SelfInfo::default(),
     };
-    let template = job_template(cluster, config, &me)?;
+    let policy = Policy::new(config);
+    let identity = RunIdentity::decide(config, &me, cluster.namespace(), Timestamp::now())?;
+    let template = PullerTemplate::new(config, &policy, identity);
     info!(
         run = %template.run_id,
         namespace = %template.namespace,
@@ -150,10 +91,7 @@ pub async fn run(
         "starting pre-pull run"
     );
     if !config.dry_run {
-        match unless_signalled(&mut shutdown, preflight(cluster, config)).await {
-            Ok(checked) => checked?,
-            Err(signal) => return Ok(Finished::Stopped(signal)),
-        }
+        or_stopped!(&mut shutdown, preflight(cluster, config));
     }
 
     let rule = Eligibility {
@@ -163,11 +101,10 @@ pub async fn run(
         images: config.images.clone(),
     };
     let mut partition = Partition::default();
-    let listing = cluster.for_each_node_page(config.node_selector.as_deref(), |page| partition.add(&page, &rule));
-    let total_nodes = match unless_signalled(&mut shutdown, listing).await {
-        Ok(total) => total?,
-        Err(signal) => return Ok(Finished::Stopped(signal)),
-    };
+    let total_nodes = or_stopped!(
+        &mut shutdown,
+        cluster.for_each_node_page(config.node_selector.as_deref(), |page| partition.add(&page, &rule))
+    );
     let Partition { eligible, skipped } = partition.sorted();
     for s in &skipped {
         info!(node = %s.node, reason = %s.reason, "skipping node");
@@ -182,42 +119,16 @@ pub async fn run(
 
     let mut report = Report::new(&template.run_id, settings(config, &template), total_nodes, &skipped);
     drop(skipped);
-    let policy = Policy {
-        image_count: config.images.len(),
-        // The Job controller's DeadlineExceeded is the authority; this only catches what it misses.
-        node_deadline: {
-            let job_deadline = Duration::from_secs(template.job_deadline_seconds as u64);
-            job_deadline + (job_deadline / 2).clamp(Duration::from_secs(1), MAX_DEADLINE_SLACK)
-        },
-        pull_error_grace: Duration::from_secs(config.pull_error_grace_seconds),
-        create_concurrency: config.create_concurrency,
-        max_parallel: config.max_parallel,
-        seed_nodes: config.seed_nodes,
-        ..Policy::default()
-    };
-    let mut tracker = Tracker::new(policy, eligible, |node| template.job_name(node));
-    if tracker.total() == 0 {
-        warn!("no eligible node: nothing to pre-pull");
-    } else if let Err(e) = event_loop(cluster, &template, &mut tracker, &mut shutdown, &mut report).await {
+    let selector = template.run_selector();
+    let run_id = template.run_id.clone();
+    let tick = policy.tick;
+    let mut tracker = Tracker::new(policy, template, eligible, Timestamp::now());
+    drive(cluster, &selector, tick, &mut tracker, &mut shutdown).await;
+    let result = tracker.finish(Timestamp::now());
+    if let Ending::Fatal(e) = &result.ending {
         error!("{e}");
-        report.fatal = true;
-        report.fatal_error = Some(e.to_string());
     }
-    if let Some(signal) = report.interrupted {
-        warn!(
-            signal = signal.name(),
-            "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL"
-        );
-    }
-    let images: Vec<String> = config.images.iter().map(|i| i.normalized.clone()).collect();
-    report.held_back_images = tracker
-        .broken_images()
-        .map(|(i, reason)| HeldBack { image: images[i].clone(), reason: reason.to_string() })
-        .collect();
-    report.job_start_lag = tracker.lag();
-    let verdicts = tracker.verdicts(Timestamp::now());
-    drop(tracker);
-    report.finish(verdicts.into_iter().map(|v| NodeResult::from_verdict(v, &images)).collect(), started.elapsed());
+    report.finish(result, &config.images, started.elapsed());
 
     let summary = report.summary();
     match config.report_format {
@@ -230,12 +141,13 @@ pub async fn run(
     {
         error!(file = %path, error = %e, "cannot write REPORT_FILE");
     }
+    let lag = report.job_start_lag;
     info!(
-        run = %template.run_id,
-        counts = ?report.counts,
+        run = %run_id,
+        counts = ?report.counts(),
         skipped = report.skipped.len(),
-        job_start_lag_median_ms = report.job_start_lag.median_ms,
-        job_start_lag_max_ms = report.job_start_lag.max_ms,
+        job_start_lag_median_ms = lag.median_ms,
+        job_start_lag_max_ms = lag.max_ms,
         exit_code = report.exit_code().code(),
         "run finished"
     );
@@ -250,124 +162,63 @@ pub async fn run(
     Ok(Finished::Report(Box::new(report)))
 }
 
-/// What a finished create request means for the tracker; `Err` for what stops the run.
-fn create_result(template: &JobTemplate, node: &str, result: Result<Created>) -> Result<CreateResult> {
-    Ok(match result {
-        Ok(Created::New(job)) => CreateResult::Created { created_at: job.metadata.creation_timestamp.map(|t| t.0) },
-        Ok(Created::AlreadyExists(job)) => match template.adoption(&job, node) {
-            Adoption::Adopt(images) => CreateResult::Adopted { job, images },
-            Adoption::Refuse(reason) => CreateResult::Refused(reason),
-        },
-        Ok(Created::Vanished) => CreateResult::Vanished,
-        Err(e) => match e.class() {
-            ErrorClass::PerNode => CreateResult::Denied(e.message()),
-            ErrorClass::Transient => CreateResult::Transient(e.to_string()),
-            // 404 on a create: the namespace is gone. Fatal, like RBAC and authentication.
-            ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Fatal => return Err(e),
-        },
-    })
+/// A watch's next item as a tracker input (errors classified in error.rs).
+fn watch_input<K: Object>(
+    item: Option<Result<watcher::Event<K>, watcher::Error>>,
+    namespace: &str,
+    wrap: fn(watcher::Event<K>) -> Input,
+) -> Input {
+    let action = || format!("watch {} in namespace {namespace:?}", plural::<K>());
+    match item {
+        Some(Ok(event)) => wrap(event),
+        Some(Err(e)) => Input::WatchFailed(Error::watch(action(), e)),
+        None => Input::WatchFailed(Error::WatchEnded(action())),
+    }
 }
 
-/// The one loop: watches, creates, the clock and signals, until every node has a verdict, a
-/// signal stops it, or an API error stops the run (returned; the caller still reports).
-async fn event_loop(
-    cluster: &Cluster,
-    template: &JobTemplate,
-    tracker: &mut Tracker,
-    shutdown: &mut Shutdown,
-    report: &mut Report,
-) -> Result<()> {
-    let selector = template.run_selector();
-    let jobs = cluster.watch_jobs(&selector);
-    let pods = cluster.watch_pods(&selector);
+/// The one loop: feed the tracker what happens, carry out what it asks, until it says the run ended.
+async fn drive(cluster: &Cluster, selector: &str, tick: Duration, tracker: &mut Tracker, shutdown: &mut Shutdown) {
+    let ns = cluster.namespace();
+    let jobs = cluster.watch::<Job>(selector);
+    let pods = cluster.watch::<Pod>(selector);
     futures::pin_mut!(jobs, pods);
-    let (mut jobs_listed, mut pods_listed) = (false, false);
-    let watch_ready_by = Instant::now() + WATCH_READY_TIMEOUT;
     let mut creates = FuturesUnordered::new();
     let mut deletes = FuturesUnordered::new();
-    let mut tick = tokio::time::interval(TICK);
+    let mut clock = tokio::time::interval(tick);
     let mut progress = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
-    let mut drain_until: Option<Instant> = None;
     let loop_started = Instant::now();
-    let mut all_created_logged = false;
-    let action = |what: &str| format!("watch {what} in namespace {:?}", cluster.namespace());
-
-    loop {
-        if jobs_listed && pods_listed && drain_until.is_none() {
-            for node in tracker.next_creates(Timestamp::now()) {
-                creates.push(create(cluster, template, node));
-            }
-        }
-        if !all_created_logged && tracker.creating_finished() && creates.is_empty() && jobs_listed && pods_listed {
-            all_created_logged = true;
-            let p = tracker.progress();
-            info!(elapsed_ms = loop_started.elapsed().as_millis() as u64, done = p.done, "no more creates to send");
-        }
-        if tracker.is_done() || (drain_until.is_some() && creates.is_empty()) {
-            break;
-        }
-        let actions = tokio::select! {
-            event = jobs.next() => match event {
-                Some(Ok(event)) => {
-                    jobs_listed |= matches!(event, watcher::Event::InitDone);
-                    tracker.on_job_event(event, Timestamp::now())
-                }
-                Some(Err(e)) => { watch_failed(&e, action("jobs.batch"))?; Vec::new() }
-                None => return Err(Error::WatchEnded(action("jobs.batch"))),
-            },
-            event = pods.next() => match event {
-                Some(Ok(event)) => {
-                    pods_listed |= matches!(event, watcher::Event::InitDone);
-                    tracker.on_pod_event(event, Timestamp::now())
-                }
-                Some(Err(e)) => { watch_failed(&e, action("pods"))?; Vec::new() }
-                None => return Err(Error::WatchEnded(action("pods"))),
-            },
-            Some((job, node, result)) = creates.next(), if !creates.is_empty() => {
-                let result = create_result(template, &node, result)?;
-                tracker.on_create(&job, result, Timestamp::now())
-            }
-            Some(()) = deletes.next(), if !deletes.is_empty() => Vec::new(),
-            _ = tick.tick() => {
-                if !(jobs_listed && pods_listed) && Instant::now() >= watch_ready_by {
-                    return Err(Error::WatchEnded(format!(
-                        "list this run's Jobs and pods within {}s before creating any", WATCH_READY_TIMEOUT.as_secs()
-                    )));
-                }
-                tracker.on_tick(Timestamp::now())
-            }
+    let mut signal_seen = false;
+    while tracker.ending().is_none() {
+        let input = tokio::select! {
+            item = jobs.next() => watch_input(item, ns, Input::Jobs),
+            item = pods.next() => watch_input(item, ns, Input::Pods),
+            Some((name, result)) = creates.next(), if !creates.is_empty() => Input::Created { name, result },
+            Some(()) = deletes.next(), if !deletes.is_empty() => continue,
+            _ = clock.tick() => Input::Tick,
             _ = progress.tick() => {
-                log_progress(tracker, loop_started.elapsed());
-                Vec::new()
+                log_progress(tracker.progress(), tracker.lag().median_ms, loop_started.elapsed());
+                continue;
             }
-            signal = signalled(shutdown), if drain_until.is_none() => {
-                report.interrupted = Some(signal);
-                tracker.interrupt();
-                drain_until = Some(Instant::now() + DRAIN_CREATES);
-                Vec::new()
+            signal = signalled(shutdown), if !signal_seen => {
+                signal_seen = true;
+                Input::Signal(signal)
             }
-            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
         };
-        for Action::DeleteJob(name) in actions {
-            deletes.push(async move { cluster.delete_job(&name).await });
+        for action in tracker.step(Timestamp::now(), input) {
+            match action {
+                Action::Create(job) => creates.push(async move {
+                    let name = job.metadata.name.clone().unwrap_or_default();
+                    (name, cluster.create(&*job).await)
+                }),
+                Action::Delete(name) => deletes.push(async move { cluster.delete::<Job>(&name).await }),
+            }
         }
     }
     // Deleting concluded Jobs is best effort; give the ones in flight a moment, not the run's time.
-    let _ = tokio::time::timeout(Duration::from_secs(5), deletes.collect::<Vec<_>>()).await;
-    Ok(())
+    let _ = tokio::time::timeout(DELETES_AFTER, deletes.collect::<Vec<_>>()).await;
 }
 
-/// Build and send one Job; answers (job name, node name, result).
-async fn create(cluster: &Cluster, template: &JobTemplate, node: EligibleNode) -> (String, String, Result<Created>) {
-    let job = template.build(&node);
-    let name = job.metadata.name.clone().unwrap_or_default();
-    let result = cluster.create_job(&job).await;
-    (name, node.name, result)
-}
-
-fn log_progress(tracker: &Tracker, elapsed: Duration) {
-    let p = tracker.progress();
-    let lag = tracker.lag();
+fn log_progress(p: Progress, lag_median_ms: u64, elapsed: Duration) {
     let eta = (p.done > 0 && p.done < p.total)
         .then(|| elapsed.as_secs_f64() / p.done as f64 * (p.total - p.done) as f64)
         .map(|s| format!("{s:.0}s"))
@@ -380,19 +231,8 @@ fn log_progress(tracker: &Tracker, elapsed: Duration) {
         p.queued,
         p.creating,
         p.pulling,
-        lag.median_ms as f64 / 1000.0
+        lag_median_ms as f64 / 1000.0
     );
-}
-
-/// A watch error stops the run when no retry can fix it; otherwise the watcher backs off and retries.
-fn watch_failed(e: &watcher::Error, action: String) -> Result<()> {
-    match fatal_watch_error(e, action.clone()) {
-        Some(fatal) => Err(fatal),
-        None => {
-            warn!(error = %e, "cannot {action} for now; retrying with backoff");
-            Ok(())
-        }
-    }
 }
 
 /// Checks that need the cluster but belong to the configuration: a missing pull secret or priority
@@ -420,7 +260,7 @@ async fn preflight(cluster: &Cluster, config: &Config) -> Result<()> {
     if problems.is_empty() { Ok(()) } else { Err(Error::Config(problems)) }
 }
 
-fn settings(config: &Config, template: &JobTemplate) -> RunSettings {
+fn settings(config: &Config, template: &PullerTemplate) -> RunSettings {
     RunSettings {
         namespace: template.namespace.clone(),
         strategy: config.strategy.name().into(),
@@ -435,43 +275,12 @@ fn settings(config: &Config, template: &JobTemplate) -> RunSettings {
 }
 
 /// `DRY_RUN=true`: every Job as one YAML document.
-fn print_jobs(out: &mut (dyn Write + Send), template: &JobTemplate, nodes: &[EligibleNode]) -> Result<()> {
+fn print_jobs(out: &mut (dyn Write + Send), template: &PullerTemplate, nodes: &[EligibleNode]) -> Result<()> {
     for node in nodes.iter().filter(|n| n.images != 0) {
         let yaml = serde_saphyr::to_string(&template.build(node)).map_err(Error::output)?;
         write!(out, "---\n{yaml}").map_err(Error::output)?;
     }
     Ok(())
-}
-
-/// The per-run Job template: run id, helper image and owner come from config or the controller's pod.
-fn job_template(cluster: &Cluster, config: &Config, me: &SelfInfo) -> Result<JobTemplate> {
-    let helper_image = config.helper_image.clone().or_else(|| me.image.clone());
-    if config.strategy == PullStrategy::Kubelet && helper_image.is_none() {
-        return Err(Error::SelfInspection(
-            "the controller's pod has no container image to use as HELPER_IMAGE; set HELPER_IMAGE".into(),
-        ));
-    }
-    let run_id = config
-        .run_id
-        .clone()
-        .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
-        .unwrap_or_else(|| Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
-    // Owner references cannot cross namespaces: the garbage collector would treat the owner as gone
-    // and delete the pullers at once. Outside the pod's namespace, the TTL alone cleans up.
-    let owner = match (&me.owner_job, &config.pod) {
-        (Some(owner), Some(pod)) if pod.namespace == cluster.namespace() => Some(owner.clone()),
-        (Some(owner), _) => {
-            warn!(
-                owner = %owner.name,
-                namespace = %cluster.namespace(),
-                "puller Jobs live outside the controller's namespace, so they cannot be owned by its Job; \
-                 ttlSecondsAfterFinished alone removes them"
-            );
-            None
-        }
-        (None, _) => None,
-    };
-    Ok(JobTemplate::new(config, run_id, cluster.namespace().to_string(), helper_image, owner))
 }
 
 /// The whole program minus process concerns: validate `vars` (nothing is sent when they are bad),
@@ -488,30 +297,6 @@ where
     F: Future<Output = Result<Cluster>>,
 {
     let config = Config::from_vars(vars).map_err(Error::Config)?;
-    let cluster = match unless_signalled(&mut shutdown, connect(config.namespace.clone())).await {
-        Ok(cluster) => cluster?,
-        Err(signal) => return Ok(Finished::Stopped(signal)),
-    };
+    let cluster = or_stopped!(&mut shutdown, connect(config.namespace.clone()));
     run(&cluster, &config, shutdown, out).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_first_signal_is_graceful_the_second_exits_at_once() {
-        let (tx, mut rx) = watch::channel(None);
-        let mut exited = None;
-        let signals = futures::stream::iter([Signal::Terminate, Signal::Interrupt]);
-        forward_signals(signals, tx, |s| exited = Some(s)).await;
-        assert_eq!(signalled(&mut rx).await, Signal::Terminate, "the run sees the first");
-        assert_eq!(exited, Some(Signal::Interrupt), "the second exits");
-
-        let (tx, mut rx) = watch::channel(None);
-        let mut exited = None;
-        forward_signals(futures::stream::iter([Signal::Interrupt]), tx, |s| exited = Some(s)).await;
-        assert_eq!(signalled(&mut rx).await, Signal::Interrupt);
-        assert_eq!(exited, None, "one signal is graceful only");
-    }
 }

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::{Taint, Toleration as K8sToleration};
 
-use crate::naming::is_label_value;
+use crate::grammar::{is_label_key, is_label_value};
 
 /// One accepted taint pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,23 +42,13 @@ fn parse_one(entry: &str) -> Result<Toleration, String> {
         Some((key, value)) => (key, Some(value.to_string())),
         None => (rest, None),
     };
-    if !is_taint_key(key) {
+    if !is_label_key(key) {
         return Err(format!("`{entry}`: `{key}` is not a valid taint key"));
     }
     if let Some(v) = value.as_deref().filter(|v| !v.is_empty() && !is_label_value(v)) {
         return Err(format!("`{entry}`: `{v}` is not a valid taint value"));
     }
     Ok(Toleration { key: Some(key.to_string()), value, effect })
-}
-
-fn is_taint_key(key: &str) -> bool {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    prefix.is_none_or(|p| !p.is_empty() && crate::naming::is_dns_subdomain(p))
-        && !name.is_empty()
-        && is_label_value(name)
 }
 
 impl Toleration {

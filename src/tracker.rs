@@ -1,9 +1,19 @@
-//! Step 5 of the data path: the run as a synchronous state machine. Every eligible node is in it
-//! from the start, and it decides everything: which node's Job to create next (create concurrency,
-//! `MAX_PARALLEL`, pacing to the cluster's Job controller, the seed wave), and each node's verdict
-//! from the create results, the Job and pod watch events and the clock. It does no I/O: the run
-//! loop (`run.rs`) feeds it events and carries out what it asks for ([`Tracker::next_creates`],
-//! [`Action`]).
+//! Step 5 of the data path: the run as a synchronous state machine, and every decision of it.
+//!
+//! Every eligible node is in it from the start. It is fed [`Input`]s with the time they happened
+//! (watch events, watch errors, create results, the clock, signals) and answers with [`Action`]s
+//! (create this puller, delete that one); it reads no clock and does no I/O, so a run is a sequence of
+//! `(time, input)` and is tested as one (`tracker/scenarios.rs`). It decides:
+//! - when to create: not before both watches have listed (within [`Policy::watch_ready_timeout`]),
+//!   within `CREATE_CONCURRENCY`, `MAX_PARALLEL`, the seed wave and the pacing to the Job controller's
+//!   measured start rate, never after a signal, an identical-denial streak or a failed seed wave;
+//! - what a create result means ([`crate::error`] classifies the error, [`crate::pullers`] decides
+//!   adoption): created, adopted, refused, denied, worth retrying, or fatal for the run;
+//! - each node's verdict, from its pod first (per image: pulled, pull error past its grace, invalid),
+//!   then its Job's conditions, its deletion, the node's deletion, and the node deadline of [`Policy`];
+//!   which images the breaker holds back;
+//! - when the run ends and how ([`Ending`]): every node decided, a signal (after draining the creates in
+//!   flight, within [`Policy::drain`]), or a fatal API error.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -14,86 +24,71 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::watcher::Event;
 use tracing::{info, warn};
 
-use crate::nodes::{EligibleNode, ImageMask};
+use crate::cluster::Created;
+use crate::error::{Error, ErrorClass, Result};
+use crate::nodes::{EligibleNode, ImageMask, all_images};
 use crate::outcome::{
     ContainerView, Outcome, PodView, is_permanent_pull_error, outcome_from_job, owning_job, pod_problem, read_pod,
 };
+use crate::policy::Policy;
+use crate::pullers::{Adoption, PullerTemplate};
+use crate::signal::Signal;
 
-/// How the run paces and judges; the same for every node.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    pub image_count: usize,
-    /// A node with no verdict this long after its Job started (or was created, until it starts) is
-    /// timed out: the Job's own deadline (`DEADLINE_SECONDS` + `WAIT_GRACE_SECONDS`) plus slack.
-    pub node_deadline: Duration,
-    /// How long an image may keep failing to pull before it counts as failed.
-    pub pull_error_grace: Duration,
-    pub create_concurrency: usize,
-    pub max_parallel: Option<usize>,
-    pub seed_nodes: usize,
-    /// Attempts per node for creates that fail transiently (or whose Job vanished on a 409).
-    pub max_create_attempts: u8,
-    /// This many identical admission denials in a row stop all further creates.
-    pub denial_streak: usize,
-    /// An image that failed with a not-found/unauthorized error on this many nodes (and succeeded on
-    /// none) is not sent to the remaining nodes.
-    pub image_breaker: usize,
-    /// Pacing: keep at most (Job start rate × this) created Jobs waiting for the Job controller.
-    pub target_start_lag: Duration,
+#[cfg(test)]
+mod scenarios;
+
+/// What happened, as the run loop feeds it in (with the time it happened).
+// One input lives from the select that made it to the step that takes it; none is ever stored.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input {
+    /// An event of the run's label-selected Job watch.
+    Jobs(Event<Job>),
+    /// An event of the run's label-selected pod watch.
+    Pods(Event<Pod>),
+    /// A watch failed ([`Error::watch`], or [`Error::WatchEnded`]).
+    WatchFailed(Error),
+    /// The create request for the puller named `name` answered.
+    Created { name: String, result: Result<Created<Job>> },
+    /// The clock ([`Policy::tick`]).
+    Tick,
+    /// SIGTERM or SIGINT: no more creates, drain, a partial report.
+    Signal(Signal),
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            image_count: 1,
-            node_deadline: Duration::from_secs(360),
-            pull_error_grace: Duration::from_secs(30),
-            create_concurrency: 16,
-            max_parallel: None,
-            seed_nodes: 0,
-            max_create_attempts: 3,
-            denial_streak: 3,
-            image_breaker: 3,
-            target_start_lag: Duration::from_secs(5),
-        }
-    }
-}
-
-/// How a create request ended, as the run loop reports it.
-#[derive(Clone, Debug)]
-pub enum CreateResult {
-    Created {
-        created_at: Option<Timestamp>,
-    },
-    /// A 409 for a Job that is really ours ([`crate::jobs::Adoption::Adopt`]): follow it.
-    Adopted {
-        job: Box<Job>,
-        images: ImageMask,
-    },
-    /// A 409 for a Job that is not ours; the reason says what to do.
-    Refused(String),
-    /// 409 then 404: deleted in between; try again.
-    Vanished,
-    /// The apiserver's admission said no (quota, LimitRange, webhook, validation).
-    Denied(String),
-    /// Overload or timeout that kube's own retries did not get through; try again later.
-    Transient(String),
-}
-
-/// What the tracker asks the run loop to do besides creating.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the tracker asks the run loop to do.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// The node is concluded but its pod would go on retrying a pull: delete the Job.
-    DeleteJob(String),
+    /// Create this puller; its answer comes back as [`Input::Created`].
+    Create(Box<Job>),
+    /// The node is concluded but its pod would go on retrying a pull: delete the puller (best effort).
+    Delete(String),
 }
 
+/// How the run ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// Every node has a verdict.
+    Done,
+    /// A signal stopped it: what was open is `unfinished`, what was queued `not-started`.
+    Interrupted(Signal),
+    /// An API error stopped it (exit 3, after the report).
+    Fatal(Error),
+}
+
+/// A node's place in the run. Counted per state in one place ([`Tracker::set`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Queued,
     Creating,
-    Created,
+    /// Created, not yet started by the Job controller (no `startTime`, no pod).
+    Unstarted,
+    /// Created and started, no verdict yet.
+    Running,
     Done,
 }
+
+const STATES: usize = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Wave {
@@ -194,22 +189,34 @@ pub struct LagStats {
     pub max_ms: u64,
 }
 
+/// Everything a finished run hands to the report.
+#[derive(Debug)]
+pub struct RunResult {
+    pub ending: Ending,
+    pub verdicts: Vec<Verdict>,
+    pub lag: LagStats,
+    /// Images the circuit breaker stopped: (image index, reason said once).
+    pub held_back: Vec<(usize, String)>,
+}
+
 #[derive(Debug)]
 pub struct Tracker {
     policy: Policy,
+    template: PullerTemplate,
     nodes: Vec<Entry>,
     by_job: HashMap<String, u32>,
     queue: VecDeque<u32>,
+    counts: [usize; STATES],
     wave: Wave,
+    started: Timestamp,
+    /// The initial lists of the Job and the pod watch are done: creates may go.
+    jobs_listed: bool,
+    pods_listed: bool,
     /// Why creates stopped for good (denial streak, seed wave failed): the queued nodes' reason.
     stopped: Option<(Outcome, String)>,
-    interrupted: bool,
-    creating: usize,
-    /// Created, no verdict.
-    active: usize,
-    /// Creating, or created and not yet started by the Job controller.
-    unstarted: usize,
-    done: usize,
+    /// The first signal and until when creates in flight may answer.
+    interrupted: Option<(Signal, Timestamp)>,
+    ending: Option<Ending>,
     confirmed: u64,
     denials: (String, usize),
     image_failures: Vec<u32>,
@@ -222,15 +229,13 @@ pub struct Tracker {
     /// (seen names, confirmations before the relist began) while the Job watch relists.
     relist: Option<(HashSet<u32>, u64)>,
     logged_failures: usize,
+    all_created_logged: bool,
 }
 
 /// Nodes logged one by one when they fail; the report has all of them.
 const MAX_LOGGED_FAILURES: usize = 50;
 
-/// Window over which the Job controller's start rate is measured.
-const RATE_WINDOW: SignedDuration = SignedDuration::from_secs(10);
-
-fn secs(d: Duration) -> SignedDuration {
+fn span(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
 
@@ -246,23 +251,23 @@ fn gist(message: &str) -> String {
 }
 
 impl Tracker {
-    /// Every eligible node is tracked from the start. `job_name` names each node's Job; `present`
-    /// is the mask of images some nodes already have (`SKIP_PRESENT`): those with nothing left to
-    /// pull are `already-present` at once.
-    pub fn new(policy: Policy, eligible: Vec<EligibleNode>, job_name: impl Fn(&str) -> String) -> Tracker {
-        let all = crate::nodes::all_images(policy.image_count);
+    /// Every eligible node is tracked from `now`, the start of the run loop. Nodes with nothing left
+    /// to pull (`SKIP_PRESENT`) are `already-present` at once; the seed wave, if any, is planned.
+    pub fn new(policy: Policy, template: PullerTemplate, eligible: Vec<EligibleNode>, now: Timestamp) -> Tracker {
         let count = policy.image_count;
+        let all = all_images(count);
         let mut t = Tracker {
             nodes: Vec::with_capacity(eligible.len()),
             by_job: HashMap::with_capacity(eligible.len()),
             queue: VecDeque::with_capacity(eligible.len()),
+            counts: [0; STATES],
             wave: Wave::Open,
+            started: now,
+            jobs_listed: false,
+            pods_listed: false,
             stopped: None,
-            interrupted: false,
-            creating: 0,
-            active: 0,
-            unstarted: 0,
-            done: 0,
+            interrupted: None,
+            ending: None,
             confirmed: 0,
             denials: (String::new(), 0),
             image_failures: vec![0; count],
@@ -272,12 +277,14 @@ impl Tracker {
             lags: Vec::new(),
             relist: None,
             logged_failures: 0,
+            all_created_logged: false,
             policy,
+            template,
         };
-        let mut zones: Vec<Option<String>> = Vec::new();
+        let mut zones: Vec<Option<String>> = Vec::with_capacity(eligible.len());
         for node in eligible {
             let index = t.nodes.len() as u32;
-            let job = job_name(&node.name);
+            let job = t.template.job_name(&node.name);
             t.by_job.insert(job.clone(), index);
             zones.push(node.zone);
             t.nodes.push(Entry {
@@ -305,10 +312,11 @@ impl Tracker {
                 early_pod: None,
             });
         }
+        t.counts[State::Queued as usize] = t.nodes.len();
         let pulling: Vec<u32> = (0..t.nodes.len() as u32).filter(|&i| t.nodes[i as usize].images != 0).collect();
         let present: Vec<usize> = (0..t.nodes.len()).filter(|&i| t.nodes[i].images == 0).collect();
         for i in present {
-            t.conclude(i, Outcome::AlreadyPresent, "every image is already on the node".into(), None);
+            t.conclude(i, Outcome::AlreadyPresent, "every image is already on the node".into(), now);
         }
         let seeds = plan_seeds(&pulling, &zones, t.policy.seed_nodes);
         if !seeds.is_empty() && seeds.len() < pulling.len() {
@@ -320,20 +328,96 @@ impl Tracker {
         let seed_set: HashSet<u32> = seeds.iter().copied().collect();
         t.queue.extend(seeds);
         t.queue.extend(pulling.into_iter().filter(|i| !seed_set.contains(i)));
+        if t.nodes.is_empty() {
+            warn!("no eligible node: nothing to pre-pull");
+        }
+        t.settle_ending(now);
         t
+    }
+
+    /// Fold one input in, at `now`; answers what to do.
+    pub fn step(&mut self, now: Timestamp, input: Input) -> Vec<Action> {
+        if self.ending.is_some() {
+            return Vec::new();
+        }
+        let mut actions = match input {
+            Input::Jobs(event) => self.on_job_event(event, now),
+            Input::Pods(event) => self.on_pod_event(event, now),
+            Input::WatchFailed(error) => {
+                self.on_watch_error(error);
+                Vec::new()
+            }
+            Input::Created { name, result } => self.on_create(&name, result, now),
+            Input::Tick => self.on_tick(now),
+            Input::Signal(signal) => {
+                if self.interrupted.is_none() {
+                    self.interrupted = Some((signal, now + span(self.policy.drain)));
+                    warn!(
+                        signal = signal.name(),
+                        "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL"
+                    );
+                }
+                Vec::new()
+            }
+        };
+        if self.ending.is_none() {
+            actions.extend(self.next_creates(now));
+        }
+        self.settle_ending(now);
+        actions
+    }
+
+    /// How the run ended, once it has.
+    pub fn ending(&self) -> Option<&Ending> {
+        self.ending.as_ref()
+    }
+
+    /// The run's result: every node's verdict (open nodes get the verdict of an interrupted run:
+    /// queued ones `not-started`, created ones `unfinished`), how it ended, the Job start lag and the
+    /// images held back.
+    pub fn finish(mut self, now: Timestamp) -> RunResult {
+        while let Some(i) = self.queue.pop_front() {
+            self.conclude(i as usize, Outcome::NotStarted, "run interrupted before its Job was created".into(), now);
+        }
+        for i in 0..self.nodes.len() {
+            let (outcome, reason) = match self.nodes[i].state {
+                State::Creating => (Outcome::Unfinished, "run interrupted while its create request was in flight"),
+                State::Unstarted | State::Running => (Outcome::Unfinished, "run interrupted before the Job finished"),
+                State::Queued => (Outcome::NotStarted, "run interrupted before its Job was created"),
+                State::Done => continue,
+            };
+            self.conclude(i, outcome, reason.into(), now);
+        }
+        let verdicts = self.nodes.iter().map(|e| self.verdict_of(e)).collect();
+        let held_back =
+            self.broken.iter().enumerate().filter_map(|(i, b)| b.as_ref().map(|b| (i, b.clone()))).collect();
+        RunResult { ending: self.ending.take().unwrap_or(Ending::Done), verdicts, lag: self.lag(), held_back }
     }
 
     pub fn total(&self) -> usize {
         self.nodes.len()
     }
 
-    pub fn is_done(&self) -> bool {
-        self.done == self.nodes.len()
+    fn count(&self, state: State) -> usize {
+        self.counts[state as usize]
     }
 
-    /// True once no further create will be sent (interrupted, stopped, or nothing left queued).
-    pub fn creating_finished(&self) -> bool {
-        self.interrupted || self.stopped.is_some() || self.queue.is_empty()
+    /// Created, no verdict yet.
+    fn active(&self) -> usize {
+        self.count(State::Unstarted) + self.count(State::Running)
+    }
+
+    /// Sent to the Job controller and not started by it yet (pacing).
+    fn unstarted(&self) -> usize {
+        self.count(State::Creating) + self.count(State::Unstarted)
+    }
+
+    /// The one place a node changes state, so the counts follow.
+    fn set(&mut self, i: usize, to: State) {
+        let from = self.nodes[i].state;
+        self.counts[from as usize] -= 1;
+        self.counts[to as usize] += 1;
+        self.nodes[i].state = to;
     }
 
     pub fn progress(&self) -> Progress {
@@ -341,9 +425,9 @@ impl Tracker {
         Progress {
             total: self.nodes.len(),
             queued: self.queue.len(),
-            creating: self.creating,
-            pulling: self.active,
-            done: self.done,
+            creating: self.count(State::Creating),
+            pulling: self.active(),
+            done: self.count(State::Done),
             failed,
         }
     }
@@ -360,9 +444,25 @@ impl Tracker {
         }
     }
 
-    /// Images the circuit breaker stopped: (image index, reason).
-    pub fn broken_images(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.broken.iter().enumerate().filter_map(|(i, b)| b.as_deref().map(|b| (i, b)))
+    /// No further create will be sent: interrupted, stopped, or nothing left queued.
+    fn creating_finished(&self) -> bool {
+        self.interrupted.is_some() || self.stopped.is_some() || self.queue.is_empty()
+    }
+
+    /// Decide whether the run is over: a signal (once the creates in flight answered or the drain
+    /// time is up), or every node decided.
+    fn settle_ending(&mut self, now: Timestamp) {
+        if self.ending.is_some() {
+            return;
+        }
+        let all_done = self.count(State::Done) == self.nodes.len();
+        if let Some((signal, until)) = self.interrupted {
+            if all_done || self.count(State::Creating) == 0 || now >= until {
+                self.ending = Some(Ending::Interrupted(signal));
+            }
+        } else if all_done {
+            self.ending = Some(Ending::Done);
+        }
     }
 
     /// How many created-but-unstarted Jobs the Job controller can take now: its recent start rate
@@ -375,55 +475,81 @@ impl Tracker {
         ((rate * self.policy.target_start_lag.as_secs_f64()) as usize).max(floor)
     }
 
-    /// The nodes whose Jobs to create now (they become `Creating`), within every limit.
-    pub fn next_creates(&mut self, now: Timestamp) -> Vec<EligibleNode> {
+    /// The pullers to create now (their nodes become `Creating`), within every limit.
+    fn next_creates(&mut self, now: Timestamp) -> Vec<Action> {
         let mut out = Vec::new();
-        if self.interrupted || self.stopped.is_some() {
+        if !(self.jobs_listed && self.pods_listed) || self.interrupted.is_some() || self.stopped.is_some() {
             return out;
         }
         let pace = self.pace_limit(now);
         while let Some(&next) = self.queue.front() {
             let entry = &self.nodes[next as usize];
-            let parallel_full = self.policy.max_parallel.is_some_and(|m| self.creating + self.active >= m);
-            if self.creating >= self.policy.create_concurrency
+            let creating = self.count(State::Creating);
+            let parallel_full = self.policy.max_parallel.is_some_and(|m| creating + self.active() >= m);
+            if creating >= self.policy.create_concurrency
                 || parallel_full
-                || self.unstarted >= pace
+                || self.unstarted() >= pace
                 || (self.wave == Wave::Seeding && !entry.seed)
             {
                 break;
             }
             self.queue.pop_front();
-            let entry = &mut self.nodes[next as usize];
-            entry.state = State::Creating;
-            self.creating += 1;
-            self.unstarted += 1;
-            out.push(EligibleNode {
+            let i = next as usize;
+            self.set(i, State::Creating);
+            let entry = &self.nodes[i];
+            let node = EligibleNode {
                 name: entry.name.clone(),
                 tolerations: entry.tolerations,
                 images: entry.images,
                 zone: None,
-            });
+            };
+            out.push(Action::Create(Box::new(self.template.build(&node))));
+        }
+        if !self.all_created_logged && self.creating_finished() && self.count(State::Creating) == 0 {
+            self.all_created_logged = true;
+            let elapsed_ms = now.duration_since(self.started).as_millis().max(0) as u64;
+            info!(elapsed_ms, done = self.count(State::Done), "no more creates to send");
         }
         out
     }
 
-    /// A create request for the Job named `job` ended.
-    pub fn on_create(&mut self, job: &str, result: CreateResult, now: Timestamp) -> Vec<Action> {
-        let Some(&i) = self.by_job.get(job) else { return Vec::new() };
+    fn on_watch_error(&mut self, error: Error) {
+        if error.class() == ErrorClass::Fatal {
+            self.ending = Some(Ending::Fatal(error));
+        } else {
+            warn!("{error}; the watch retries with backoff");
+        }
+    }
+
+    /// A create request for the Job named `name` answered.
+    fn on_create(&mut self, name: &str, result: Result<Created<Job>>, now: Timestamp) -> Vec<Action> {
+        let Some(&i) = self.by_job.get(name) else { return Vec::new() };
         let i = i as usize;
         if self.nodes[i].state != State::Creating {
             return Vec::new();
         }
-        self.creating -= 1;
-        self.unstarted -= 1;
-        self.nodes[i].state = State::Queued;
         let node = self.nodes[i].name.clone();
         let node = node.as_str();
+        // What the answer means; a fatal one stops the run with this node still in flight.
+        let result = match result {
+            Ok(created) => Ok(created),
+            Err(e) => match e.class() {
+                ErrorClass::PerNode => Err(Denial::Denied(e.message())),
+                ErrorClass::Transient => Err(Denial::Retry(e.to_string())),
+                // 404 on a create: the namespace is gone. Fatal, like RBAC and authentication.
+                ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Fatal => {
+                    self.ending = Some(Ending::Fatal(e));
+                    return Vec::new();
+                }
+            },
+        };
+        self.set(i, State::Queued);
         let mut actions = Vec::new();
         match result {
-            CreateResult::Created { created_at } => {
+            Ok(Created::New(job)) => {
                 self.denials = (String::new(), 0);
-                self.confirm(i, created_at.unwrap_or(now));
+                let created_at = job.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+                self.confirm(i, created_at);
                 // The watches may have shown the Job and its pod before the create returned.
                 if let Some(event) = self.nodes[i].early_job.take() {
                     actions.extend(self.on_job_event(*event, now));
@@ -432,42 +558,27 @@ impl Tracker {
                     actions.extend(self.on_pod_event(Event::Apply(*pod), now));
                 }
             }
-            CreateResult::Adopted { job, images } => {
-                self.denials = (String::new(), 0);
-                let created_at = job.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
-                let entry = &mut self.nodes[i];
-                entry.early_job = None;
-                let early_pod = entry.early_pod.take();
-                entry.present |= entry.images & !images;
-                entry.images &= images;
-                info!(node, job = %entry.job, "a Job of this run with the same images exists; adopting it");
-                self.confirm(i, created_at);
-                actions.extend(self.on_job_event(Event::Apply(*job), now));
-                if let Some(pod) = early_pod {
-                    actions.extend(self.on_pod_event(Event::Apply(*pod), now));
-                }
-            }
-            CreateResult::Refused(reason) => {
-                self.conclude(i, Outcome::NotCreated, reason, Some(now));
-            }
-            CreateResult::Vanished | CreateResult::Transient(_) => {
-                let entry = &mut self.nodes[i];
-                entry.attempts += 1;
-                let message = match result {
-                    CreateResult::Transient(m) => m,
-                    _ => "the existing Job was deleted while being adopted".into(),
-                };
-                if entry.attempts >= self.policy.max_create_attempts {
-                    let reason = format!("gave up after {} attempts: {message}", entry.attempts);
-                    self.conclude(i, Outcome::NotCreated, reason, Some(now));
-                } else {
-                    warn!(node, attempt = entry.attempts, %message, "create did not go through; trying again");
+            Ok(Created::AlreadyExists(job)) => match self.template.adoption(&job.metadata, node) {
+                Adoption::Adopt(images) => {
+                    self.denials = (String::new(), 0);
+                    let created_at = job.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+                    let entry = &mut self.nodes[i];
                     entry.early_job = None;
-                    entry.early_pod = None;
-                    self.queue.push_back(i as u32);
+                    let early_pod = entry.early_pod.take();
+                    entry.present |= entry.images & !images;
+                    entry.images &= images;
+                    info!(node, job = %entry.job, "a Job of this run with the same images exists; adopting it");
+                    self.confirm(i, created_at);
+                    actions.extend(self.on_job_event(Event::Apply(*job), now));
+                    if let Some(pod) = early_pod {
+                        actions.extend(self.on_pod_event(Event::Apply(*pod), now));
+                    }
                 }
-            }
-            CreateResult::Denied(message) => {
+                Adoption::Refuse(reason) => self.conclude(i, Outcome::NotCreated, reason, now),
+            },
+            Ok(Created::Vanished) => self.retry(i, "the existing Job was deleted while being adopted".into(), now),
+            Err(Denial::Retry(message)) => self.retry(i, message, now),
+            Err(Denial::Denied(message)) => {
                 let key = gist(&message);
                 if self.denials.0 == key {
                     self.denials.1 += 1;
@@ -475,7 +586,7 @@ impl Tracker {
                     self.denials = (key, 1);
                 }
                 warn!(node, %message, "the apiserver refused this node's Job");
-                self.conclude(i, Outcome::NotCreated, message.clone(), Some(now));
+                self.conclude(i, Outcome::NotCreated, message.clone(), now);
                 if self.denials.1 >= self.policy.denial_streak && self.stopped.is_none() {
                     let reason = format!(
                         "not attempted: the last {} creates were refused the same way: {message}",
@@ -489,34 +600,46 @@ impl Tracker {
         actions
     }
 
+    /// A create that did not go through (transient error, or the Job vanished on a 409): queue the
+    /// node again, up to [`Policy::max_create_attempts`].
+    fn retry(&mut self, i: usize, message: String, now: Timestamp) {
+        let entry = &mut self.nodes[i];
+        entry.attempts += 1;
+        if entry.attempts >= self.policy.max_create_attempts {
+            let reason = format!("gave up after {} attempts: {message}", entry.attempts);
+            self.conclude(i, Outcome::NotCreated, reason, now);
+        } else {
+            warn!(node = %entry.name, attempt = entry.attempts, %message, "create did not go through; trying again");
+            entry.early_job = None;
+            entry.early_pod = None;
+            self.queue.push_back(i as u32);
+        }
+    }
+
     fn confirm(&mut self, i: usize, created_at: Timestamp) {
         self.confirmed += 1;
-        self.active += 1;
         let entry = &mut self.nodes[i];
-        entry.state = State::Created;
         entry.confirmed = self.confirmed;
         entry.created_at = Some(created_at);
-        if entry.started_at.is_none() {
-            self.unstarted += 1;
-        }
+        let state = if entry.started_at.is_some() { State::Running } else { State::Unstarted };
+        self.set(i, state);
     }
 
     /// The Job controller started node `i`'s Job (its `startTime`, or its first pod).
     fn started(&mut self, i: usize, at: Timestamp, now: Timestamp) {
         let entry = &mut self.nodes[i];
-        if entry.started_at.is_some() || entry.state != State::Created {
+        if entry.started_at.is_some() || entry.state != State::Unstarted {
             return;
         }
         entry.started_at = Some(at);
-        if entry.state == State::Created {
-            self.unstarted -= 1;
-        }
         if let Some(created) = entry.created_at {
             let lag = at.duration_since(created).as_millis().clamp(0, u32::MAX as i128) as u32;
             self.lags.push(lag);
         }
+        self.set(i, State::Running);
         self.starts.push_back(now);
-        while self.starts.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
+        let window = span(self.policy.rate_window);
+        while self.starts.front().is_some_and(|t| now.duration_since(*t) > window) {
             self.starts.pop_front();
         }
     }
@@ -525,12 +648,12 @@ impl Tracker {
     fn stop(&mut self, outcome: Outcome, reason: String, now: Timestamp) {
         self.stopped = Some((outcome, reason.clone()));
         while let Some(i) = self.queue.pop_front() {
-            self.conclude(i as usize, outcome, reason.clone(), Some(now));
+            self.conclude(i as usize, outcome, reason.clone(), now);
         }
     }
 
     /// Fold one event of the run's Job watch in.
-    pub fn on_job_event(&mut self, event: Event<Job>, now: Timestamp) -> Vec<Action> {
+    fn on_job_event(&mut self, event: Event<Job>, now: Timestamp) -> Vec<Action> {
         match event {
             Event::Init => {
                 self.relist = Some((HashSet::new(), self.confirmed));
@@ -547,16 +670,19 @@ impl Tracker {
             Event::Apply(job) => self.apply_job(&job, now, false),
             Event::Delete(job) => self.apply_job(&job, now, true),
             Event::InitDone => {
+                self.jobs_listed = true;
                 // A Job confirmed before this relist began and missing from it is gone.
                 let Some((seen, before)) = self.relist.take() else { return Vec::new() };
                 let gone: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| {
                         let e = &self.nodes[i];
-                        e.state == State::Created && e.confirmed <= before && !seen.contains(&(i as u32))
+                        matches!(e.state, State::Unstarted | State::Running)
+                            && e.confirmed <= before
+                            && !seen.contains(&(i as u32))
                     })
                     .collect();
                 for i in gone {
-                    self.conclude(i, Outcome::Deleted, "Job deleted before it finished".into(), Some(now));
+                    self.conclude(i, Outcome::Deleted, "Job deleted before it finished".into(), now);
                 }
                 Vec::new()
             }
@@ -566,49 +692,51 @@ impl Tracker {
     fn apply_job(&mut self, job: &Job, now: Timestamp, deleted: bool) -> Vec<Action> {
         let Some(&i) = job.metadata.name.as_ref().and_then(|n| self.by_job.get(n)) else { return Vec::new() };
         let i = i as usize;
-        if let Some(start) = job.status.as_ref().and_then(|s| s.start_time.as_ref()) {
-            self.started(i, start.0, now);
-        }
-        let entry = &mut self.nodes[i];
-        match entry.state {
-            State::Created => {}
+        match self.nodes[i].state {
+            State::Unstarted | State::Running => {}
             // Seen before the create returned: judged once it has (it may be another run's Job).
             State::Creating => {
                 let job = job.clone();
-                entry.early_job = Some(Box::new(if deleted { Event::Delete(job) } else { Event::Apply(job) }));
+                self.nodes[i].early_job = Some(Box::new(if deleted { Event::Delete(job) } else { Event::Apply(job) }));
                 return Vec::new();
             }
             State::Queued | State::Done => return Vec::new(),
         }
-        let entry = &self.nodes[i];
-        if let Some((outcome, reason)) = outcome_from_job(job, entry.last_problem.as_deref()) {
+        if let Some(start) = job.status.as_ref().and_then(|s| s.start_time.as_ref()) {
+            self.started(i, start.0, now);
+        }
+        if let Some((outcome, reason)) = outcome_from_job(job, self.nodes[i].last_problem.as_deref()) {
             if outcome == Outcome::Succeeded {
                 let entry = &mut self.nodes[i];
                 entry.pulled |= entry.images & !entry.failed;
-                self.settle(i, now);
+                let actions = self.settle(i, now);
                 if self.nodes[i].state != State::Done {
-                    self.conclude(i, Outcome::Succeeded, String::new(), Some(now));
+                    self.conclude(i, Outcome::Succeeded, String::new(), now);
                 }
-            } else {
-                let reason = self.image_reason(i).unwrap_or(reason);
-                self.conclude(i, outcome, reason, Some(now));
+                return actions;
             }
+            let reason = self.image_reason(i).unwrap_or(reason);
+            self.conclude(i, outcome, reason, now);
         } else if deleted {
-            self.conclude(i, Outcome::Deleted, "Job deleted before it finished".into(), Some(now));
+            self.conclude(i, Outcome::Deleted, "Job deleted before it finished".into(), now);
         }
         Vec::new()
     }
 
     /// Fold one event of the run's pod watch in.
-    pub fn on_pod_event(&mut self, event: Event<Pod>, now: Timestamp) -> Vec<Action> {
+    fn on_pod_event(&mut self, event: Event<Pod>, now: Timestamp) -> Vec<Action> {
         let pod = match event {
             Event::Apply(pod) | Event::InitApply(pod) => pod,
-            Event::Delete(_) | Event::Init | Event::InitDone => return Vec::new(),
+            Event::InitDone => {
+                self.pods_listed = true;
+                return Vec::new();
+            }
+            Event::Delete(_) | Event::Init => return Vec::new(),
         };
         let Some(&i) = owning_job(&pod).and_then(|j| self.by_job.get(j)) else { return Vec::new() };
         let i = i as usize;
         match self.nodes[i].state {
-            State::Created => {}
+            State::Unstarted | State::Running => {}
             State::Creating => {
                 self.nodes[i].early_pod = Some(Box::new(pod));
                 return Vec::new();
@@ -631,8 +759,8 @@ impl Tracker {
         if let Some(message) = view.node_gone {
             // The Job would make a new pod for a node that is gone, and wait for its deadline.
             let job = self.nodes[i].job.clone();
-            self.conclude(i, Outcome::Deleted, format!("the node was deleted ({message})"), Some(now));
-            return vec![Action::DeleteJob(job)];
+            self.conclude(i, Outcome::Deleted, format!("the node was deleted ({message})"), now);
+            return vec![Action::Delete(job)];
         }
         if view.disrupted {
             // Evicted or preempted: the Job's pod failure policy makes a new pod.
@@ -687,7 +815,7 @@ impl Tracker {
         if let Some(problem) = view.failed {
             let outcome = if view.timed_out { Outcome::TimedOut } else { Outcome::Failed };
             let reason = self.image_reason(i).unwrap_or(problem);
-            self.conclude(i, outcome, reason, Some(now));
+            self.conclude(i, outcome, reason, now);
             return actions;
         }
         actions.extend(self.settle(i, now));
@@ -737,7 +865,7 @@ impl Tracker {
             if entry.images == 0 {
                 self.queue.retain(|&x| x != q);
                 let reason = self.image_reason(q as usize).unwrap_or_else(|| reason.clone());
-                self.conclude(q as usize, Outcome::Failed, reason, Some(now));
+                self.conclude(q as usize, Outcome::Failed, reason, now);
             }
         }
     }
@@ -752,14 +880,14 @@ impl Tracker {
             return Vec::new();
         }
         if entry.failed == 0 && entry.not_sent == 0 {
-            self.conclude(i, Outcome::Succeeded, String::new(), Some(now));
+            self.conclude(i, Outcome::Succeeded, String::new(), now);
             return Vec::new();
         }
         let reason = self.image_reason(i).unwrap_or_default();
-        let running = entry.state == State::Created && entry.failed != 0;
+        let running = matches!(entry.state, State::Unstarted | State::Running) && entry.failed != 0;
         let job = entry.job.clone();
-        self.conclude(i, Outcome::Failed, reason, Some(now));
-        if running { vec![Action::DeleteJob(job)] } else { Vec::new() }
+        self.conclude(i, Outcome::Failed, reason, now);
+        if running { vec![Action::Delete(job)] } else { Vec::new() }
     }
 
     /// "image 1 (...): message; image 2: ..." for a node's failed and held-back images.
@@ -775,17 +903,26 @@ impl Tracker {
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
-    /// The clock: pull errors past their grace fail, nodes past their deadline time out.
-    pub fn on_tick(&mut self, now: Timestamp) -> Vec<Action> {
-        let grace = secs(self.policy.pull_error_grace);
-        let deadline = secs(self.policy.node_deadline);
+    /// The clock: the watches' readiness bound, pull errors past their grace, helper images that do
+    /// not pull, nodes past their deadline.
+    fn on_tick(&mut self, now: Timestamp) -> Vec<Action> {
+        if !(self.jobs_listed && self.pods_listed)
+            && now.duration_since(self.started) >= span(self.policy.watch_ready_timeout)
+        {
+            self.ending = Some(Ending::Fatal(Error::WatchNotReady {
+                action: "list this run's Jobs and pods".into(),
+                seconds: self.policy.watch_ready_timeout.as_secs(),
+            }));
+            return Vec::new();
+        }
+        let grace = span(self.policy.pull_error_grace);
+        let deadline = span(self.policy.node_deadline);
         let mut actions = Vec::new();
         for i in 0..self.nodes.len() {
-            let entry = &self.nodes[i];
-            if entry.state != State::Created {
+            if !matches!(self.nodes[i].state, State::Unstarted | State::Running) {
                 continue;
             }
-            let expired: Vec<u8> = entry
+            let expired: Vec<u8> = self.nodes[i]
                 .failing
                 .iter()
                 .filter(|(_, since)| now.duration_since(*since) >= grace)
@@ -795,7 +932,7 @@ impl Tracker {
                 actions.extend(self.fail_image(i, img, now));
             }
             let entry = &self.nodes[i];
-            if entry.state != State::Created {
+            if entry.state == State::Done {
                 continue;
             }
             if let Some((since, message)) = &entry.helper_failing
@@ -803,54 +940,32 @@ impl Tracker {
             {
                 let reason = format!("the helper image cannot be pulled (HELPER_IMAGE): {message}");
                 let job = entry.job.clone();
-                self.conclude(i, Outcome::Failed, reason, Some(now));
-                actions.push(Action::DeleteJob(job));
+                self.conclude(i, Outcome::Failed, reason, now);
+                actions.push(Action::Delete(job));
                 continue;
             }
             let base = entry.started_at.or(entry.created_at).unwrap_or(now);
             if now.duration_since(base) >= deadline {
-                let mut reason = format!(
-                    "no verdict {}s after the Job {} (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack for the Job controller)",
-                    self.policy.node_deadline.as_secs(),
-                    if entry.started_at.is_some() { "started" } else { "was created" }
-                );
+                let since = if entry.started_at.is_some() { "started" } else { "was created" };
+                let mut reason = self.policy.node_deadline_reason(since);
                 if let Some(problem) = &entry.last_problem {
                     reason.push_str(&format!("; last pod problem: {problem}"));
                 }
                 let job = entry.job.clone();
-                self.conclude(i, Outcome::TimedOut, reason, Some(now));
-                actions.push(Action::DeleteJob(job));
+                self.conclude(i, Outcome::TimedOut, reason, now);
+                actions.push(Action::Delete(job));
             }
         }
         actions
     }
 
-    /// A signal: no more creates. What is open stays open until [`Tracker::verdicts`].
-    pub fn interrupt(&mut self) {
-        self.interrupted = true;
-    }
-
-    fn conclude(&mut self, i: usize, outcome: Outcome, reason: String, now: Option<Timestamp>) {
-        let entry = &mut self.nodes[i];
-        if entry.state == State::Done {
+    fn conclude(&mut self, i: usize, outcome: Outcome, reason: String, now: Timestamp) {
+        if self.nodes[i].state == State::Done {
             return;
         }
-        match entry.state {
-            State::Created => {
-                self.active -= 1;
-                if entry.started_at.is_none() {
-                    self.unstarted -= 1;
-                }
-            }
-            State::Creating => {
-                // Decided by the watch before the create returned; on_create will find it Done.
-                self.creating -= 1;
-                self.unstarted -= 1;
-            }
-            _ => {}
-        }
-        entry.state = State::Done;
-        entry.finished_at = now;
+        self.set(i, State::Done);
+        let entry = &mut self.nodes[i];
+        entry.finished_at = Some(now);
         entry.failing.clear();
         if outcome.is_success() {
             for (idx, count) in self.image_successes.iter_mut().enumerate() {
@@ -867,10 +982,8 @@ impl Tracker {
             }
         }
         entry.verdict = Some((outcome, reason));
-        let seed = entry.seed;
-        self.done += 1;
-        if seed && self.wave == Wave::Seeding {
-            self.seed_concluded(now.unwrap_or_else(Timestamp::now));
+        if entry.seed && self.wave == Wave::Seeding {
+            self.seed_concluded(now);
         }
     }
 
@@ -889,30 +1002,6 @@ impl Tracker {
         } else {
             info!(seeds = total, succeeded = ok, remaining = self.queue.len(), "seed wave done; fanning out");
         }
-    }
-
-    /// Every node's verdict. Open nodes get the verdict of an interrupted run: queued ones
-    /// `not-started`, created ones `unfinished`.
-    pub fn verdicts(&mut self, now: Timestamp) -> Vec<Verdict> {
-        let interrupted = "run interrupted before its Job was created".to_string();
-        while let Some(i) = self.queue.pop_front() {
-            self.conclude(i as usize, Outcome::NotStarted, interrupted.clone(), None);
-        }
-        for i in 0..self.nodes.len() {
-            let reason = match self.nodes[i].state {
-                State::Creating => "run interrupted while its create request was in flight",
-                State::Created => "run interrupted before the Job finished",
-                State::Queued => "run interrupted before its Job was created",
-                State::Done => continue,
-            };
-            self.conclude(
-                i,
-                if self.nodes[i].state == State::Queued { Outcome::NotStarted } else { Outcome::Unfinished },
-                reason.into(),
-                Some(now),
-            );
-        }
-        self.nodes.iter().map(|e| self.verdict_of(e)).collect()
     }
 
     fn verdict_of(&self, e: &Entry) -> Verdict {
@@ -949,6 +1038,14 @@ impl Tracker {
     }
 }
 
+/// A create error that is not fatal: what it means for the node.
+enum Denial {
+    /// Admission said no (quota, LimitRange, webhook, validation): `not-created` with its words.
+    Denied(String),
+    /// Overload or a timeout that kube's own retries did not get through: try again later.
+    Retry(String),
+}
+
 fn note(entry: &mut Entry, image: u8, message: &str) {
     match entry.notes.iter_mut().find(|n| n.image == image) {
         // ErrImagePull says why; the ImagePullBackOff that follows only says "Back-off".
@@ -979,166 +1076,4 @@ pub fn plan_seeds(nodes: &[u32], zones: &[Option<String>], k: usize) -> Vec<u32>
         }
     }
     seeds
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::outcome::tests::job;
-
-    fn node(name: &str, zone: Option<&str>) -> EligibleNode {
-        EligibleNode { name: name.into(), tolerations: 0, images: 0b1, zone: zone.map(Into::into) }
-    }
-
-    fn tracker(policy: Policy, names: &[&str]) -> Tracker {
-        Tracker::new(policy, names.iter().map(|n| node(n, None)).collect(), |n| format!("job-{n}"))
-    }
-
-    fn created() -> CreateResult {
-        CreateResult::Created { created_at: Some(Timestamp::now()) }
-    }
-
-    fn names(nodes: &[EligibleNode]) -> Vec<&str> {
-        nodes.iter().map(|n| n.name.as_str()).collect()
-    }
-
-    #[test]
-    fn seeds_spread_across_zones() {
-        let zones: Vec<Option<String>> =
-            ["a", "a", "a", "b", "b", "c"].iter().map(|z| Some(z.to_string())).chain([None]).collect();
-        let nodes: Vec<u32> = (0..7).collect();
-        assert_eq!(plan_seeds(&nodes, &zones, 3), [6, 0, 3], "one per zone (no zone is a group of its own) first");
-        assert_eq!(plan_seeds(&nodes, &zones, 5), [6, 0, 3, 5, 1], "nodes without a zone are one group");
-        assert_eq!(plan_seeds(&nodes, &zones, 0), Vec::<u32>::new());
-        assert_eq!(plan_seeds(&nodes, &zones, 99).len(), 7);
-    }
-
-    #[test]
-    fn create_concurrency_and_max_parallel_bound_the_creates() {
-        let policy = Policy { create_concurrency: 2, max_parallel: Some(3), ..Policy::default() };
-        let mut t = tracker(policy, &["a", "b", "c", "d", "e"]);
-        let now = Timestamp::now();
-        assert_eq!(names(&t.next_creates(now)), ["a", "b"], "two creates in flight");
-        assert!(t.next_creates(now).is_empty());
-        t.on_create("job-a", created(), now);
-        t.on_create("job-b", created(), now);
-        assert_eq!(names(&t.next_creates(now)), ["c"], "three pulling at most");
-        t.on_create("job-c", created(), now);
-        assert!(t.next_creates(now).is_empty());
-        t.on_job_event(Event::Apply(job("job-a", &[("Complete", "True", "", "")])), now);
-        assert_eq!(names(&t.next_creates(now)), ["d"], "the next node goes when one concludes");
-        assert_eq!(t.progress(), Progress { total: 5, queued: 1, creating: 1, pulling: 2, done: 1, failed: 0 });
-    }
-
-    #[test]
-    fn the_seed_wave_gates_the_fan_out_and_a_failed_wave_stops_the_run() {
-        let policy = Policy { seed_nodes: 2, ..Policy::default() };
-        let now = Timestamp::now();
-        let mut t = tracker(policy.clone(), &["a", "b", "c", "d"]);
-        assert_eq!(names(&t.next_creates(now)), ["a", "b"]);
-        t.on_create("job-a", created(), now);
-        t.on_create("job-b", created(), now);
-        t.on_job_event(Event::Apply(job("job-a", &[("Complete", "True", "", "")])), now);
-        assert!(t.next_creates(now).is_empty(), "one seed is still pulling");
-        t.on_job_event(Event::Apply(job("job-b", &[("Failed", "True", "BackoffLimitExceeded", "")])), now);
-        assert_eq!(names(&t.next_creates(now)), ["c", "d"], "one seed succeeded: fan out");
-
-        let mut t = tracker(policy, &["a", "b", "c", "d"]);
-        t.next_creates(now);
-        t.on_create("job-a", created(), now);
-        t.on_create("job-b", CreateResult::Denied("denied".into()), now);
-        t.on_job_event(Event::Apply(job("job-a", &[("Failed", "True", "BackoffLimitExceeded", "")])), now);
-        assert!(t.is_done());
-        let verdicts = t.verdicts(now);
-        assert_eq!(verdicts[2].outcome, Outcome::NotStarted);
-        assert!(verdicts[3].reason.starts_with("seed wave failed: none of the 2 seed nodes succeeded"));
-    }
-
-    #[test]
-    fn identical_denials_stop_the_creates_and_transient_errors_retry() {
-        let policy = Policy { create_concurrency: 1, ..Policy::default() };
-        let now = Timestamp::now();
-        let mut t = tracker(policy, &["a", "b", "c", "d", "e"]);
-        for (node, used) in [("a", 1), ("b", 2), ("c", 3)] {
-            assert_eq!(names(&t.next_creates(now)), [node]);
-            let message = format!("jobs.batch \"job-{node}\" is forbidden: exceeded quota: q, used: {used}");
-            t.on_create(&format!("job-{node}"), CreateResult::Denied(message), now);
-        }
-        assert!(t.next_creates(now).is_empty() && t.is_done(), "the same denial three times: stop");
-        let verdicts = t.verdicts(now);
-        assert!(verdicts[4].reason.starts_with("not attempted: the last 3 creates were refused the same way"));
-
-        let mut t = tracker(Policy { create_concurrency: 1, ..Policy::default() }, &["a"]);
-        for attempt in 1..=3 {
-            assert_eq!(names(&t.next_creates(now)), ["a"], "attempt {attempt}");
-            t.on_create("job-a", CreateResult::Transient("timed out".into()), now);
-        }
-        assert!(t.is_done());
-        assert!(t.verdicts(now)[0].reason.starts_with("gave up after 3 attempts"));
-    }
-
-    #[test]
-    fn a_relist_that_misses_a_confirmed_job_means_it_was_deleted() {
-        let now = Timestamp::now();
-        let mut t = tracker(Policy::default(), &["a", "b"]);
-        t.next_creates(now);
-        t.on_create("job-a", created(), now);
-        t.on_job_event(Event::Init, now);
-        t.on_create("job-b", created(), now); // confirmed during the relist: not judged by it
-        t.on_job_event(Event::InitDone, now);
-        let verdicts = t.verdicts(now);
-        assert_eq!(verdicts[0].outcome, Outcome::Deleted);
-        assert_eq!(verdicts[1].outcome, Outcome::Unfinished);
-    }
-
-    #[test]
-    fn a_job_seen_before_its_create_returns_is_judged_after() {
-        let now = Timestamp::now();
-        let mut t = tracker(Policy::default(), &["a"]);
-        t.next_creates(now);
-        t.on_job_event(Event::Apply(job("job-a", &[("Complete", "True", "", "")])), now);
-        assert!(!t.is_done(), "it might be another run's Job until the create says");
-        t.on_create("job-a", created(), now);
-        assert!(t.is_done());
-        assert_eq!(t.verdicts(now)[0].outcome, Outcome::Succeeded);
-    }
-
-    #[test]
-    fn a_job_deleted_before_its_create_returns_is_deleted_after() {
-        let now = Timestamp::now();
-        let mut t = tracker(Policy::default(), &["a"]);
-        t.next_creates(now);
-        t.on_job_event(Event::Apply(job("job-a", &[])), now);
-        t.on_job_event(Event::Delete(job("job-a", &[])), now);
-        t.on_create("job-a", created(), now);
-        assert!(t.is_done(), "the watch already said the Job is gone");
-        assert_eq!(t.verdicts(now)[0].outcome, Outcome::Deleted);
-    }
-
-    #[test]
-    fn pacing_follows_the_job_controllers_start_rate() {
-        let policy = Policy { create_concurrency: 4, ..Policy::default() };
-        let mut t = tracker(policy, &["a"]);
-        let start = Timestamp::now();
-        assert_eq!(t.pace_limit(start), 8, "before any start: twice the create concurrency");
-        for i in 0..100 {
-            t.starts.push_back(start + SignedDuration::from_millis(i * 20));
-        }
-        let now = start + SignedDuration::from_secs(2);
-        assert_eq!(t.pace_limit(now), 250, "50 starts/s x 5 s");
-        t.starts.truncate(1);
-        assert_eq!(t.pace_limit(now), 4, "a slow Job controller: never below the create concurrency");
-    }
-
-    #[test]
-    fn already_present_nodes_get_no_job() {
-        let mut present = node("p", None);
-        present.images = 0;
-        let mut t = Tracker::new(Policy::default(), vec![present, node("q", None)], |n| format!("job-{n}"));
-        assert_eq!(names(&t.next_creates(Timestamp::now())), ["q"]);
-        let verdicts = t.verdicts(Timestamp::now());
-        assert_eq!(verdicts[0].outcome, Outcome::AlreadyPresent);
-        assert_eq!(verdicts[0].images[0].result, ImageResult::Present);
-        assert_eq!(verdicts[0].job, None);
-    }
 }

@@ -194,6 +194,31 @@ async fn controller(vars: &[(&str, &str)]) -> Outcome {
     }
 }
 
+/// One test's world on the shared cluster: the admin client, a fresh namespace `e2e-<name>` (with
+/// `labels`, e.g. Pod Security) and kwok nodes `specs` labelled `e2e-group=<name>`, all initialized.
+struct Setup {
+    client: Client,
+    ns: String,
+    selector: String,
+}
+
+impl Setup {
+    async fn new(name: &str, labels: &[(&str, &str)], specs: &[String]) -> Setup {
+        let client = client().await;
+        let ns = format!("e2e-{name}");
+        namespace(&client, &ns, labels).await;
+        if !specs.is_empty() {
+            nodes(&client, name, specs).await;
+        }
+        Setup { client, ns, selector: format!("e2e-group={name}") }
+    }
+
+    /// The usual variables for a run in this test's namespace over its nodes.
+    fn base<'a>(&'a self, run_id: &'a str) -> Vec<(&'a str, &'a str)> {
+        base(&self.ns, &self.selector, run_id)
+    }
+}
+
 /// The usual variables for a test: its namespace and node group, a helper image, a run id.
 fn base<'a>(ns: &'a str, selector: &'a str, run_id: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -230,20 +255,18 @@ fn names(prefix: &str, n: usize) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn happy_path_twenty_nodes_three_skipped() {
-    let client = client().await;
-    namespace(&client, "e2e-happy", &[]).await;
     let mut specs = names("happy", 17);
     specs.extend(["happy-cordoned:cordoned", "happy-tainted:noexecute", "notready-happy:notready"].map(String::from));
-    nodes(&client, "happy", &specs).await;
+    let t = Setup::new("happy", &[], &specs).await;
+    let client = t.client.clone();
 
-    let run = controller(&base("e2e-happy", "e2e-group=happy", "happy-1")).await;
+    let run = controller(&t.base("happy-1")).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.rows_with("succeeded"), 17, "{run:?}");
     assert!(run.row("happy-cordoned").contains("skipped") && run.row("happy-cordoned").contains("cordoned"));
     assert!(run.row("happy-tainted").contains("tainted dedicated:NoExecute"), "{run:?}");
     assert!(run.row("notready-happy").contains("not Ready (Ready=False, KubeletNotReady)"));
     assert!(run.stdout.contains("17/17 eligible nodes succeeded") && run.stdout.contains("3 skipped of 20 nodes"));
-    assert!(run.stderr.contains("progress") || run.elapsed < Duration::from_secs(5), "progress lines while waiting");
 
     let jobs = jobs(&client, "e2e-happy").await;
     assert_eq!(jobs.len(), 17);
@@ -280,12 +303,10 @@ async fn happy_path_twenty_nodes_three_skipped() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn failing_nodes_exit_1_with_reasons() {
-    let client = client().await;
-    namespace(&client, "e2e-fail", &[]).await;
-    nodes(&client, "fail", &["fail-a-0:fail".into(), "fail-a-1:fail".into()]).await;
-    nodes(&client, "fail2", &["good-0".into(), "fail-b-0:fail".into()]).await;
+    let t = Setup::new("fail", &[], &["fail-a-0:fail".into(), "fail-a-1:fail".into()]).await;
+    nodes(&t.client, "fail2", &["good-0".into(), "fail-b-0:fail".into()]).await;
 
-    let run = controller(&base("e2e-fail", "e2e-group in (fail, fail2)", "fail-1")).await;
+    let run = controller(&base(&t.ns, "e2e-group in (fail, fail2)", "fail-1")).await;
     assert_eq!(run.code, 1, "{run:?}");
     for node in ["fail-a-0", "fail-a-1", "fail-b-0"] {
         let row = run.row(node);
@@ -302,16 +323,12 @@ async fn failing_nodes_exit_1_with_reasons() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn deadline_exceeded_is_reported_as_timed_out_promptly() {
-    let client = client().await;
-    namespace(&client, "e2e-deadline", &[]).await;
-    nodes(&client, "deadline", &["slow-d-0:slow".into(), "slow-d-1:slow".into(), "quick-d-0".into()]).await;
+    let t = Setup::new("deadline", &[], &["slow-d-0:slow".into(), "slow-d-1:slow".into(), "quick-d-0".into()]).await;
+    let client = t.client.clone();
 
     // kwok does not enforce the pod's own activeDeadlineSeconds (the kubelet does, see e2e-real);
     // the Job's, DEADLINE_SECONDS + WAIT_GRACE_SECONDS, is the outer bound that ends these.
-    let vars = with(
-        base("e2e-deadline", "e2e-group=deadline", "deadline-1"),
-        &[("DEADLINE_SECONDS", "6"), ("WAIT_GRACE_SECONDS", "4")],
-    );
+    let vars = with(t.base("deadline-1"), &[("DEADLINE_SECONDS", "6"), ("WAIT_GRACE_SECONDS", "4")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 1, "{run:?}");
     for node in ["slow-d-0", "slow-d-1"] {
@@ -320,6 +337,13 @@ async fn deadline_exceeded_is_reported_as_timed_out_promptly() {
     }
     assert!(run.row("quick-d-0").contains("succeeded"));
     assert!(run.elapsed < Duration::from_secs(6 + 4 + 15), "ended by the Jobs' conditions: {run:?}");
+    // Every 5 s while it waits (this run takes at least the Jobs' 10 s), a progress line with the
+    // counts as they are: the quick node done, the slow two pulling.
+    let progress: Vec<&str> = run.stderr.lines().filter(|l| l.contains("progress: ")).collect();
+    assert!(
+        progress.iter().any(|l| l.contains("progress: 1/3 done (0 failed), 0 queued, 0 creating, 2 pulling; Job start lag median")),
+        "{run:?}"
+    );
 
     // When did the Job controller mark the last Job terminal? The process must exit soon after.
     let last_terminal = eventually("terminal conditions on the slow Jobs", Duration::from_secs(30), || async {
@@ -353,11 +377,10 @@ async fn deadline_exceeded_is_reported_as_timed_out_promptly() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn quayctl_strategy_jobs_are_accepted_and_faithful() {
-    let client = client().await;
-    namespace(&client, "e2e-quayctl", &[("pod-security.kubernetes.io/enforce", "privileged")]).await;
-    nodes(&client, "quayctl", &names("quayctl", 2)).await;
+    let t = Setup::new("quayctl", &[("pod-security.kubernetes.io/enforce", "privileged")], &names("quayctl", 2)).await;
+    let client = t.client.clone();
     let vars = with(
-        base("e2e-quayctl", "e2e-group=quayctl", "quayctl-1"),
+        t.base("quayctl-1"),
         &[("PULL_STRATEGY", "quayctl"), ("QUAYCTL_IMAGE", "quay.io/coreos/quayctl:v0.0.1"), ("HELPER_IMAGE", "")],
     );
     let run = controller(&vars).await;
@@ -382,10 +405,9 @@ async fn quayctl_strategy_jobs_are_accepted_and_faithful() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn same_run_id_is_idempotent_even_when_concurrent() {
-    let client = client().await;
-    namespace(&client, "e2e-rerun", &[]).await;
-    nodes(&client, "rerun", &names("rerun", 5)).await;
-    let vars = base("e2e-rerun", "e2e-group=rerun", "rerun-1");
+    let t = Setup::new("rerun", &[], &names("rerun", 5)).await;
+    let client = t.client.clone();
+    let vars = t.base("rerun-1");
 
     let (a, b) = tokio::join!(controller(&vars), controller(&vars));
     for run in [&a, &b] {
@@ -412,7 +434,7 @@ async fn same_run_id_is_idempotent_even_when_concurrent() {
 #[ignore = "needs the local control plane: make e2e"]
 async fn deploy_manifests_rbac_and_pod_security() {
     let client = client().await;
-    nodes(&client, "rbac", &names("rbac", 3)).await;
+    nodes(&client, "rbac", &names("rbac", 3)).await; // into the shipped manifest's own namespace
     let manifest = std::fs::read_to_string(repo().join("k8s/deploy/quayctl-controller-cronjob.yaml")).unwrap();
     let documents: Vec<&str> = manifest.split("\n---\n").collect();
     // The Namespace first (everything else lives in it), then a server-side dry run of every document.
@@ -480,14 +502,13 @@ async fn deploy_manifests_rbac_and_pod_security() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn restricted_pod_security_admits_kubelet_strategy_pods() {
-    let client = client().await;
     let restricted = [
         ("pod-security.kubernetes.io/enforce", "restricted"),
         ("pod-security.kubernetes.io/enforce-version", "latest"),
     ];
-    namespace(&client, "e2e-restricted", &restricted).await;
-    nodes(&client, "restricted", &names("restricted", 2)).await;
-    let vars = base("e2e-restricted", "e2e-group=restricted", "pss-1");
+    let t = Setup::new("restricted", &restricted, &names("restricted", 2)).await;
+    let client = t.client.clone();
+    let vars = t.base("pss-1");
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-restricted");
@@ -515,9 +536,8 @@ async fn restricted_pod_security_admits_kubelet_strategy_pods() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn ownership_garbage_collection_and_ttl() {
-    let client = client().await;
-    namespace(&client, "e2e-owner", &[]).await;
-    nodes(&client, "owner", &names("owner", 3)).await;
+    let t = Setup::new("owner", &[], &names("owner", 3)).await;
+    let client = t.client.clone();
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), "e2e-owner");
     let parent: Job = serde_json::from_value(json!({
         "metadata": {"name": "quayctl-controller-29000000"},
@@ -574,8 +594,7 @@ async fn ownership_garbage_collection_and_ttl() {
     .await;
 
     // TTL: finished Jobs and their pods are removed by the ttl-after-finished controller.
-    let run =
-        controller(&with(base("e2e-owner", "e2e-group=owner", "ttl-1"), &[("TTL_SECONDS_AFTER_FINISHED", "1")])).await;
+    let run = controller(&with(t.base("ttl-1"), &[("TTL_SECONDS_AFTER_FINISHED", "1")])).await;
     assert_eq!(run.code, 0, "{run:?}");
     eventually("the TTL controller to delete finished Jobs and their pods", Duration::from_secs(90), || async {
         let no_jobs = jobs(&client, "e2e-owner").await.is_empty();
@@ -590,10 +609,9 @@ async fn ownership_garbage_collection_and_ttl() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn bad_inputs_exit_2_and_create_nothing() {
-    let client = client().await;
-    namespace(&client, "e2e-bad", &[]).await;
-    nodes(&client, "bad", &names("bad", 2)).await;
-    let good = base("e2e-bad", "e2e-group=bad", "bad-1");
+    let t = Setup::new("bad", &[], &names("bad", 2)).await;
+    let client = t.client.clone();
+    let good = t.base("bad-1");
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("QUAY_IMAGES", "")], "QUAY_IMAGES=\"\""),
         (&[("QUAY_IMAGES", "nginx;Not A Ref")], "QUAY_IMAGES=\"nginx;Not A Ref\": entry 2"),
@@ -621,13 +639,12 @@ async fn bad_inputs_exit_2_and_create_nothing() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn dry_run_prints_jobs_the_apiserver_accepts() {
-    let client = client().await;
-    namespace(&client, "e2e-dry", &[]).await;
-    nodes(&client, "dry", &names("dry", 3)).await;
+    let t = Setup::new("dry", &[], &names("dry", 3)).await;
+    let client = t.client.clone();
     for strategy in [vec![], vec![("PULL_STRATEGY", "quayctl"), ("QUAYCTL_IMAGE", "quay.io/coreos/quayctl:v0.0.1")]] {
         let mut extra = vec![("DRY_RUN", "true")];
         extra.extend(strategy);
-        let run = controller(&with(base("e2e-dry", "e2e-group=dry", "dry-1"), &extra)).await;
+        let run = controller(&with(t.base("dry-1"), &extra)).await;
         assert_eq!(run.code, 0, "{run:?}");
         assert_eq!(run.stdout.matches("kind: Job").count(), 3, "{run:?}");
         let (ok, out) = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(run.stdout.as_bytes())).await;
@@ -642,9 +659,7 @@ async fn dry_run_prints_jobs_the_apiserver_accepts() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn static_binary_runs_in_an_empty_root() {
-    let client = client().await;
-    namespace(&client, "e2e-static", &[]).await;
-    nodes(&client, "static", &names("static", 2)).await;
+    let t = Setup::new("static", &[], &names("static", 2)).await;
     let root = std::env::temp_dir().join(format!("quayctl-e2e-root-{}", std::process::id()));
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::copy(env("QUAYCTL_BIN"), root.join("quayctl-controller")).unwrap();
@@ -662,8 +677,8 @@ async fn static_binary_runs_in_an_empty_root() {
             ("KUBECONFIG", "/kubeconfig"),
             ("QUAY_IMAGES", "nginx:1.27"),
             ("HELPER_IMAGE", HELPER_IMAGE),
-            ("NAMESPACE", "e2e-static"),
-            ("NODE_SELECTOR", "e2e-group=static"),
+            ("NAMESPACE", t.ns.as_str()),
+            ("NODE_SELECTOR", t.selector.as_str()),
             ("RUN_ID", "static-1"),
             ("LOG_FORMAT", "json"),
         ])
@@ -686,10 +701,9 @@ async fn static_binary_runs_in_an_empty_root() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn sigterm_prints_a_partial_report_and_exits_143() {
-    let client = client().await;
-    namespace(&client, "e2e-sigterm", &[]).await;
-    nodes(&client, "sigterm", &["slow-t-0:slow".into(), "slow-t-1:slow".into(), "quick-t-0".into()]).await;
-    let child = spawn_controller(&base("e2e-sigterm", "e2e-group=sigterm", "sigterm-1"));
+    let t = Setup::new("sigterm", &[], &["slow-t-0:slow".into(), "slow-t-1:slow".into(), "quick-t-0".into()]).await;
+    let client = t.client.clone();
+    let child = spawn_controller(&t.base("sigterm-1"));
     // Once the quick node's Job is Complete, the run is in its wait with the slow ones still open.
     eventually("the quick node's Job to complete", Duration::from_secs(60), || async {
         jobs(&client, "e2e-sigterm").await.iter().any(|j| condition_true(j, "Complete")).then_some(())
@@ -726,10 +740,8 @@ fn audit_job_creates(ns: &str) -> usize {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn ttl_zero_on_many_nodes_is_all_succeeded() {
-    let client = client().await;
-    namespace(&client, "e2e-ttl0", &[]).await;
-    nodes(&client, "ttl0", &names("ttl0", 40)).await;
-    let vars = with(base("e2e-ttl0", "e2e-group=ttl0", "ttl0-1"), &[("TTL_SECONDS_AFTER_FINISHED", "0")]);
+    let t = Setup::new("ttl0", &[], &names("ttl0", 40)).await;
+    let vars = with(t.base("ttl0-1"), &[("TTL_SECONDS_AFTER_FINISHED", "0")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("40/40 eligible nodes succeeded"), "{run:?}");
@@ -739,12 +751,10 @@ async fn ttl_zero_on_many_nodes_is_all_succeeded() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn rerun_with_other_images_is_refused_not_adopted() {
-    let client = client().await;
-    namespace(&client, "e2e-reimg", &[]).await;
-    nodes(&client, "reimg", &names("reimg", 3)).await;
-    let first = controller(&base("e2e-reimg", "e2e-group=reimg", "reimg-1")).await;
+    let t = Setup::new("reimg", &[], &names("reimg", 3)).await;
+    let first = controller(&t.base("reimg-1")).await;
     assert_eq!(first.code, 0, "{first:?}");
-    let vars = with(base("e2e-reimg", "e2e-group=reimg", "reimg-1"), &[("QUAY_IMAGES", "redis:7.4")]);
+    let vars = with(t.base("reimg-1"), &[("QUAY_IMAGES", "redis:7.4")]);
     let second = controller(&vars).await;
     assert_eq!(second.code, 1, "{second:?}");
     for node in names("reimg", 3) {
@@ -761,13 +771,9 @@ async fn rerun_with_other_images_is_refused_not_adopted() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn sigterm_mid_create_then_rerun_completes_without_duplicates() {
-    let client = client().await;
-    namespace(&client, "e2e-midcreate", &[]).await;
-    nodes(&client, "midcreate", &names("midc", 24)).await;
-    let vars = with(
-        base("e2e-midcreate", "e2e-group=midcreate", "midcreate-1"),
-        &[("MAX_PARALLEL", "2"), ("CREATE_CONCURRENCY", "1")],
-    );
+    let t = Setup::new("midcreate", &[], &names("midc", 24)).await;
+    let client = t.client.clone();
+    let vars = with(t.base("midcreate-1"), &[("MAX_PARALLEL", "2"), ("CREATE_CONCURRENCY", "1")]);
     let child = spawn_controller(&vars);
     let api: Api<Job> = Api::namespaced(client.clone(), "e2e-midcreate");
     eventually("a few Jobs created", Duration::from_secs(60), || async {
@@ -795,19 +801,17 @@ async fn sigterm_mid_create_then_rerun_completes_without_duplicates() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn quota_below_the_node_count_is_per_node_and_bounded() {
-    let client = client().await;
-    namespace(&client, "e2e-quota", &[]).await;
+    let t = Setup::new("quota", &[], &names("quota", 12)).await;
     let quota =
         serde_json::from_value(json!({"metadata": {"name": "jobs"}, "spec": {"hard": {"count/jobs.batch": "3"}}}))
             .unwrap();
-    let quotas = Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(client.clone(), "e2e-quota");
+    let quotas = Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(t.client.clone(), &t.ns);
     quotas.create(&PostParams::default(), &quota).await.unwrap();
-    nodes(&client, "quota", &names("quota", 12)).await;
     eventually("the resourcequota controller to fill in the quota's status", Duration::from_secs(30), || async {
         quotas.get("jobs").await.ok()?.status?.hard.map(|_| ())
     })
     .await;
-    let vars = with(base("e2e-quota", "e2e-group=quota", "quota-1"), &[("CREATE_CONCURRENCY", "1")]);
+    let vars = with(t.base("quota-1"), &[("CREATE_CONCURRENCY", "1")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("3/12 eligible nodes succeeded"), "{run:?}");
@@ -822,9 +826,8 @@ async fn quota_below_the_node_count_is_per_node_and_bounded() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn windows_skipped_and_tainted_pool_reached_with_tolerations() {
-    let client = client().await;
-    namespace(&client, "e2e-reach", &[]).await;
-    nodes(&client, "reach", &["reach-0".into(), "gpu-0:noschedule".into(), "gpu-1:noschedule".into()]).await;
+    let t = Setup::new("reach", &[], &["reach-0".into(), "gpu-0:noschedule".into(), "gpu-1:noschedule".into()]).await;
+    let client = t.client.clone();
     let manifest = std::process::Command::new(repo().join("hack/nodes.sh"))
         .arg("win-0")
         .env("NODE_LABELS", "e2e-group=reach,kubernetes.io/os=windows")
@@ -832,15 +835,12 @@ async fn windows_skipped_and_tainted_pool_reached_with_tolerations() {
         .unwrap();
     let text = String::from_utf8_lossy(&manifest.stdout).replace("kubernetes.io/os: linux, ", "");
     assert!(kubectl(&["apply", "-f", "-"], Some(text.as_bytes())).await.0);
-    let without = controller(&base("e2e-reach", "e2e-group=reach", "reach-1")).await;
+    let without = controller(&t.base("reach-1")).await;
     assert!(without.row("win-0").contains("not a Linux node (kubernetes.io/os=windows)"), "{without:?}");
     assert!(without.row("gpu-0").contains("tainted dedicated:NoSchedule"), "{without:?}");
     assert_eq!(without.code, 0, "{without:?}");
 
-    let vars = with(
-        base("e2e-reach", "e2e-group=reach", "reach-2"),
-        &[("TOLERATIONS", "dedicated=infra:NoSchedule,spot:NoExecute")],
-    );
+    let vars = with(t.base("reach-2"), &[("TOLERATIONS", "dedicated=infra:NoSchedule,spot:NoExecute")]);
     let with_tolerations = controller(&vars).await;
     assert_eq!(with_tolerations.code, 0, "{with_tolerations:?}");
     assert!(with_tolerations.row("gpu-1").contains("succeeded"), "{with_tolerations:?}");
@@ -864,33 +864,42 @@ async fn windows_skipped_and_tainted_pool_reached_with_tolerations() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn max_parallel_bounds_the_pullers_in_flight() {
-    use kube::runtime::{WatchStreamExt, watcher};
-    let client = client().await;
-    namespace(&client, "e2e-parallel", &[]).await;
-    nodes(&client, "parallel", &names("par", 20)).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-parallel");
+    use kube::runtime::watcher;
+    let t = Setup::new("parallel", &[], &names("par", 20)).await;
+    let client = t.client.clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &t.ns);
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
     let observer = tokio::spawn(async move {
-        let stream = watcher(pods, watcher::Config::default()).applied_objects();
+        let stream = watcher(pods, watcher::Config::default());
         futures::pin_mut!(stream);
         let mut open: std::collections::BTreeSet<String> = Default::default();
         let (mut most, mut seen) = (0usize, std::collections::BTreeSet::new());
+        let mut listed = Some(listed_tx);
         loop {
             tokio::select! {
                 _ = &mut stop_rx => break,
-                Some(Ok(pod)) = futures::StreamExt::next(&mut stream) => {
-                    let name = pod.name_any();
-                    seen.insert(name.clone());
-                    let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
-                    if phase == "Succeeded" || phase == "Failed" { open.remove(&name); } else { open.insert(name); }
-                    most = most.max(open.len());
-                }
+                Some(Ok(event)) = futures::StreamExt::next(&mut stream) => match event {
+                    watcher::Event::InitDone => {
+                        if let Some(tx) = listed.take() { let _ = tx.send(()); }
+                    }
+                    watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                        let name = pod.name_any();
+                        seen.insert(name.clone());
+                        let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+                        if phase == "Succeeded" || phase == "Failed" { open.remove(&name); } else { open.insert(name); }
+                        most = most.max(open.len());
+                    }
+                    watcher::Event::Delete(pod) => { open.remove(&pod.name_any()); }
+                    watcher::Event::Init => {}
+                },
             }
         }
         (most, seen.len())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let vars = with(base("e2e-parallel", "e2e-group=parallel", "par-1"), &[("MAX_PARALLEL", "3")]);
+    // The observer's initial list is done before the controller starts: it sees every pod.
+    listed_rx.await.expect("the observer's watch lists the namespace");
+    let vars = with(t.base("par-1"), &[("MAX_PARALLEL", "3")]);
     let run = controller(&vars).await;
     let _ = stop_tx.send(());
     let (most, seen) = observer.await.unwrap();
@@ -905,12 +914,10 @@ async fn max_parallel_bounds_the_pullers_in_flight() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn seed_wave_gates_the_fan_out_and_stops_when_it_fails() {
-    let client = client().await;
-    namespace(&client, "e2e-seed", &[]).await;
     let mut specs: Vec<String> = vec!["fail-s-0:fail".into(), "fail-s-1:fail".into()];
     specs.extend(names("seedok", 6));
-    nodes(&client, "seed", &specs).await;
-    let vars = with(base("e2e-seed", "e2e-group=seed", "seed-1"), &[("SEED_NODES", "2")]);
+    let t = Setup::new("seed", &[], &specs).await;
+    let vars = with(t.base("seed-1"), &[("SEED_NODES", "2")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 1, "{run:?}");
     for node in names("seedok", 6) {
@@ -919,14 +926,13 @@ async fn seed_wave_gates_the_fan_out_and_stops_when_it_fails() {
     }
     assert_eq!(audit_job_creates("e2e-seed"), 2, "only the seeds were created");
 
-    namespace(&client, "e2e-seed-ok", &[]).await;
-    nodes(&client, "seedok2", &names("seedb", 6)).await;
-    let vars = with(base("e2e-seed-ok", "e2e-group=seedok2", "seed-2"), &[("SEED_NODES", "2"), ("LOG_FORMAT", "json")]);
+    let t = Setup::new("seed-ok", &[], &names("seedb", 6)).await;
+    let vars = with(t.base("seed-2"), &[("SEED_NODES", "2"), ("LOG_FORMAT", "json")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     // The third Job is created only after both seed pods are done: compare the Jobs' creation with
     // the seeds' completion as the apiserver recorded them.
-    let all = jobs(&client, "e2e-seed-ok").await;
+    let all = jobs(&t.client, &t.ns).await;
     assert_eq!(all.len(), 6);
     let created = |n: &str| {
         all.iter()
@@ -949,13 +955,11 @@ async fn seed_wave_gates_the_fan_out_and_stops_when_it_fails() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn pull_errors_fail_fast_and_trip_the_image_breaker() {
-    let client = client().await;
-    namespace(&client, "e2e-pullerr", &[]).await;
     let specs: Vec<String> = (0..8).map(|i| format!("pullerr-{i:02}:pullerr")).collect();
-    nodes(&client, "pullerr", &specs).await;
+    let t = Setup::new("pullerr", &[], &specs).await;
     let report_file = std::env::temp_dir().join(format!("quayctl-e2e-pullerr-{}.json", std::process::id()));
     let vars = with(
-        base("e2e-pullerr", "e2e-group=pullerr", "pullerr-1"),
+        t.base("pullerr-1"),
         &[
             ("QUAY_IMAGES", "registry.example.com/ml/pytorch:2.4-typo"),
             ("DEADLINE_SECONDS", "300"),
@@ -982,9 +986,8 @@ async fn pull_errors_fail_fast_and_trip_the_image_breaker() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn skip_present_leaves_out_nodes_that_have_the_images() {
-    let client = client().await;
-    namespace(&client, "e2e-present", &[]).await;
-    nodes(&client, "present", &names("present", 3)).await;
+    let t = Setup::new("present", &[], &names("present", 3)).await;
+    let client = t.client.clone();
     let patch = json!({"status": {"images": [
         {"names": ["docker.io/library/nginx:1.27", "docker.io/library/nginx@sha256:0000000000000000000000000000000000000000000000000000000000000000"], "sizeBytes": 1000},
         {"names": ["registry.example.com/ml/pytorch:2.4"], "sizeBytes": 1000}]}});
@@ -992,7 +995,7 @@ async fn skip_present_leaves_out_nodes_that_have_the_images() {
     api.patch_status("present-00", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
     let half = json!({"status": {"images": [{"names": ["docker.io/library/nginx:1.27"], "sizeBytes": 1000}]}});
     api.patch_status("present-01", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&half)).await.unwrap();
-    let vars = with(base("e2e-present", "e2e-group=present", "present-1"), &[("SKIP_PRESENT", "true")]);
+    let vars = with(t.base("present-1"), &[("SKIP_PRESENT", "true")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.row("present-00").contains("already-present"), "{run:?}");
@@ -1008,12 +1011,9 @@ async fn skip_present_leaves_out_nodes_that_have_the_images() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn pull_secrets_and_priority_class() {
-    let client = client().await;
-    namespace(&client, "e2e-secrets", &[]).await;
-    nodes(&client, "secrets", &names("secrets", 2)).await;
-    let missing =
-        controller(&with(base("e2e-secrets", "e2e-group=secrets", "sec-1"), &[("IMAGE_PULL_SECRETS", "regcred")]))
-            .await;
+    let t = Setup::new("secrets", &[], &names("secrets", 2)).await;
+    let client = t.client.clone();
+    let missing = controller(&with(t.base("sec-1"), &[("IMAGE_PULL_SECRETS", "regcred")])).await;
     assert_eq!(missing.code, 2, "{missing:?}");
     assert!(missing.stderr.contains("IMAGE_PULL_SECRETS=\"regcred\": no Secret of that name"), "{missing:?}");
     assert_eq!(audit_job_creates("e2e-secrets"), 0);
@@ -1037,10 +1037,7 @@ async fn pull_secrets_and_priority_class() {
     );
     let (created, output) = kubectl(&["create", "priorityclass", "prepull-low", "--value=-10"], None).await;
     assert!(created, "{output}");
-    let vars = with(
-        base("e2e-secrets", "e2e-group=secrets", "sec-2"),
-        &[("IMAGE_PULL_SECRETS", "regcred"), ("PRIORITY_CLASS_NAME", "prepull-low")],
-    );
+    let vars = with(t.base("sec-2"), &[("IMAGE_PULL_SECRETS", "regcred"), ("PRIORITY_CLASS_NAME", "prepull-low")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-secrets");
@@ -1080,10 +1077,9 @@ async fn running_pod(client: &Client, ns: &str, node: &str) -> Pod {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn a_node_deleted_mid_run_is_concluded_without_waiting_for_the_deadline() {
-    let client = client().await;
-    namespace(&client, "e2e-gone", &[]).await;
-    nodes(&client, "gone", &["slow-g-0:slow".into(), "gone-ok".into()]).await;
-    let vars = with(base("e2e-gone", "e2e-group=gone", "gone-1"), &[("DEADLINE_SECONDS", "600")]);
+    let t = Setup::new("gone", &[], &["slow-g-0:slow".into(), "gone-ok".into()]).await;
+    let client = t.client.clone();
+    let vars = with(t.base("gone-1"), &[("DEADLINE_SECONDS", "600")]);
     let child = spawn_controller(&vars);
     running_pod(&client, "e2e-gone", "slow-g-0").await;
     let deleted_at = Instant::now();
@@ -1101,10 +1097,9 @@ async fn a_node_deleted_mid_run_is_concluded_without_waiting_for_the_deadline() 
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn an_evicted_puller_is_retried_within_the_deadline() {
-    let client = client().await;
-    namespace(&client, "e2e-evict", &[]).await;
-    nodes(&client, "evict", &["late-e-0:late".into()]).await;
-    let child = spawn_controller(&base("e2e-evict", "e2e-group=evict", "evict-1"));
+    let t = Setup::new("evict", &[], &["late-e-0:late".into()]).await;
+    let client = t.client.clone();
+    let child = spawn_controller(&t.base("evict-1"));
     let pod = running_pod(&client, "e2e-evict", "late-e-0").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-evict");
     pods.evict(&pod.name_any(), &kube::api::EvictParams::default()).await.unwrap();
@@ -1126,9 +1121,8 @@ async fn an_evicted_puller_is_retried_within_the_deadline() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn api_priority_and_fairness_429s_are_honoured() {
-    let client = client().await;
-    namespace(&client, "e2e-apf", &[]).await;
-    nodes(&client, "apf", &names("apf", 30)).await;
+    let t = Setup::new("apf", &[], &names("apf", 30)).await;
+    let client = t.client.clone();
     let setup = r#"
 apiVersion: v1
 kind: ServiceAccount
@@ -1165,7 +1159,7 @@ spec:
     assert!(ok, "{out}");
     let kubeconfig = token_kubeconfig("e2e-apf", "squeezed").await;
     let kc = kubeconfig.to_str().unwrap().to_string();
-    let vars = with(base("e2e-apf", "e2e-group=apf", "apf-1"), &[("KUBECONFIG", &kc), ("CREATE_CONCURRENCY", "64")]);
+    let vars = with(t.base("apf-1"), &[("KUBECONFIG", &kc), ("CREATE_CONCURRENCY", "64")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("30/30 eligible nodes succeeded"), "{run:?}");
@@ -1182,11 +1176,10 @@ spec:
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn apiserver_restart_mid_watch_keeps_verdicts_right() {
-    let client = client().await;
-    namespace(&client, "e2e-restart", &[]).await;
     let specs: Vec<String> = (0..6).map(|i| format!("late-r-{i}:late")).collect();
-    nodes(&client, "restart", &specs).await;
-    let child = spawn_controller(&base("e2e-restart", "e2e-group=restart", "restart-1"));
+    let t = Setup::new("restart", &[], &specs).await;
+    let client = t.client.clone();
+    let child = spawn_controller(&t.base("restart-1"));
     running_pod(&client, "e2e-restart", "late-r-0").await;
     let restarted = std::process::Command::new(repo().join("hack/cluster.sh"))
         .args(["restart", &env("QUAYCTL_E2E_STATE"), "kube-apiserver"])
@@ -1206,13 +1199,9 @@ async fn apiserver_restart_mid_watch_keeps_verdicts_right() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn a_node_going_not_ready_mid_pull_times_out_at_the_jobs_deadline() {
-    let client = client().await;
-    namespace(&client, "e2e-notready", &[]).await;
-    nodes(&client, "notready", &["slow-nr-0:slow".into(), "nr-ok".into()]).await;
-    let vars = with(
-        base("e2e-notready", "e2e-group=notready", "notready-1"),
-        &[("DEADLINE_SECONDS", "8"), ("WAIT_GRACE_SECONDS", "4")],
-    );
+    let t = Setup::new("notready", &[], &["slow-nr-0:slow".into(), "nr-ok".into()]).await;
+    let client = t.client.clone();
+    let vars = with(t.base("notready-1"), &[("DEADLINE_SECONDS", "8"), ("WAIT_GRACE_SECONDS", "4")]);
     let child = spawn_controller(&vars);
     running_pod(&client, "e2e-notready", "slow-nr-0").await;
     // Take the node from kwok (as a kubelet that stops), then mark it NotReady as the node

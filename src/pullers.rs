@@ -1,5 +1,6 @@
-//! Step 3 of the data path: one puller Job per eligible node, as pure builders over typed
-//! k8s-openapi structs (a misspelt field does not compile).
+//! Step 3 of the data path: one puller per eligible node, as pure builders over typed k8s-openapi
+//! structs (a misspelt field does not compile); who the run is (its id, helper image, owner) decided
+//! from the configuration and the controller's own pod; and whether an existing puller is ours.
 
 use std::collections::BTreeMap;
 
@@ -14,10 +15,16 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::config::{Config, PullStrategy, PullerResources};
+use k8s_openapi::jiff::Timestamp;
+use tracing::warn;
+
+use crate::cluster::SelfInfo;
+use crate::config::{Config, HelperImage, PullStrategy, PullerResources};
+use crate::error::{Error, Result};
 use crate::images::{Image, PullPolicy};
-use crate::naming;
+use crate::naming::{self, INSTALL_CONTAINER, QUAYCTL_CONTAINER};
 use crate::nodes::{EligibleNode, ImageMask, all_images};
+use crate::policy::Policy;
 use crate::taints::{Toleration, selected};
 
 pub const MANAGED_BY: &str = "quayctl-controller";
@@ -38,22 +45,69 @@ pub const NOOP_IN_HELPER: &str = "/quayctl-noop";
 const NOOP_DIR: &str = "/.quayctl-noop";
 /// Non-root user of distroless images; any non-zero uid works.
 const RUN_AS_USER: i64 = 65532;
-/// The container of the quayctl strategy; it pulls every image.
-pub const QUAYCTL_CONTAINER: &str = "puller";
-pub const INSTALL_CONTAINER: &str = "install-noop";
 
-/// Everything a Job needs besides the node: the same for every Job of a run.
+/// Who the run is: what only the run knows, besides the configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunIdentity {
+    pub run_id: String,
+    /// Where the pullers are created.
+    pub namespace: String,
+    /// Image carrying `/quayctl-noop` (kubelet strategy only).
+    pub helper_image: Option<String>,
+    /// The CronJob's Job when the controller runs in a pod it owns, in the pullers' namespace.
+    pub owner: Option<OwnerReference>,
+}
+
+impl RunIdentity {
+    /// Decide the run's identity from the configuration and the controller's own pod (`me`, empty
+    /// outside a pod): `RUN_ID`, else the owning Job's name, else the time; `HELPER_IMAGE`, else the
+    /// pod's own image; the owning Job as the pullers' owner only within its namespace (owner
+    /// references cannot cross namespaces: the garbage collector would take the owner as gone and
+    /// delete the pullers at once; there the TTL alone cleans up).
+    pub fn decide(config: &Config, me: &SelfInfo, namespace: &str, now: Timestamp) -> Result<RunIdentity> {
+        let helper_image = match &config.helper_image {
+            HelperImage::Given(image) => Some(image.clone()),
+            HelperImage::NotNeeded => None,
+            HelperImage::OwnPod => Some(me.image.clone().ok_or_else(|| {
+                Error::SelfInspection(
+                    "the controller's pod has no container image to use as HELPER_IMAGE; set HELPER_IMAGE".into(),
+                )
+            })?),
+        };
+        let run_id = config
+            .run_id
+            .clone()
+            .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
+            .unwrap_or_else(|| now.strftime("%Y%m%d-%H%M%S").to_string());
+        let owner = match (&me.owner_job, &config.pod) {
+            (Some(owner), Some(pod)) if pod.namespace == namespace => Some(owner.clone()),
+            (Some(owner), _) => {
+                warn!(
+                    owner = %owner.name,
+                    namespace,
+                    "puller Jobs live outside the controller's namespace, so they cannot be owned by its Job; \
+                     ttlSecondsAfterFinished alone removes them"
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        Ok(RunIdentity { run_id, namespace: namespace.to_string(), helper_image, owner })
+    }
+}
+
+/// Everything a puller needs besides the node: the same for every puller of a run.
 #[derive(Clone, Debug)]
-pub struct JobTemplate {
+pub struct PullerTemplate {
     pub run_id: String,
     pub namespace: String,
     pub strategy: PullStrategy,
     pub images: Vec<Image>,
     /// Image carrying `/quayctl-noop` (kubelet strategy only).
     pub helper_image: Option<String>,
-    /// The pull deadline: the pod's `activeDeadlineSeconds`, enforced by the kubelet from pod start.
+    /// The pull deadline: the pod's `activeDeadlineSeconds` ([`Policy::pull_deadline`]).
     pub deadline_seconds: i64,
-    /// The Job's `activeDeadlineSeconds`: the outer bound, with room for control-plane lag.
+    /// The Job's `activeDeadlineSeconds` ([`Policy::job_deadline`]).
     pub job_deadline_seconds: i64,
     pub ttl_seconds_after_finished: i32,
     /// The CronJob's Job when the controller runs in a pod it owns.
@@ -74,26 +128,18 @@ pub enum Adoption {
     Refuse(String),
 }
 
-impl JobTemplate {
-    /// The template for one run of `config`: what only the run knows (its id, namespace, helper image,
-    /// owner) is passed in.
-    pub fn new(
-        config: &Config,
-        run_id: String,
-        namespace: String,
-        helper_image: Option<String>,
-        owner: Option<OwnerReference>,
-    ) -> JobTemplate {
-        JobTemplate {
+impl PullerTemplate {
+    /// The template for one run of `config`, with the deadlines of `policy`.
+    pub fn new(config: &Config, policy: &Policy, run: RunIdentity) -> PullerTemplate {
+        let RunIdentity { run_id, namespace, helper_image, owner } = run;
+        PullerTemplate {
             run_id,
             namespace,
             strategy: config.strategy.clone(),
             images: config.images.clone(),
             helper_image,
-            deadline_seconds: config.deadline_seconds,
-            // The Job's own deadline is the outer bound: the pull deadline (the pod's, from pod
-            // start) plus room for the Job controller and the scheduler to get the pod going.
-            job_deadline_seconds: config.deadline_seconds + config.wait_grace_seconds as i64,
+            deadline_seconds: policy.pull_deadline_seconds(),
+            job_deadline_seconds: policy.job_deadline_seconds(),
             ttl_seconds_after_finished: config.ttl_seconds_after_finished,
             owner,
             pull_policy: config.pull_policy,
@@ -138,12 +184,12 @@ impl JobTemplate {
         ))
     }
 
-    /// Decide about a Job that already exists under the name this run wants for `node`.
-    pub fn adoption(&self, existing: &Job, node: &str) -> Adoption {
-        let name = existing.metadata.name.as_deref().unwrap_or_default();
-        let labels = existing.metadata.labels.as_ref();
+    /// Decide about a puller that already exists under the name this run wants for `node`.
+    pub fn adoption(&self, existing: &ObjectMeta, node: &str) -> Adoption {
+        let name = existing.name.as_deref().unwrap_or_default();
+        let labels = existing.labels.as_ref();
         let ours = self.labels(node).iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
-        let annotations = existing.metadata.annotations.as_ref();
+        let annotations = existing.annotations.as_ref();
         let hash = annotations.and_then(|a| a.get(ANNOTATION_SPEC_HASH));
         let delete = format!("kubectl -n {} delete job {name}", self.namespace);
         if !ours {
@@ -391,19 +437,6 @@ pub fn node_of(job: &Job) -> Option<&str> {
     job.metadata.annotations.as_ref()?.get(ANNOTATION_NODE).map(String::as_str)
 }
 
-/// Which images of the run a puller container pulls: `pull-<i>-…` is image i; the quayctl
-/// `puller` pulls all of them; the helper's init container none.
-pub fn images_of_container(name: &str, image_count: usize) -> ImageMask {
-    if name == QUAYCTL_CONTAINER {
-        return all_images(image_count);
-    }
-    name.strip_prefix("pull-")
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|i| i.parse::<usize>().ok())
-        .filter(|i| *i < image_count)
-        .map_or(0, |i| 1 << i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,11 +444,16 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    pub(crate) fn template(strategy: PullStrategy) -> JobTemplate {
+    pub(crate) fn template(strategy: PullStrategy) -> PullerTemplate {
         let vars = [("QUAY_IMAGES", "nginx:1.27;ghcr.io/org/model:v1"), ("HELPER_IMAGE", "h:1")];
         let config = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-        let helper = Some("ghcr.io/x/quayctl-controller:0.1.0".to_string());
-        JobTemplate { strategy, ..JobTemplate::new(&config, "nightly-7".into(), "prepull".into(), helper, None) }
+        let run = RunIdentity {
+            run_id: "nightly-7".into(),
+            namespace: "prepull".into(),
+            helper_image: Some("ghcr.io/x/quayctl-controller:0.1.0".to_string()),
+            owner: None,
+        };
+        PullerTemplate { strategy, ..PullerTemplate::new(&config, &Policy::new(&config), run) }
     }
 
     fn as_json(job: &Job) -> Value {
@@ -537,16 +575,18 @@ mod tests {
             "app.kubernetes.io/managed-by=quayctl-controller,quayctl-controller/run=nightly-7"
         );
         let job = t.build_for("n1");
-        assert_eq!(t.adoption(&job, "n1"), Adoption::Adopt(0b11));
-        assert!(matches!(t.adoption(&job, "n2"), Adoption::Refuse(r) if r.contains("does not belong")));
+        assert_eq!(t.adoption(&job.metadata, "n1"), Adoption::Adopt(0b11));
+        assert!(matches!(t.adoption(&job.metadata, "n2"), Adoption::Refuse(r) if r.contains("does not belong")));
         let mut other_run = t.clone();
         other_run.run_id = "nightly-8".into();
-        assert!(matches!(other_run.adoption(&job, "n1"), Adoption::Refuse(_)));
-        assert!(matches!(t.adoption(&Job::default(), "n1"), Adoption::Refuse(_)));
+        assert!(matches!(other_run.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
+        assert!(matches!(t.adoption(&ObjectMeta::default(), "n1"), Adoption::Refuse(_)));
 
         let mut other_images = t.clone();
         other_images.images = parse_image_list("nginx:1.27;ghcr.io/org/model:v2").unwrap().images;
-        let Adoption::Refuse(reason) = other_images.adoption(&job, "n1") else { panic!("adopted other images") };
+        let Adoption::Refuse(reason) = other_images.adoption(&job.metadata, "n1") else {
+            panic!("adopted other images")
+        };
         assert!(
             reason.contains("other images")
                 && reason.contains("new RUN_ID")
@@ -555,12 +595,12 @@ mod tests {
         );
         let mut other_policy = t.clone();
         other_policy.pull_policy = PullPolicy::Always;
-        assert!(matches!(other_policy.adoption(&job, "n1"), Adoption::Refuse(_)));
+        assert!(matches!(other_policy.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
         let quayctl = template(PullStrategy::Quayctl { image: "q:1".into() });
-        assert!(matches!(quayctl.adoption(&job, "n1"), Adoption::Refuse(_)));
+        assert!(matches!(quayctl.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
 
         let partial = t.build(&EligibleNode { name: "n1".into(), tolerations: 0, images: 0b10, zone: None });
-        assert_eq!(t.adoption(&partial, "n1"), Adoption::Adopt(0b10), "adopts what that Job pulls");
+        assert_eq!(t.adoption(&partial.metadata, "n1"), Adoption::Adopt(0b10), "adopts what that Job pulls");
     }
 
     #[test]
@@ -589,11 +629,41 @@ mod tests {
     }
 
     #[test]
-    fn containers_map_back_to_images() {
-        assert_eq!(images_of_container("pull-0-nginx", 2), 0b01);
-        assert_eq!(images_of_container("pull-1-model", 2), 0b10);
-        assert_eq!(images_of_container("pull-7-x", 2), 0, "out of range");
-        assert_eq!(images_of_container(QUAYCTL_CONTAINER, 3), 0b111);
-        assert_eq!(images_of_container(INSTALL_CONTAINER, 3), 0);
+    fn the_run_identity_comes_from_config_then_the_own_pod() {
+        let config = |vars: &[(&str, &str)]| {
+            let mut all = vec![("QUAY_IMAGES", "nginx")];
+            all.extend_from_slice(vars);
+            Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+        };
+        let owner = OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "quayctl-controller-29384756".into(),
+            uid: "u".into(),
+            ..Default::default()
+        };
+        let me = SelfInfo { owner_job: Some(owner.clone()), image: Some("reg/qc:1".into()), event_target: None };
+        let now: Timestamp = "2026-11-22T21:34:05Z".parse().unwrap();
+        let in_pod = config(&[("POD_NAME", "p"), ("POD_NAMESPACE", "ops")]);
+
+        let run = RunIdentity::decide(&in_pod, &me, "ops", now).unwrap();
+        assert_eq!(run.run_id, "quayctl-controller-29384756", "the owning Job names the run");
+        assert_eq!(run.helper_image.as_deref(), Some("reg/qc:1"), "the pod's own image is the helper");
+        assert_eq!(run.owner, Some(owner.clone()), "owned within the pod's namespace");
+
+        let elsewhere = RunIdentity::decide(&in_pod, &me, "pullers", now).unwrap();
+        assert_eq!(elsewhere.owner, None, "never owned across namespaces");
+
+        let no_image = SelfInfo { image: None, ..me.clone() };
+        let error = RunIdentity::decide(&in_pod, &no_image, "ops", now).unwrap_err();
+        assert!(error.to_string().contains("set HELPER_IMAGE"), "{error}");
+
+        let outside = config(&[("HELPER_IMAGE", "reg/qc:2"), ("RUN_ID", "nightly")]);
+        let run = RunIdentity::decide(&outside, &SelfInfo::default(), "ops", now).unwrap();
+        assert_eq!((run.run_id.as_str(), run.helper_image.as_deref(), run.owner), ("nightly", Some("reg/qc:2"), None));
+        let timed = RunIdentity::decide(&config(&[("HELPER_IMAGE", "h")]), &SelfInfo::default(), "ops", now).unwrap();
+        assert_eq!(timed.run_id, "20261122-213405", "a UTC timestamp without a Job or RUN_ID");
+        let quayctl = config(&[("PULL_STRATEGY", "quayctl"), ("QUAYCTL_IMAGE", "q:1")]);
+        assert_eq!(RunIdentity::decide(&quayctl, &SelfInfo::default(), "ops", now).unwrap().helper_image, None);
     }
 }

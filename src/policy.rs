@@ -1,0 +1,161 @@
+//! Every number a run derives from its configuration, in one place, each with what it means. Built
+//! once from [`Config`]; the puller specs ([`crate::pullers`]) and the [`crate::tracker`] read it, and
+//! nothing else recomputes a deadline.
+//!
+//! `DEADLINE_SECONDS` (config.rs) becomes, here and only here:
+//! - the pull deadline, each puller pod's `activeDeadlineSeconds` (the kubelet counts it from pod start);
+//! - the Job deadline, the Job's `activeDeadlineSeconds` = pull deadline + `WAIT_GRACE_SECONDS` (the Job
+//!   controller counts it from the Job's start: room for the scheduler and the controller to start the pod);
+//! - the node deadline, the tracker's own bound = Job deadline + slack (half the Job deadline, 1 to 15 s),
+//!   counted from the Job's start (or creation, until it starts): it catches what the Job controller
+//!   misses; its `DeadlineExceeded` is the authority.
+
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// Beyond the Job's deadline, how long the tracker waits for the Job controller to say so.
+const MAX_DEADLINE_SLACK: Duration = Duration::from_secs(15);
+
+/// How the run paces and judges; the same for every node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Images of the run (`QUAY_IMAGES`).
+    pub image_count: usize,
+    /// `DEADLINE_SECONDS`: each puller pod's `activeDeadlineSeconds`.
+    pub pull_deadline: Duration,
+    /// The Job's `activeDeadlineSeconds`: `pull_deadline` + `WAIT_GRACE_SECONDS`.
+    pub job_deadline: Duration,
+    /// No verdict this long after a Job started (or was created, until it starts): timed out.
+    pub node_deadline: Duration,
+    /// How long an image may keep failing to pull before it counts as failed.
+    pub pull_error_grace: Duration,
+    pub create_concurrency: usize,
+    pub max_parallel: Option<usize>,
+    pub seed_nodes: usize,
+    /// Attempts per node for creates that fail transiently (or whose Job vanished on a 409).
+    pub max_create_attempts: u8,
+    /// This many identical admission denials in a row stop all further creates.
+    pub denial_streak: usize,
+    /// An image that failed with a not-found/unauthorized error on this many nodes (and succeeded on
+    /// none) is not sent to the remaining nodes.
+    pub image_breaker: usize,
+    /// Pacing: keep at most (Job start rate × this) created Jobs waiting for the Job controller.
+    pub target_start_lag: Duration,
+    /// Window over which the Job controller's start rate is measured.
+    pub rate_window: Duration,
+    /// How often the clock is an input (pull-error grace, deadlines, draining).
+    pub tick: Duration,
+    /// After the first signal, how long creates already sent may take to answer before the report.
+    pub drain: Duration,
+    /// How long the watches may take to list before the run gives up (nothing is created before).
+    pub watch_ready_timeout: Duration,
+}
+
+impl Policy {
+    pub fn new(config: &Config) -> Policy {
+        let pull_deadline = Duration::from_secs(config.deadline_seconds.max(0) as u64);
+        let job_deadline = pull_deadline + Duration::from_secs(config.wait_grace_seconds);
+        Policy {
+            image_count: config.images.len(),
+            pull_deadline,
+            job_deadline,
+            node_deadline: job_deadline + deadline_slack(job_deadline),
+            pull_error_grace: Duration::from_secs(config.pull_error_grace_seconds),
+            create_concurrency: config.create_concurrency,
+            max_parallel: config.max_parallel,
+            seed_nodes: config.seed_nodes,
+            ..Policy::default()
+        }
+    }
+
+    /// The pod's `activeDeadlineSeconds`.
+    pub fn pull_deadline_seconds(&self) -> i64 {
+        self.pull_deadline.as_secs() as i64
+    }
+
+    /// The Job's `activeDeadlineSeconds`.
+    pub fn job_deadline_seconds(&self) -> i64 {
+        self.job_deadline.as_secs() as i64
+    }
+
+    /// Why a node with no verdict timed out, in the words of the report.
+    pub fn node_deadline_reason(&self, since: &str) -> String {
+        format!(
+            "no verdict {}s after the Job {since} (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack for the Job controller)",
+            self.node_deadline.as_secs()
+        )
+    }
+}
+
+/// Half the Job deadline, at least 1 s and at most [`MAX_DEADLINE_SLACK`].
+fn deadline_slack(job_deadline: Duration) -> Duration {
+    (job_deadline / 2).clamp(Duration::from_secs(1), MAX_DEADLINE_SLACK)
+}
+
+impl Default for Policy {
+    /// The defaults of a run with one image and `DEADLINE_SECONDS`/`WAIT_GRACE_SECONDS` at theirs.
+    fn default() -> Self {
+        Policy {
+            image_count: 1,
+            pull_deadline: Duration::from_secs(300),
+            job_deadline: Duration::from_secs(360),
+            node_deadline: Duration::from_secs(375),
+            pull_error_grace: Duration::from_secs(30),
+            create_concurrency: 16,
+            max_parallel: None,
+            seed_nodes: 0,
+            max_create_attempts: 3,
+            denial_streak: 3,
+            image_breaker: 3,
+            target_start_lag: Duration::from_secs(5),
+            rate_window: Duration::from_secs(10),
+            tick: Duration::from_secs(1),
+            drain: Duration::from_secs(5),
+            watch_ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(vars: &[(&str, &str)]) -> Policy {
+        let mut all = vec![("QUAY_IMAGES", "nginx;redis"), ("HELPER_IMAGE", "h:1")];
+        all.extend_from_slice(vars);
+        Policy::new(&Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap())
+    }
+
+    #[test]
+    fn deadline_seconds_becomes_every_deadline_here() {
+        let p = policy(&[]);
+        assert_eq!(p.image_count, 2);
+        assert_eq!(p.pull_deadline_seconds(), 300, "the pod's, DEADLINE_SECONDS");
+        assert_eq!(p.job_deadline_seconds(), 360, "the Job's: + WAIT_GRACE_SECONDS (60)");
+        assert_eq!(p.node_deadline, Duration::from_secs(375), "the tracker's: + 15 s slack at most");
+        assert_eq!(Policy::default().node_deadline, p.node_deadline, "Default is the default config's");
+
+        let short = policy(&[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")]);
+        assert_eq!(short.job_deadline_seconds(), 2);
+        assert_eq!(short.node_deadline, Duration::from_secs(3), "slack is half the Job deadline, at least 1 s");
+        let none = policy(&[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "0")]);
+        assert_eq!(none.node_deadline, Duration::from_secs(2));
+        assert_eq!(
+            short.node_deadline_reason("was created"),
+            "no verdict 3s after the Job was created (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack for the Job controller)"
+        );
+    }
+
+    #[test]
+    fn pacing_and_judging_come_from_the_config() {
+        let p = policy(&[
+            ("PULL_ERROR_GRACE_SECONDS", "7"),
+            ("CREATE_CONCURRENCY", "4"),
+            ("MAX_PARALLEL", "9"),
+            ("SEED_NODES", "2"),
+        ]);
+        assert_eq!(p.pull_error_grace, Duration::from_secs(7));
+        assert_eq!((p.create_concurrency, p.max_parallel, p.seed_nodes), (4, Some(9), 2));
+    }
+}

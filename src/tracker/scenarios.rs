@@ -1,0 +1,769 @@
+//! The tracker tested as scenarios, in the style of kube-rs/controller-rs `fixtures.rs`: each one a
+//! table of `(seconds, input, expected actions)` with made-up timestamps, then the expected verdicts
+//! and how the run ended. No wall clock, no I/O: the time is an input like any other.
+//!
+//! Actions are written compactly: `create a` (every image), `create a [2]` (only image 2, 1-based),
+//! `delete a` (node `a`'s puller); jobs are named `prepull-r-<node>`.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::watcher::Event;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::config::Config;
+use crate::naming::images_of_container;
+use crate::pullers::{PullerTemplate, RunIdentity};
+
+/// One input of a scenario, named by node.
+enum In {
+    /// Both watches have listed (their `InitDone`).
+    Ready,
+    /// Only the Job watch has listed.
+    JobsListed,
+    /// The create of the node's Job answered 201, created at this step's time.
+    Created(&'static str),
+    /// The create answered 409 and the existing Job is this one.
+    Exists(&'static str, Box<Job>),
+    /// 409, then 404 on the GET.
+    Vanished(&'static str),
+    /// The create failed with (status code, message).
+    Failed(&'static str, u16, &'static str),
+    /// The node's Job as the watch shows it: started at this step's time, with these conditions.
+    Job(&'static str, &'static [(&'static str, &'static str)]),
+    /// The node's Job deleted (no terminal condition).
+    JobDeleted(&'static str),
+    /// The Job watch relists: these nodes' Jobs are in the new list.
+    Relist(&'static [&'static str]),
+    /// The node's pod (created at this step's time) with this status.
+    Pod(&'static str, Value),
+    /// A watch error with (status code, message).
+    WatchError(u16, &'static str),
+    Tick,
+    Signal(Signal),
+}
+
+struct Scenario {
+    name: &'static str,
+    policy: Policy,
+    nodes: Vec<EligibleNode>,
+    steps: Vec<(i64, In, &'static [&'static str])>,
+    /// (node, outcome, a part of its reason).
+    verdicts: &'static [(&'static str, Outcome, &'static str)],
+    /// `done`, `SIGTERM`/`SIGINT`, or `fatal: <part of the error>`.
+    ending: &'static str,
+}
+
+const IMAGES: &str = "nginx:1.27;ghcr.io/org/model:v1";
+
+fn template() -> PullerTemplate {
+    let vars = [("QUAY_IMAGES", IMAGES), ("HELPER_IMAGE", "h:1")];
+    let config = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    let run =
+        RunIdentity { run_id: "r".into(), namespace: "ops".into(), helper_image: Some("h:1".into()), owner: None };
+    PullerTemplate::new(&config, &Policy::new(&config), run)
+}
+
+/// Two images, node deadline 60 s, pull-error grace 30 s, the rest at the defaults.
+fn policy() -> Policy {
+    Policy { image_count: 2, node_deadline: Duration::from_secs(60), ..Policy::default() }
+}
+
+fn nodes(names: &[&str]) -> Vec<EligibleNode> {
+    names.iter().map(|n| EligibleNode { name: n.to_string(), tolerations: 0, images: 0b11, zone: None }).collect()
+}
+
+fn at(t: i64) -> Timestamp {
+    "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_secs(t)
+}
+
+fn job_name(node: &str) -> String {
+    format!("prepull-r-{node}")
+}
+
+fn job(node: &str, t: i64, started: bool, conditions: &[(&str, &str)]) -> Job {
+    let conditions: Vec<Value> = conditions
+        .iter()
+        .map(|(kind, reason)| json!({"type": kind, "status": "True", "reason": reason, "message": ""}))
+        .collect();
+    let mut status = json!({"conditions": conditions});
+    if started {
+        status["startTime"] = json!(at(t).to_string());
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": job_name(node), "creationTimestamp": at(t).to_string()},
+        "status": status,
+    }))
+    .unwrap()
+}
+
+fn pod(node: &str, t: i64, status: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("{}-xyz", job_name(node)), "creationTimestamp": at(t).to_string(),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name(node), "uid": "u"}]},
+        "status": status,
+    }))
+    .unwrap()
+}
+
+fn container(name: &str, state: Value) -> Value {
+    json!({"name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": state})
+}
+
+fn done() -> Value {
+    json!({"terminated": {"exitCode": 0, "reason": "Completed"}})
+}
+
+fn waiting(reason: &str, message: &str) -> Value {
+    json!({"waiting": {"reason": reason, "message": message}})
+}
+
+/// A pending puller pod: image 1 (`pull-0-nginx`) and image 2 (`pull-1-model`) in these states.
+fn pulling(first: Value, second: Value) -> Value {
+    json!({"phase": "Pending", "containerStatuses": [container("pull-0-nginx", first), container("pull-1-model", second)]})
+}
+
+fn api_error(code: u16, message: &str) -> Error {
+    Error::api(
+        "create jobs.batch in namespace \"ops\"",
+        kube::Error::Api(kube::core::Status::failure(message, "").with_code(code).boxed()),
+    )
+}
+
+const NOT_FOUND: &str = "failed to pull and unpack image \"ghcr.io/org/model:v1\": not found";
+const RBAC: &str = "jobs.batch is forbidden: User \"system:serviceaccount:ops:q\" cannot create resource \"jobs\" in API group \"batch\"";
+
+fn input(step: In, t: i64) -> Vec<Input> {
+    match step {
+        In::Ready => vec![Input::Jobs(Event::InitDone), Input::Pods(Event::InitDone)],
+        In::JobsListed => vec![Input::Jobs(Event::InitDone)],
+        In::Created(node) => {
+            let created = job(node, t, false, &[]);
+            vec![Input::Created { name: job_name(node), result: Ok(Created::New(Box::new(created))) }]
+        }
+        In::Exists(node, existing) => {
+            vec![Input::Created { name: job_name(node), result: Ok(Created::AlreadyExists(existing)) }]
+        }
+        In::Vanished(node) => vec![Input::Created { name: job_name(node), result: Ok(Created::Vanished) }],
+        In::Failed(node, code, message) => {
+            vec![Input::Created { name: job_name(node), result: Err(api_error(code, message)) }]
+        }
+        In::Job(node, conditions) => vec![Input::Jobs(Event::Apply(job(node, t, true, conditions)))],
+        In::JobDeleted(node) => vec![Input::Jobs(Event::Delete(job(node, t, true, &[])))],
+        In::Relist(present) => {
+            let mut events = vec![Input::Jobs(Event::Init)];
+            events.extend(present.iter().map(|n| Input::Jobs(Event::InitApply(job(n, t, true, &[])))));
+            events.push(Input::Jobs(Event::InitDone));
+            events
+        }
+        In::Pod(node, status) => vec![Input::Pods(Event::Apply(pod(node, t, status)))],
+        In::WatchError(code, message) => {
+            let status = kube::core::Status::failure(message, "").with_code(code).boxed();
+            vec![Input::WatchFailed(Error::watch("watch jobs.batch", watcher_error(status)))]
+        }
+        In::Tick => vec![Input::Tick],
+        In::Signal(signal) => vec![Input::Signal(signal)],
+    }
+}
+
+fn watcher_error(status: Box<kube::core::Status>) -> kube::runtime::watcher::Error {
+    kube::runtime::watcher::Error::WatchError(status)
+}
+
+/// `create a`, `create a [2]`, `delete a`.
+fn compact(action: &Action) -> String {
+    match action {
+        Action::Create(job) => {
+            let node = job.metadata.name.as_deref().unwrap().trim_start_matches("prepull-r-").to_string();
+            let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let mask = spec.containers.iter().fold(0, |m, c| m | images_of_container(&c.name, 2));
+            if mask == 0b11 {
+                format!("create {node}")
+            } else {
+                let images: Vec<String> =
+                    (0..2).filter(|i| mask & (1 << i) != 0).map(|i| (i + 1).to_string()).collect();
+                format!("create {node} [{}]", images.join(","))
+            }
+        }
+        Action::Delete(name) => format!("delete {}", name.trim_start_matches("prepull-r-")),
+    }
+}
+
+impl Scenario {
+    fn check(self) {
+        let name = self.name;
+        let mut tracker = Tracker::new(self.policy, template(), self.nodes, at(0));
+        for (index, (t, step, expected)) in self.steps.into_iter().enumerate() {
+            let mut actions = Vec::new();
+            for i in input(step, t) {
+                actions.extend(tracker.step(at(t), i));
+            }
+            let got: Vec<String> = actions.iter().map(compact).collect();
+            assert_eq!(got, expected, "{name}: step {} (t={t}s)", index + 1);
+        }
+        let ending = match tracker.ending() {
+            None => "still running".to_string(),
+            Some(Ending::Done) => "done".into(),
+            Some(Ending::Interrupted(signal)) => signal.name().into(),
+            Some(Ending::Fatal(e)) => format!("fatal: {e}"),
+        };
+        assert!(ending.starts_with(self.ending), "{name}: ended `{ending}`, expected `{}`", self.ending);
+        let result = tracker.finish(at(1000));
+        for (node, outcome, reason) in self.verdicts {
+            let v = result.verdicts.iter().find(|v| v.node == *node).unwrap_or_else(|| panic!("{name}: no {node}"));
+            assert_eq!(v.outcome, *outcome, "{name}: {node}: {v:?}");
+            assert!(v.reason.contains(reason), "{name}: {node}: reason `{}` lacks `{reason}`", v.reason);
+        }
+    }
+}
+
+#[test]
+fn creates_wait_for_both_watches_and_the_watches_have_a_bound() {
+    Scenario {
+        name: "nothing is created before both watches have listed",
+        policy: policy(),
+        nodes: nodes(&["a", "b"]),
+        steps: vec![
+            (0, In::Tick, &[]),
+            (0, In::JobsListed, &[]),
+            (1, In::Tick, &[]),
+            (1, In::Ready, &["create a", "create b"]),
+        ],
+        verdicts: &[],
+        ending: "still running",
+    }
+    .check();
+    Scenario {
+        name: "watches that never list stop the run before anything is created",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![(0, In::JobsListed, &[]), (59, In::Tick, &[]), (60, In::Tick, &[])],
+        verdicts: &[("a", Outcome::NotStarted, "before its Job was created")],
+        ending: "fatal: cannot list this run's Jobs and pods within 60s before creating any puller",
+    }
+    .check();
+}
+
+#[test]
+fn pods_decide_nodes_per_image() {
+    Scenario {
+        name: "every container terminated with 0: succeeded without waiting for the Job controller",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", pulling(done(), json!({"running": {}}))), &[]),
+            (3, In::Pod("a", pulling(done(), done())), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "a pull error within its grace is only noted; the pull that follows succeeds",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", "i/o timeout"))), &[]),
+            (31, In::Tick, &[]),
+            (31, In::Pod("a", pulling(done(), done())), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "a pull error past its grace fails that image and deletes the Job",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
+            (12, In::Pod("a", pulling(done(), waiting("ImagePullBackOff", "Back-off pulling image"))), &[]),
+            (31, In::Tick, &[]),
+            (32, In::Tick, &["delete a"]),
+        ],
+        verdicts: &[("a", Outcome::Failed, "image 2: ErrImagePull: failed to pull and unpack image")],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "an invalid image name fails at once",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("InvalidImageName", "couldn't parse"))), &["delete a"]),
+        ],
+        verdicts: &[("a", Outcome::Failed, "image 2: InvalidImageName: couldn't parse")],
+        ending: "done",
+    }
+    .check();
+    let helper = json!({"phase": "Pending", "initContainerStatuses": [
+        container("install-noop", waiting("ImagePullBackOff", "Back-off pulling image \"h:1\""))]});
+    Scenario {
+        name: "a helper image that does not pull fails the node after the grace",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", helper), &[]),
+            (31, In::Tick, &[]),
+            (32, In::Tick, &["delete a"]),
+        ],
+        verdicts: &[("a", Outcome::Failed, "the helper image cannot be pulled (HELPER_IMAGE): ImagePullBackOff")],
+        ending: "done",
+    }
+    .check();
+    let evicted = json!({"phase": "Failed", "reason": "Evicted",
+        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]});
+    Scenario {
+        name: "a disrupted pod is not a failure: its pull errors are forgotten, the next pod decides",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
+            (3, In::Pod("a", evicted), &[]),
+            (40, In::Tick, &[]),
+            (41, In::Pod("a", pulling(done(), done())), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        ending: "done",
+    }
+    .check();
+    let gone = json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
+        "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists"}]});
+    Scenario {
+        name: "a node deleted mid-pull is concluded from its pod at once, and its Job deleted",
+        policy: policy(),
+        nodes: nodes(&["a", "b"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Pod("a", gone), &["delete a"]),
+            (3, In::Job("b", &[("Complete", "")]), &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Deleted, "the node was deleted (PodGC: node no longer exists)"),
+            ("b", Outcome::Succeeded, ""),
+        ],
+        ending: "done",
+    }
+    .check();
+}
+
+#[test]
+fn jobs_and_the_clock_decide_what_pods_do_not() {
+    Scenario {
+        name: "the Job controller's conditions: success, failure with the pod's problem, its deadline",
+        policy: policy(),
+        nodes: nodes(&["a", "b", "c"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::Job("a", &[("SuccessCriteriaMet", "CompletionsReached")]), &[]),
+            (
+                2,
+                In::Pod(
+                    "b",
+                    json!({"phase": "Failed", "containerStatuses": [container("pull-0-nginx",
+                json!({"terminated": {"exitCode": 1, "reason": "Error", "message": "boom"}}))]}),
+                ),
+                &[],
+            ),
+            (3, In::Job("c", &[("FailureTarget", "DeadlineExceeded")]), &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Succeeded, ""),
+            ("b", Outcome::Failed, "pull-0-nginx (x) exited 1 (Error): boom"),
+            ("c", Outcome::TimedOut, "DeadlineExceeded"),
+        ],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "no verdict by the node deadline: timed out from the Job's start (or creation), Job deleted",
+        policy: policy(),
+        nodes: nodes(&["a", "b"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (5, In::Job("b", &[]), &[]),
+            (60, In::Tick, &[]),
+            (61, In::Tick, &["delete a"]),
+            (64, In::Tick, &[]),
+            (65, In::Tick, &["delete b"]),
+        ],
+        verdicts: &[
+            ("a", Outcome::TimedOut, "no verdict 60s after the Job was created"),
+            ("b", Outcome::TimedOut, "no verdict 60s after the Job started"),
+        ],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "a Job deleted before it finished, and one missing from a relist, are deleted",
+        policy: policy(),
+        nodes: nodes(&["a", "b", "c"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::JobDeleted("a"), &[]),
+            (3, In::Relist(&["c"]), &[]),
+            (4, In::Created("c"), &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Deleted, "Job deleted before it finished"),
+            ("b", Outcome::Deleted, "Job deleted before it finished"),
+            ("c", Outcome::Unfinished, "run interrupted before the Job finished"),
+        ],
+        ending: "still running",
+    }
+    .check();
+}
+
+#[test]
+fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
+    let broken = || pulling(done(), waiting("ErrImagePull", NOT_FOUND));
+    Scenario {
+        name: "three permanent failures and no success: image 2 is not sent to the queued nodes",
+        policy: Policy { max_parallel: Some(3), ..policy() },
+        nodes: nodes(&["a", "b", "c", "d", "e"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::Pod("a", broken()), &[]),
+            (2, In::Pod("b", broken()), &[]),
+            (2, In::Pod("c", broken()), &[]),
+            (32, In::Tick, &["delete a", "delete b", "delete c", "create d [1]", "create e [1]"]),
+            (33, In::Created("d"), &[]),
+            (33, In::Created("e"), &[]),
+            (34, In::Pod("d", json!({"phase": "Succeeded"})), &[]),
+            (34, In::Pod("e", json!({"phase": "Succeeded"})), &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Failed, "image 2: ErrImagePull"),
+            ("c", Outcome::Failed, "not found"),
+            ("d", Outcome::Failed, "image 2: not sent to the remaining nodes: it failed on the first 3 nodes"),
+        ],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "a node left with nothing to pull fails without a Job",
+        policy: Policy { image_count: 2, max_parallel: Some(3), ..policy() },
+        nodes: {
+            let mut n = nodes(&["a", "b", "c", "d"]);
+            n[3].images = 0b10;
+            n
+        },
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::Pod("a", broken()), &[]),
+            (2, In::Pod("b", broken()), &[]),
+            (2, In::Pod("c", broken()), &[]),
+            (32, In::Tick, &["delete a", "delete b", "delete c"]),
+        ],
+        verdicts: &[("d", Outcome::Failed, "image 2: not sent to the remaining nodes")],
+        ending: "done",
+    }
+    .check();
+}
+
+#[test]
+fn seeds_and_max_parallel_bound_the_creates() {
+    Scenario {
+        name: "CREATE_CONCURRENCY=2 and MAX_PARALLEL=3: the next node goes when one concludes",
+        policy: Policy { create_concurrency: 2, max_parallel: Some(3), ..policy() },
+        nodes: nodes(&["a", "b", "c", "d", "e"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &["create c"]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["create d"]),
+            (3, In::Job("b", &[("Complete", "")]), &["create e"]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, ""), ("e", Outcome::Unfinished, "create request was in flight")],
+        ending: "still running",
+    }
+    .check();
+    Scenario {
+        name: "the seed wave gates the fan-out; one seed succeeding opens it",
+        policy: Policy { seed_nodes: 2, ..policy() },
+        nodes: nodes(&["a", "b", "c", "d"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &[]),
+            (3, In::Job("b", &[("Failed", "BackoffLimitExceeded")]), &["create c", "create d"]),
+        ],
+        verdicts: &[("b", Outcome::Failed, "BackoffLimitExceeded")],
+        ending: "still running",
+    }
+    .check();
+    Scenario {
+        name: "a seed wave where no seed succeeds stops the run",
+        policy: Policy { seed_nodes: 2, ..policy() },
+        nodes: nodes(&["a", "b", "c", "d"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Failed("b", 403, "jobs.batch \"x\" is forbidden: exceeded quota: q"), &[]),
+            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &[]),
+        ],
+        verdicts: &[
+            ("b", Outcome::NotCreated, "exceeded quota"),
+            ("c", Outcome::NotStarted, "seed wave failed: none of the 2 seed nodes succeeded"),
+            ("d", Outcome::NotStarted, "seed wave failed"),
+        ],
+        ending: "done",
+    }
+    .check();
+}
+
+#[test]
+fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
+    let ours = template().build_for("a");
+    let mut foreign = template();
+    foreign.run_id = "other".into();
+    let mut squatter = foreign.build_for("b");
+    squatter.metadata.name = Some(job_name("b"));
+    Scenario {
+        name: "a 409 is adopted only for this run's Job with the same spec; a vanished one is created again",
+        policy: policy(),
+        nodes: nodes(&["a", "b", "c"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Exists("a", Box::new(ours)), &[]),
+            (1, In::Exists("b", Box::new(squatter)), &[]),
+            (1, In::Vanished("c"), &["create c"]),
+            (2, In::Created("c"), &[]),
+            (3, In::Job("a", &[("Complete", "")]), &[]),
+            (3, In::Job("c", &[("Complete", "")]), &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Succeeded, ""),
+            ("b", Outcome::NotCreated, "does not belong to run r on this node"),
+            ("c", Outcome::Succeeded, ""),
+        ],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "three identical denials stop the creates; the rest are not created with the reason",
+        policy: Policy { create_concurrency: 1, ..policy() },
+        nodes: nodes(&["a", "b", "c", "d"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (
+                1,
+                In::Failed("a", 403, "jobs.batch \"prepull-r-a\" is forbidden: exceeded quota: q, used: 1"),
+                &["create b"],
+            ),
+            (
+                2,
+                In::Failed("b", 403, "jobs.batch \"prepull-r-b\" is forbidden: exceeded quota: q, used: 2"),
+                &["create c"],
+            ),
+            (3, In::Failed("c", 422, "jobs.batch \"prepull-r-c\" is forbidden: exceeded quota: q, used: 3"), &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::NotCreated, "exceeded quota"),
+            ("d", Outcome::NotCreated, "not attempted: the last 3 creates were refused the same way"),
+        ],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "transient errors are retried, three attempts per node",
+        policy: Policy { create_concurrency: 1, ..policy() },
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Failed("a", 503, "unavailable"), &["create a"]),
+            (2, In::Failed("a", 500, "etcdserver: request timed out"), &["create a"]),
+            (3, In::Failed("a", 503, "unavailable"), &[]),
+        ],
+        verdicts: &[("a", Outcome::NotCreated, "gave up after 3 attempts")],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "RBAC forbidding the create stops the run; the node in flight is unfinished",
+        policy: Policy { create_concurrency: 1, ..policy() },
+        nodes: nodes(&["a", "b"]),
+        steps: vec![(0, In::Ready, &["create a"]), (1, In::Failed("a", 403, RBAC), &[])],
+        verdicts: &[
+            ("a", Outcome::Unfinished, "while its create request was in flight"),
+            ("b", Outcome::NotStarted, "before its Job was created"),
+        ],
+        ending: "fatal: forbidden: cannot create jobs.batch",
+    }
+    .check();
+}
+
+#[test]
+fn the_watches_report_what_they_see_even_before_a_create_returns() {
+    Scenario {
+        name: "a Job seen before its create returns is judged after (it could be another run's)",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Job("a", &[("Complete", "")]), &[]),
+            (2, In::Created("a"), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "a Job created and deleted before its create returns stays deleted",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Job("a", &[]), &[]),
+            (1, In::JobDeleted("a"), &[]),
+            (2, In::Created("a"), &[]),
+        ],
+        verdicts: &[("a", Outcome::Deleted, "Job deleted before it finished")],
+        ending: "done",
+    }
+    .check();
+    Scenario {
+        name: "a forbidden watch stops the run; a transient watch error is only logged",
+        policy: policy(),
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::WatchError(503, "unavailable"), &[]),
+            (0, In::Ready, &["create a"]),
+            (1, In::WatchError(403, "jobs.batch is forbidden: User \"x\" cannot watch resource \"jobs\""), &[]),
+        ],
+        verdicts: &[("a", Outcome::Unfinished, "")],
+        ending: "fatal: forbidden: cannot watch jobs.batch",
+    }
+    .check();
+}
+
+#[test]
+fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
+    Scenario {
+        name: "SIGTERM with creates in flight: they may answer within the drain time, nothing new goes",
+        policy: Policy { create_concurrency: 2, ..policy() },
+        nodes: nodes(&["a", "b", "c"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Signal(Signal::Terminate), &[]),
+            (2, In::Created("a"), &[]),
+            (5, In::Tick, &[]),
+            (6, In::Tick, &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Unfinished, "run interrupted before the Job finished"),
+            ("b", Outcome::Unfinished, "run interrupted while its create request was in flight"),
+            ("c", Outcome::NotStarted, "run interrupted before its Job was created"),
+        ],
+        ending: "SIGTERM",
+    }
+    .check();
+    Scenario {
+        name: "SIGINT with nothing in flight ends the run at once",
+        policy: policy(),
+        nodes: nodes(&["a", "b"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &[]),
+            (3, In::Signal(Signal::Interrupt), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, ""), ("b", Outcome::Unfinished, "before the Job finished")],
+        ending: "SIGINT",
+    }
+    .check();
+}
+
+/// Feed one scenario step to `t` at `time`; the actions, compact.
+fn feed(t: &mut Tracker, time: i64, step: In) -> Vec<String> {
+    input(step, time).into_iter().flat_map(|i| t.step(at(time), i)).map(|a| compact(&a)).collect()
+}
+
+#[test]
+fn start_lag_is_measured_and_paces_the_creates() {
+    // Before any start, twice the create concurrency may wait for the Job controller. Once Jobs
+    // start, the window follows their start rate × 5 s (Little's law), never below the concurrency.
+    let policy = Policy { create_concurrency: 2, ..policy() };
+    let t = &mut Tracker::new(policy, template(), nodes(&["a", "b", "c", "d", "e", "f", "g"]), at(0));
+    assert_eq!(feed(t, 0, In::Ready), ["create a", "create b"]);
+    assert_eq!(feed(t, 1, In::Created("a")), ["create c"]);
+    assert_eq!(feed(t, 1, In::Created("b")), ["create d"]);
+    assert!(feed(t, 1, In::Created("c")).is_empty(), "4 created and unstarted: wait for the Job controller");
+    assert!(feed(t, 1, In::Created("d")).is_empty());
+    let running = pulling(json!({"running": {}}), json!({"running": {}}));
+    assert_eq!(feed(t, 3, In::Pod("a", running)), ["create e", "create f"], "1 start/s: 5 may wait");
+    assert!(feed(t, 4, In::Job("b", &[])).is_empty(), "2 starts/s: 10 may wait, 2 creates in flight already");
+    assert_eq!(feed(t, 4, In::Created("e")), ["create g"]);
+    let lag = t.lag();
+    assert_eq!((lag.samples, lag.max_ms), (2, 3000), "creation → start: 2 s (pod) and 3 s (Job startTime)");
+    assert_eq!(t.pace_limit(at(4)), 10);
+    assert_eq!(t.pace_limit(at(10)), 2, "an old start rate: never below the create concurrency");
+}
+
+#[test]
+fn nodes_that_already_hold_every_image_get_no_job() {
+    Scenario {
+        name: "SKIP_PRESENT: a node with nothing left to pull is already-present, at once",
+        policy: policy(),
+        nodes: {
+            let mut n = nodes(&["p", "q"]);
+            n[0].images = 0;
+            n
+        },
+        steps: vec![
+            (0, In::Ready, &["create q"]),
+            (1, In::Created("q"), &[]),
+            (2, In::Job("q", &[("Complete", "")]), &[]),
+        ],
+        verdicts: &[
+            ("p", Outcome::AlreadyPresent, "every image is already on the node"),
+            ("q", Outcome::Succeeded, ""),
+        ],
+        ending: "done",
+    }
+    .check();
+    let tracker = Tracker::new(policy(), template(), Vec::new(), at(0));
+    assert!(matches!(tracker.ending(), Some(Ending::Done)), "no eligible node: nothing to wait for");
+}
+
+#[test]
+fn seeds_spread_across_zones() {
+    let zones: Vec<Option<String>> =
+        ["a", "a", "a", "b", "b", "c"].iter().map(|z| Some(z.to_string())).chain([None]).collect();
+    let nodes: Vec<u32> = (0..7).collect();
+    assert_eq!(plan_seeds(&nodes, &zones, 3), [6, 0, 3], "one per zone (no zone is a group of its own) first");
+    assert_eq!(plan_seeds(&nodes, &zones, 5), [6, 0, 3, 5, 1], "nodes without a zone are one group");
+    assert_eq!(plan_seeds(&nodes, &zones, 0), Vec::<u32>::new());
+    assert_eq!(plan_seeds(&nodes, &zones, 99).len(), 7);
+}
