@@ -10,7 +10,7 @@
 #   slow             pods never finish (name must start with slow-)
 #   pullerr          every puller container waits with ErrImagePull (name must start with pullerr-)
 #   late             pods succeed after ~10 s (name must start with late-)
-# Extra labels for every node: NODE_LABELS="k=v,k2=v2".
+# Extra labels for every node: NODE_LABELS="k=v,k2=v2"; extra taints: NODE_TAINTS="key=value:Effect,key:Effect".
 set -euo pipefail
 for arg in "$@"; do
   name=${arg%%:*}; shape=ready
@@ -29,6 +29,16 @@ for arg in "$@"; do
   [ "$shape" = noschedule ] && taints='[{key: dedicated, value: infra, effect: NoSchedule}]'
   [ "$shape" = noexecute ] && taints='[{key: dedicated, value: infra, effect: NoExecute}]'
   [ "$shape" = gpu ] && taints='[{key: nvidia.com/gpu, value: present, effect: NoSchedule}]'
+  if [ -n "${NODE_TAINTS:-}" ]; then
+    list=${taints#[}; list=${list%]}
+    IFS=',' read -ra more <<< "$NODE_TAINTS"
+    for t in "${more[@]}"; do
+      effect=${t##*:}; kv=${t%:*}
+      if [[ $kv == *=* ]]; then entry="{key: ${kv%%=*}, value: \"${kv#*=}\", effect: $effect}"; else entry="{key: $kv, effect: $effect}"; fi
+      list+="${list:+, }$entry"
+    done
+    taints="[$list]"
+  fi
   labels="kubernetes.io/hostname: $name, kubernetes.io/os: linux, type: kwok, quayctl-e2e/shape: $shape"
   if [ -n "${NODE_LABELS:-}" ]; then
     IFS=',' read -ra extra <<< "$NODE_LABELS"

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use futures::Stream;
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -20,6 +21,12 @@ use tracing::{debug, warn};
 
 use crate::config::PodRef;
 use crate::error::{Error, ErrorClass, Result};
+use crate::pullers::{Leftover, PullerKind};
+use crate::taints::{StartupTaint, removal_patch};
+
+/// Attempts at removing a node's startup taint when a concurrent change to its taints fails the
+/// patch's `test` (each attempt reads the node again).
+const TAINT_ATTEMPTS: usize = 5;
 
 /// Nodes per list page: at 5,000 nodes that is 50 requests. A real node's status (its image list,
 /// up to 50 images with their names) can weigh tens of KiB, so a page is the run's largest buffer.
@@ -35,11 +42,13 @@ pub struct Cluster {
     namespace: String,
 }
 
-/// What the controller learns from its own pod.
+/// What the controller learns from its own pod (and the Job that owns it).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SelfInfo {
     /// The Job that owns the controller's pod (the CronJob's Job), if any.
     pub owner_job: Option<OwnerReference>,
+    /// The CronJob that owns that Job, if any (the owner of retained pullers).
+    pub cronjob: Option<OwnerReference>,
     /// The image of the controller's container: the default helper image.
     pub image: Option<String>,
     /// Where to publish the run's Kubernetes Event.
@@ -87,6 +96,19 @@ pub enum Created<K> {
     Vanished,
 }
 
+/// A JSON patch whose `test` failed (the apiserver answers 422 Invalid, "the server rejected our
+/// request due to an error in our request", the failed test in its causes) or a write conflict: the
+/// object changed since it was read. The patch itself is well-formed, so a 422 means that.
+fn is_test_failure(e: &Error) -> bool {
+    matches!(e, Error::Api { source: kube::Error::Api(status), .. } if status.code == 409 || status.code == 422)
+}
+
+/// An owner reference to the same object that never claims to be its controller: the pullers stay
+/// outside the CronJob's own Job accounting, and nothing blocks the owner's deletion.
+fn reference(o: &OwnerReference) -> OwnerReference {
+    OwnerReference { controller: None, block_owner_deletion: None, ..o.clone() }
+}
+
 /// Run one request that is not a watch, bounded by [`REQUEST_TIMEOUT`]; errors keep their source.
 async fn request<T>(action: impl Into<String>, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T> {
     match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
@@ -116,23 +138,23 @@ impl Cluster {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let action = format!("get pods {:?} in namespace {:?}", pod.name, pod.namespace);
         let me = request(action, api.get(&pod.name)).await?;
-        let owner_job =
-            me.metadata.owner_references.iter().flatten().find(|o| o.kind == "Job" && o.api_version == "batch/v1").map(
-                |o| OwnerReference {
-                    api_version: o.api_version.clone(),
-                    kind: o.kind.clone(),
-                    name: o.name.clone(),
-                    uid: o.uid.clone(),
-                    controller: None,
-                    block_owner_deletion: None,
-                },
-            );
+        let owner_job = me
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "Job" && o.api_version == "batch/v1")
+            .map(reference);
         let containers = me.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
         let image = containers
             .iter()
             .find(|c| c.name == "quayctl-controller")
             .or_else(|| containers.first())
             .and_then(|c| c.image.clone());
+        let cronjob = match &owner_job {
+            Some(job) => self.cronjob_of(&pod.namespace, &job.name).await,
+            None => None,
+        };
         let event_target = Some(match &owner_job {
             Some(job) => ObjectReference {
                 api_version: Some(job.api_version.clone()),
@@ -151,7 +173,21 @@ impl Cluster {
                 ..Default::default()
             },
         });
-        Ok(SelfInfo { owner_job, image, event_target })
+        Ok(SelfInfo { owner_job, cronjob, image, event_target })
+    }
+
+    /// The CronJob owning the controller's Job. Not knowing it is no reason to stop: retained
+    /// pullers then have no owner (a warning says so).
+    async fn cronjob_of(&self, namespace: &str, job: &str) -> Option<OwnerReference> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        let action = format!("get jobs.batch {job:?} in namespace {namespace:?}");
+        match request(action, api.get(job)).await {
+            Ok(job) => job.metadata.owner_references.iter().flatten().find(|o| o.kind == "CronJob").map(reference),
+            Err(e) => {
+                warn!(error = %e, "cannot read the controller's own Job: retained pullers get no owner");
+                None
+            }
+        }
     }
 
     /// Every node (matching `selector`), handed to `on_page` one page at a time so that memory stays
@@ -209,6 +245,62 @@ impl Cluster {
             Ok(_) => debug!(name, kind, "deleted a concluded puller"),
             Err(e) if e.class() == ErrorClass::NotFound => {}
             Err(e) => warn!(name, kind, error = %e, "could not delete a concluded puller"),
+        }
+    }
+
+    /// Every object of kind `K` matching `selector` in the puller namespace, one page at a time, each
+    /// turned into what the run keeps of it (`keep` drops the rest).
+    pub async fn list_paged<K: Object, T>(&self, selector: &str, keep: impl Fn(&K) -> Option<T>) -> Result<Vec<T>> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut params = ListParams::default().labels(selector).limit(WATCH_PAGE_SIZE);
+        let action = format!("list {} in namespace {:?}", plural::<K>(), self.namespace);
+        let mut out = Vec::new();
+        loop {
+            let page = request(action.clone(), api.list(&params)).await?;
+            out.extend(page.items.iter().filter_map(&keep));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The pullers earlier runs left in the namespace (`selector`: every other run's): their Jobs,
+    /// and their bare pods.
+    pub async fn leftovers(&self, selector: &str) -> Result<Vec<Leftover>> {
+        let mut found = self.list_paged::<Job, _>(selector, Leftover::from_job).await?;
+        found.extend(self.list_paged::<Pod, _>(selector, Leftover::from_pod).await?);
+        Ok(found)
+    }
+
+    /// Delete a puller of either kind (see [`Cluster::delete`]).
+    pub async fn delete_puller(&self, kind: PullerKind, name: &str) {
+        match kind {
+            PullerKind::Job => self.delete::<Job>(name).await,
+            PullerKind::Pod => self.delete::<Pod>(name).await,
+        }
+    }
+
+    /// Remove the startup taint from `node`, and nothing else: read its taints, patch them with a
+    /// `test` of the list as read ([`removal_patch`]); a concurrent change fails the test (or
+    /// conflicts), and the node is read again. `Ok(false)`: no such taint any more.
+    pub async fn remove_startup_taint(&self, node: &str, taint: &StartupTaint) -> Result<bool> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = request(format!("get nodes {node:?}"), api.get(node)).await?;
+            let taints = current.spec.and_then(|s| s.taints).unwrap_or_default();
+            let Some(patch) = removal_patch(&taints, taint) else { return Ok(false) };
+            let action = format!("patch nodes {node:?} (remove the startup taint {taint})");
+            match request(action, api.patch(node, &PatchParams::default(), &Patch::Json::<()>(patch))).await {
+                Ok(_) => return Ok(true),
+                // 422: the `test` saw another list; 409: the object changed under the write.
+                Err(e) if attempt < TAINT_ATTEMPTS && is_test_failure(&e) => {
+                    debug!(node, attempt, error = %e, "the node's taints changed meanwhile; reading them again");
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

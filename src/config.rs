@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::grammar::{is_dns_label, is_dns_subdomain, is_label_value, is_quantity, validate_label_selector};
 use crate::images::{Image, PullPolicy, parse_image_list};
-use crate::taints::{Toleration, parse_tolerations};
+use crate::taints::{StartupTaint, Toleration, parse_tolerations};
 
 pub const DEFAULT_DEADLINE_SECONDS: i64 = 300;
 pub const MAX_DEADLINE_SECONDS: i64 = 86_400;
@@ -54,6 +54,9 @@ struct RawEnv {
     max_parallel: Option<String>,
     seed_nodes: Option<String>,
     skip_present: Option<String>,
+    startup_taint: Option<String>,
+    startup_taint_only: Option<String>,
+    keep_last_puller: Option<String>,
 }
 
 /// How the images get onto a node.
@@ -124,6 +127,13 @@ pub struct Config {
     /// Pull on this many nodes first, then fan out (0 = no seed wave).
     pub seed_nodes: usize,
     pub skip_present: bool,
+    /// `STARTUP_TAINT`: the taint new nodes carry until the run has put every image on them.
+    pub startup_taint: Option<StartupTaint>,
+    /// `STARTUP_TAINT_ONLY`: consider only the nodes carrying the startup taint (joining nodes).
+    pub startup_taint_only: bool,
+    /// `KEEP_LAST_PULLER` (default on): each node's latest successful puller stays until a later run
+    /// succeeds there, so the kubelet's image GC sees the images in use.
+    pub keep_last_puller: bool,
 }
 
 /// How the final report is printed on stdout.
@@ -339,6 +349,25 @@ impl Validator {
         (strategy, helper)
     }
 
+    /// `STARTUP_TAINT` and `STARTUP_TAINT_ONLY` (which needs the former).
+    fn startup_taint(&mut self, raw: &mut RawEnv) -> (Option<StartupTaint>, bool) {
+        let taint = match Self::present(raw.startup_taint.take()) {
+            None => None,
+            Some(text) => match StartupTaint::parse(&text) {
+                Ok(taint) => Some(taint),
+                Err(problem) => {
+                    self.fail("STARTUP_TAINT", &text, problem);
+                    None
+                }
+            },
+        };
+        let only = self.boolean("STARTUP_TAINT_ONLY", raw.startup_taint_only.take());
+        if only && taint.is_none() {
+            self.unset("STARTUP_TAINT", "required with STARTUP_TAINT_ONLY=true: the taint joining nodes carry");
+        }
+        (taint, only)
+    }
+
     /// Which nodes: `NODE_SELECTOR`, `TOLERATIONS`, `SKIP_PRESENT`.
     fn selection(&mut self, raw: &mut RawEnv) -> (Option<String>, Vec<Toleration>, bool) {
         let node_selector = Self::present(raw.node_selector.take());
@@ -442,6 +471,11 @@ impl Validator {
         let (pod, namespace) = self.placement(&mut raw);
         let (strategy, helper_image) = self.strategy(&mut raw, pod.is_some());
         let (node_selector, tolerations, skip_present) = self.selection(&mut raw);
+        let (startup_taint, startup_taint_only) = self.startup_taint(&mut raw);
+        let keep_last_puller = match raw.keep_last_puller.take() {
+            None => true,
+            value => self.boolean("KEEP_LAST_PULLER", value),
+        };
         let create_concurrency = self.integer(
             "CREATE_CONCURRENCY",
             raw.create_concurrency.take(),
@@ -491,6 +525,9 @@ impl Validator {
             max_parallel,
             seed_nodes,
             skip_present,
+            startup_taint,
+            startup_taint_only,
+            keep_last_puller,
         })
     }
 }
@@ -536,6 +573,19 @@ mod tests {
         assert!(!c.dry_run);
         assert_eq!(c.create_concurrency, DEFAULT_CREATE_CONCURRENCY);
         assert_eq!(c.wait_grace_seconds, DEFAULT_WAIT_GRACE_SECONDS);
+        assert_eq!((c.startup_taint, c.startup_taint_only, c.keep_last_puller), (None, false, true));
+    }
+
+    #[test]
+    fn startup_taint_and_retention() {
+        let c = ok(&with(&[
+            ("STARTUP_TAINT", "startup-taint.cluster-autoscaler.kubernetes.io/quayctl-images"),
+            ("STARTUP_TAINT_ONLY", "true"),
+            ("KEEP_LAST_PULLER", "false"),
+        ]));
+        let taint = c.startup_taint.expect("parsed");
+        assert_eq!(taint.key, "startup-taint.cluster-autoscaler.kubernetes.io/quayctl-images");
+        assert!(c.startup_taint_only && !c.keep_last_puller);
     }
 
     #[test]
@@ -618,6 +668,14 @@ mod tests {
             (&with(&[("NODE_SELECTOR", "a=b,,c")]), "NODE_SELECTOR=\"a=b,,c\": requirement ``: empty requirement"),
             (&with(&[("CREATE_CONCURRENCY", "0")]), "CREATE_CONCURRENCY=\"0\": must be between 1 and 256"),
             (&with(&[("WAIT_GRACE_SECONDS", "x")]), "WAIT_GRACE_SECONDS=\"x\": must be a whole number"),
+            (&with(&[("STARTUP_TAINT", "a,b")]), "STARTUP_TAINT=\"a,b\": one taint only"),
+            (&with(&[("STARTUP_TAINT", "*")]), "STARTUP_TAINT=\"*\": a taint key is needed"),
+            (&with(&[("STARTUP_TAINT", "k:Never")]), "STARTUP_TAINT=\"k:Never\": `k:Never`: unknown effect"),
+            (
+                &with(&[("STARTUP_TAINT_ONLY", "true")]),
+                "STARTUP_TAINT is not set: required with STARTUP_TAINT_ONLY=true",
+            ),
+            (&with(&[("KEEP_LAST_PULLER", "sometimes")]), "KEEP_LAST_PULLER=\"sometimes\": must be `true` or `false`"),
         ];
         for (pairs, expected) in cases {
             let errs = errors(pairs);

@@ -45,7 +45,7 @@ struct Behavior {
     condition: Condition,
     /// The pod each created Job gets.
     pod_status: PodStatus,
-    /// Status for listing Jobs (the watcher's initial list).
+    /// Status for the watcher's initial list of this run's Jobs.
     list_jobs_status: u16,
     /// Jobs that exist before the run (for 409 adoption).
     existing: Vec<Job>,
@@ -58,6 +58,8 @@ struct Behavior {
     ttl_zero: bool,
     /// The controller's own pod, served for GET /api/v1/namespaces/{ns}/pods/{name}.
     own_pod: Option<Value>,
+    /// A taint someone else adds to a node between the run's read of it and its first patch.
+    taint_race: Option<(&'static str, Value)>,
 }
 
 impl Default for Behavior {
@@ -74,6 +76,7 @@ impl Default for Behavior {
             gone_on_get: Vec::new(),
             ttl_zero: false,
             own_pod: None,
+            taint_race: None,
         }
     }
 }
@@ -88,6 +91,9 @@ struct HeldWatch {
 #[derive(Default)]
 struct State {
     requests: Vec<String>,
+    /// The nodes as JSON (read, listed and patched).
+    nodes: BTreeMap<String, Value>,
+    patches: usize,
     jobs: BTreeMap<String, Job>,
     create_attempts: BTreeMap<String, usize>,
     /// (resourceVersion, kind, watch event JSON), in order.
@@ -219,14 +225,44 @@ const RBAC: &str = "jobs.batch is forbidden: User \"system:serviceaccount:ops:qu
 enum Route<'a> {
     Watch { kind: &'static str, after: u64 },
     ListNodes,
+    GetNode(&'a str),
+    PatchNode(&'a str),
     CreateJob,
     GetJob(&'a str),
     DeleteJob(&'a str),
-    ListJobs,
+    ListJobs(Selector),
     GetPod,
     ListPods,
     PostEvent,
     Unknown,
+}
+
+/// A label selector of `key=value` and `key!=value` terms, as the run sends them.
+struct Selector(Vec<(String, bool, String)>);
+
+impl Selector {
+    fn parse(query: &str) -> Selector {
+        let raw = query.split('&').find_map(|kv| kv.strip_prefix("labelSelector=")).unwrap_or("");
+        let decoded = raw.replace("%2F", "/").replace("%3D", "=").replace("%2C", ",").replace("%21", "!");
+        let terms = decoded
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .filter_map(|t| match t.split_once("!=") {
+                Some((k, v)) => Some((k.to_string(), false, v.to_string())),
+                None => t.split_once('=').map(|(k, v)| (k.to_string(), true, v.to_string())),
+            })
+            .collect();
+        Selector(terms)
+    }
+
+    fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        self.0.iter().all(|(k, equal, v)| (labels.and_then(|l| l.get(k)) == Some(v)) == *equal)
+    }
+
+    /// The run's own watch (`run=<id>`), not another run's list.
+    fn is_this_run(&self) -> bool {
+        self.0.iter().any(|(k, equal, _)| k == "quayctl-controller/run" && *equal)
+    }
 }
 
 fn route<'a>(method: &Method, segments: &[&'a str], query: &str) -> Route<'a> {
@@ -240,10 +276,12 @@ fn route<'a>(method: &Method, segments: &[&'a str], query: &str) -> Route<'a> {
     }
     match (method.clone(), segments) {
         (Method::GET, ["api", "v1", "nodes"]) => Route::ListNodes,
+        (Method::GET, ["api", "v1", "nodes", name]) => Route::GetNode(name),
+        (Method::PATCH, ["api", "v1", "nodes", name]) => Route::PatchNode(name),
         (Method::POST, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => Route::CreateJob,
         (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => Route::GetJob(name),
         (Method::DELETE, ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => Route::DeleteJob(name),
-        (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => Route::ListJobs,
+        (Method::GET, ["apis", "batch", "v1", "namespaces", _, "jobs"]) => Route::ListJobs(Selector::parse(query)),
         (Method::GET, ["api", "v1", "namespaces", _, "pods", _]) => Route::GetPod,
         (Method::GET, ["api", "v1", "namespaces", _, "pods"]) => Route::ListPods,
         (Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => Route::PostEvent,
@@ -251,14 +289,44 @@ fn route<'a>(method: &Method, segments: &[&'a str], query: &str) -> Route<'a> {
     }
 }
 
-fn list_nodes(behavior: &Behavior) -> Response<Body> {
+fn list_nodes(behavior: &Behavior, state: &State) -> Response<Body> {
     if behavior.list_nodes_status != 200 {
         return status(behavior.list_nodes_status, "InternalError", "etcdserver: request timed out");
     }
-    respond(
-        200,
-        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": behavior.nodes}),
-    )
+    let items: Vec<&Value> = state.nodes.values().collect();
+    respond(200, &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}))
+}
+
+fn get_node(state: &State, name: &str) -> Response<Body> {
+    match state.nodes.get(name) {
+        Some(node) => respond(200, node),
+        None => status(404, "NotFound", "nodes not found"),
+    }
+}
+
+/// A JSON patch of a node, applied as the apiserver does: a failed `test` is a 422 that says so only
+/// in its causes. `taint_race` changes the node's taints just before the first patch.
+fn patch_node(behavior: &Behavior, state: &mut State, name: &str, patch: json_patch::Patch) -> Response<Body> {
+    state.patches += 1;
+    if let (1, Some((node, taint))) = (state.patches, &behavior.taint_race)
+        && let Some(target) = state.nodes.get_mut(*node)
+    {
+        target["spec"]["taints"].as_array_mut().expect("the node has taints").push(taint.clone());
+    }
+    let Some(node) = state.nodes.get_mut(name) else { return status(404, "NotFound", "nodes not found") };
+    let mut patched = node.clone();
+    match json_patch::patch(&mut patched, &patch) {
+        Ok(()) => {
+            *node = patched;
+            respond(200, node)
+        }
+        Err(e) => respond(
+            422,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "reason": "Invalid",
+                "message": "the server rejected our request due to an error in our request",
+                "details": {"causes": [{"reason": "UnexpectedServerResponse", "message": e.to_string()}]}}),
+        ),
+    }
 }
 
 /// POST a Job: the status of `create_status`; a 201 creates it with what the fake's "controllers"
@@ -322,15 +390,20 @@ fn delete_job(state: &mut State, name: &str) -> Response<Body> {
     }
 }
 
-fn list_jobs(behavior: &Behavior, state: &State) -> Response<Body> {
-    if behavior.list_jobs_status != 200 {
+fn list_jobs(behavior: &Behavior, state: &State, selector: &Selector) -> Response<Body> {
+    if behavior.list_jobs_status != 200 && selector.is_this_run() {
         return status(
             behavior.list_jobs_status,
             "Forbidden",
             "jobs.batch is forbidden: User \"x\" cannot watch resource \"jobs\" in API group \"batch\"",
         );
     }
-    let items: Vec<Value> = state.jobs.values().map(|job| with_condition(behavior, job)).collect();
+    let items: Vec<Value> = state
+        .jobs
+        .values()
+        .filter(|job| selector.matches(job.metadata.labels.as_ref()))
+        .map(|job| with_condition(behavior, job))
+        .collect();
     respond(
         200,
         &json!({"kind": "JobList", "apiVersion": "batch/v1",
@@ -364,6 +437,9 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
         }
         s.resource_version = 5;
         s.gets_gone = behavior.gone_on_get.iter().map(|g| g.to_string()).collect();
+        for node in &behavior.nodes {
+            s.nodes.insert(node.metadata.name.clone().unwrap(), serde_json::to_value(node).unwrap());
+        }
     }
     let (shared, seen) = (state.clone(), Arc::new(Notify::new()));
     let notify = seen.clone();
@@ -381,7 +457,7 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
             let route = route(&parts.method, &segments, &query);
             // Bodies are read before the state is locked.
             let body = match route {
-                Route::CreateJob | Route::PostEvent => Some(body.collect_bytes().await.unwrap()),
+                Route::CreateJob | Route::PostEvent | Route::PatchNode(_) => Some(body.collect_bytes().await.unwrap()),
                 _ => None,
             };
             let mut state = shared.lock().unwrap();
@@ -396,11 +472,15 @@ fn serve(behavior: Behavior) -> (Client, Fake) {
                     notify.notify_waiters();
                     continue;
                 }
-                Route::ListNodes => list_nodes(&behavior),
+                Route::ListNodes => list_nodes(&behavior, &state),
+                Route::GetNode(name) => get_node(&state, name),
+                Route::PatchNode(name) => {
+                    patch_node(&behavior, &mut state, name, serde_json::from_slice(&body.unwrap()).unwrap())
+                }
                 Route::CreateJob => create_job(&behavior, &mut state, serde_json::from_slice(&body.unwrap()).unwrap()),
                 Route::GetJob(name) => get_job(&behavior, &mut state, name),
                 Route::DeleteJob(name) => delete_job(&mut state, name),
-                Route::ListJobs => list_jobs(&behavior, &state),
+                Route::ListJobs(selector) => list_jobs(&behavior, &state, &selector),
                 Route::GetPod => get_own_pod(&behavior),
                 Route::ListPods => list_pods(&state),
                 Route::PostEvent => respond(201, &serde_json::from_slice::<Value>(&body.unwrap()).unwrap()),
@@ -477,7 +557,11 @@ async fn all_nodes_succeed() {
     assert!(outcome_line(&run.output, "n2").contains("succeeded"));
     assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 2);
     assert_eq!(fake.count("GET /api/v1/nodes?"), 1);
-    let list = fake.requests().into_iter().find(|r| r.starts_with("GET /apis/batch/v1/namespaces/ops/jobs?")).unwrap();
+    let list = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.starts_with("GET /apis/batch/v1/namespaces/ops/jobs?") && !r.contains("%21%3D"))
+        .unwrap();
     assert!(
         list.contains(
             "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dquayctl-controller%2Cquayctl-controller%2Frun%3Dr1"
@@ -713,7 +797,13 @@ fn created_jobs(fake: &Fake) -> Vec<Job> {
 #[tokio::test]
 async fn in_a_pod_owned_by_a_job_pullers_are_owned_and_named_after_it() {
     let (client, fake) = serve(Behavior { own_pod: Some(own_pod()), ..Behavior::default() });
-    let pod = [("POD_NAME", "cron-123-xyz"), ("POD_NAMESPACE", "ops"), ("RUN_ID", ""), ("HELPER_IMAGE", "")];
+    let pod = [
+        ("POD_NAME", "cron-123-xyz"),
+        ("POD_NAMESPACE", "ops"),
+        ("RUN_ID", ""),
+        ("HELPER_IMAGE", ""),
+        ("KEEP_LAST_PULLER", "false"),
+    ];
     let run = run(client, &pod).await;
     assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
     let jobs = created_jobs(&fake);
@@ -726,6 +816,32 @@ async fn in_a_pod_owned_by_a_job_pullers_are_owned_and_named_after_it() {
         assert_eq!(init.image.as_deref(), Some("registry.example.com/quayctl-controller:1"));
     }
     assert_eq!(fake.count("POST /apis/events.k8s.io/v1/namespaces/ops/events"), 1, "summary Event");
+}
+
+/// The CronJob's Job `cron-123` that runs the controller, owned by CronJob `quayctl-controller`.
+fn own_job() -> Job {
+    serde_json::from_value(json!({"metadata": {"name": "cron-123", "namespace": "ops", "uid": "job-uid",
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "quayctl-controller",
+            "uid": "cronjob-uid", "controller": true, "blockOwnerDeletion": true}]}}))
+    .unwrap()
+}
+
+// KEEP_LAST_PULLER (the default): the pullers must outlive the run's Job (the CronJob's history
+// limit deletes it), so they are owned by the CronJob itself, never as its controller.
+#[tokio::test]
+async fn kept_pullers_are_owned_by_the_cronjob_not_the_runs_job() {
+    let (client, fake) = serve(Behavior { own_pod: Some(own_pod()), existing: vec![own_job()], ..Behavior::default() });
+    let pod = [("POD_NAME", "cron-123-xyz"), ("POD_NAMESPACE", "ops"), ("RUN_ID", ""), ("HELPER_IMAGE", "")];
+    let run = run(client, &pod).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    for job in created_jobs(&fake).into_iter().filter(|j| j.metadata.name.as_deref() != Some("cron-123")) {
+        let owners = job.metadata.owner_references.as_ref().expect("owned");
+        assert_eq!(owners.len(), 1);
+        assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str()), ("CronJob", "quayctl-controller"));
+        assert_eq!((owners[0].controller, owners[0].block_owner_deletion), (None, None), "not its controller");
+        assert_eq!(job.spec.unwrap().ttl_seconds_after_finished, None, "no TTL: kept until a later run succeeds");
+    }
+    assert!(run.output.contains("puller kept"), "{}", run.output);
 }
 
 #[tokio::test]
@@ -930,4 +1046,32 @@ async fn a_missing_pull_secret_is_refused_before_any_create() {
         "{message}"
     );
     assert_eq!(fake.count("POST"), 0);
+}
+
+// STARTUP_TAINT: once a node has every image, its startup taint is removed with a JSON patch that
+// tests the taint list it read. Someone adds a taint to the node between that read and the patch: the
+// test fails (422), the run reads the node again and removes only its taint, the other one stays.
+#[tokio::test]
+async fn the_startup_taint_is_removed_without_clobbering_a_concurrent_taint() {
+    let tainted = node("n1", Some("True"), false, &[("images-pending", "NoSchedule"), ("dedicated", "NoSchedule")]);
+    let racing = json!({"key": "maintenance", "effect": "NoSchedule"});
+    let (client, fake) = serve(Behavior {
+        nodes: vec![tainted, node("n2", Some("True"), false, &[])],
+        taint_race: Some(("n1", racing)),
+        ..Behavior::default()
+    });
+    let run = run(client, &[("STARTUP_TAINT", "images-pending"), ("TOLERATIONS", "dedicated")]).await;
+    assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
+    assert!(outcome_line(&run.output, "n1").contains("startup taint removed"), "{}", run.output);
+    assert!(!outcome_line(&run.output, "n2").contains("taint"), "n2 never had it: {}", run.output);
+    assert!(run.output.contains("startup taint removed from 1, kept on 0"), "{}", run.output);
+    assert_eq!(fake.count("PATCH /api/v1/nodes/n1"), 2, "the first patch's test failed; the second went through");
+    assert_eq!(fake.count("GET /api/v1/nodes/n1"), 2, "read again after the failed test");
+    assert_eq!(fake.count("PATCH /api/v1/nodes/n2"), 0);
+    let taints = fake.state.lock().unwrap().nodes["n1"]["spec"]["taints"].clone();
+    assert_eq!(
+        taints,
+        json!([{"key": "dedicated", "effect": "NoSchedule"}, {"key": "maintenance", "effect": "NoSchedule"}]),
+        "only the startup taint is gone"
+    );
 }

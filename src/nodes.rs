@@ -2,10 +2,10 @@
 //! per node; only what the run needs of each node is kept (name, zone, two small bit masks), not the
 //! Node object, so memory follows the page size, not the cluster.
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Taint};
 
 use crate::images::{Image, PullPolicy};
-use crate::taints::{Toleration, match_taints};
+use crate::taints::{StartupTaint, TaintTable, Toleration, match_taints};
 
 pub const LABEL_OS: &str = "kubernetes.io/os";
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
@@ -46,6 +46,10 @@ impl std::fmt::Display for SkipReason {
 #[derive(Clone, Debug, Default)]
 pub struct Eligibility {
     pub tolerations: Vec<Toleration>,
+    /// `STARTUP_TAINT`: nodes carrying it are eligible whatever `TOLERATIONS` says.
+    pub startup: Option<StartupTaint>,
+    /// `STARTUP_TAINT_ONLY`: only nodes carrying the startup taint are considered at all.
+    pub startup_only: bool,
     /// `SKIP_PRESENT=true`: leave out images the node reports in `status.images`.
     pub skip_present: bool,
     pub pull_policy: Option<PullPolicy>,
@@ -59,21 +63,29 @@ pub fn all_images(count: usize) -> ImageMask {
     if count >= 64 { u64::MAX } else { (1u64 << count) - 1 }
 }
 
-/// One node that gets a puller Job.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One node that gets a puller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EligibleNode {
     pub name: String,
-    /// Which tolerations its Job carries (see [`crate::taints::match_taints`]).
-    pub tolerations: u32,
+    /// Its blocking taints when the run decided, as indices into the run's [`TaintTable`]: its puller
+    /// tolerates exactly these.
+    pub taints: Box<[u16]>,
+    /// It carries `STARTUP_TAINT`, which the run removes once every image is on it.
+    pub startup_tainted: bool,
     /// The images still to pull there; with `SKIP_PRESENT` may be fewer than all.
     pub images: ImageMask,
     /// `topology.kubernetes.io/zone`, for spreading the seed wave.
     pub zone: Option<String>,
 }
 
-/// `Ok(toleration mask)` when a puller pod could run on the node now, else the first reason it
+/// `Ok(blocking taints)` when a puller pod could run on the node now (each of its `NoSchedule`/
+/// `NoExecute` taints is tolerated, by `TOLERATIONS` or as the startup taint), else the first reason it
 /// cannot. Cordoned beats NotReady beats OS beats taints, so the most actionable reason is shown.
-pub fn eligibility(node: &Node, tolerations: &[Toleration]) -> Result<u32, SkipReason> {
+pub fn eligibility<'n>(
+    node: &'n Node,
+    tolerations: &[Toleration],
+    startup: Option<&StartupTaint>,
+) -> Result<Vec<&'n Taint>, SkipReason> {
     let spec = node.spec.as_ref();
     if spec.and_then(|s| s.unschedulable).unwrap_or(false) {
         return Err(SkipReason::Cordoned);
@@ -102,7 +114,7 @@ pub fn eligibility(node: &Node, tolerations: &[Toleration]) -> Result<u32, SkipR
         return Err(SkipReason::NotLinux { os: os.clone() });
     }
     let taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default();
-    match_taints(taints, tolerations)
+    match_taints(taints, tolerations, startup)
         .map_err(|taint| SkipReason::Tainted { key: taint.key.clone(), effect: taint.effect.clone() })
 }
 
@@ -131,22 +143,40 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
-/// Eligible nodes and skipped nodes, built up page by page.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// Eligible nodes and skipped nodes, built up page by page, with the blocking taints of the
+/// eligible ones, each once.
+#[derive(Debug, Default, PartialEq)]
 pub struct Partition {
     pub eligible: Vec<EligibleNode>,
     pub skipped: Vec<Skipped>,
+    pub taints: TaintTable,
+    /// `STARTUP_TAINT_ONLY`: nodes without the startup taint, not considered at all.
+    pub not_considered: usize,
+    /// Nodes asked about (those earlier runs left pullers for) and which of them were listed.
+    pub asked: std::collections::HashSet<String>,
+    pub listed: std::collections::HashSet<String>,
 }
 
 impl Partition {
     /// Sort one more page of nodes into eligible and skipped.
     pub fn add(&mut self, nodes: &[Node], rule: &Eligibility) {
         for node in nodes {
+            if let Some(name) = node.metadata.name.as_ref().filter(|n| self.asked.contains(*n)) {
+                self.listed.insert(name.clone());
+            }
+            let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+            let startup_tainted = rule.startup.as_ref().is_some_and(|s| taints.iter().any(|t| s.matches(t)));
+            if rule.startup_only && !startup_tainted {
+                self.not_considered += 1;
+                continue;
+            }
             let name = node.metadata.name.clone().unwrap_or_default();
-            match eligibility(node, &rule.tolerations) {
-                Ok(tolerations) => {
+            match eligibility(node, &rule.tolerations, rule.startup.as_ref()) {
+                Ok(blocking) => {
                     let zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
-                    self.eligible.push(EligibleNode { name, tolerations, images: images_needed(node, rule), zone })
+                    let taints = blocking.into_iter().map(|t| self.taints.intern(t)).collect();
+                    let images = images_needed(node, rule);
+                    self.eligible.push(EligibleNode { name, taints, startup_tainted, images, zone })
                 }
                 Err(reason) => self.skipped.push(Skipped { node: name, reason }),
             }
@@ -179,61 +209,79 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// Eligibility with `TOLERATIONS` only: the keys of the blocking taints, or why not.
+    fn keys(node: &Node, tolerations: &[Toleration]) -> Result<Vec<String>, SkipReason> {
+        eligibility(node, tolerations, None).map(|taints| taints.iter().map(|t| t.key.clone()).collect())
+    }
+
     #[test]
     fn ready_untainted_node_is_eligible() {
-        assert_eq!(eligibility(&node("a", Some("True"), false, &[]), &[]), Ok(0));
-        assert_eq!(eligibility(&node("a", Some("True"), false, &[("gpu", "PreferNoSchedule")]), &[]), Ok(0));
+        assert_eq!(keys(&node("a", Some("True"), false, &[]), &[]), Ok(vec![]));
+        assert_eq!(keys(&node("a", Some("True"), false, &[("gpu", "PreferNoSchedule")]), &[]), Ok(vec![]));
     }
 
     #[test]
     fn cordoned_node_is_skipped_first() {
         let n = node("a", Some("False"), true, &[("node.kubernetes.io/unschedulable", "NoSchedule")]);
-        assert_eq!(eligibility(&n, &[]), Err(SkipReason::Cordoned));
+        assert_eq!(keys(&n, &[]), Err(SkipReason::Cordoned));
     }
 
     #[test]
     fn not_ready_and_unknown_are_skipped() {
         assert_eq!(
-            eligibility(&node("a", Some("False"), false, &[]), &[]),
+            keys(&node("a", Some("False"), false, &[]), &[]),
             Err(SkipReason::NotReady { status: "False".into(), reason: Some("KubeletReady".into()) })
         );
-        assert!(matches!(eligibility(&node("a", Some("Unknown"), false, &[]), &[]), Err(SkipReason::NotReady { .. })));
-        assert!(matches!(eligibility(&node("a", None, false, &[]), &[]), Err(SkipReason::NotReady { .. })));
+        assert!(matches!(keys(&node("a", Some("Unknown"), false, &[]), &[]), Err(SkipReason::NotReady { .. })));
+        assert!(matches!(keys(&node("a", None, false, &[]), &[]), Err(SkipReason::NotReady { .. })));
     }
 
     #[test]
     fn no_schedule_and_no_execute_taints_are_skipped() {
         for effect in ["NoSchedule", "NoExecute"] {
             let n = node("a", Some("True"), false, &[("dedicated", effect)]);
-            assert_eq!(
-                eligibility(&n, &[]),
-                Err(SkipReason::Tainted { key: "dedicated".into(), effect: effect.into() })
-            );
-            assert!(eligibility(&n, &[]).unwrap_err().to_string().starts_with(&format!("tainted dedicated:{effect}")));
+            assert_eq!(keys(&n, &[]), Err(SkipReason::Tainted { key: "dedicated".into(), effect: effect.into() }));
+            assert!(keys(&n, &[]).unwrap_err().to_string().starts_with(&format!("tainted dedicated:{effect}")));
         }
     }
 
     #[test]
-    fn tolerated_taints_make_a_node_eligible_with_exactly_the_matching_tolerations() {
+    fn tolerated_taints_make_a_node_eligible_and_its_puller_tolerates_exactly_its_taints() {
         let tolerations = crate::taints::parse_tolerations("dedicated:NoSchedule,gpu:NoSchedule").unwrap();
         let n = node("a", Some("True"), false, &[("gpu", "NoSchedule")]);
-        assert_eq!(eligibility(&n, &tolerations), Ok(0b10));
+        assert_eq!(keys(&n, &tolerations), Ok(vec!["gpu".to_string()]));
         let blocked = node("a", Some("True"), false, &[("gpu", "NoSchedule"), ("spot", "NoExecute")]);
         assert_eq!(
-            eligibility(&blocked, &tolerations),
+            keys(&blocked, &tolerations),
             Err(SkipReason::Tainted { key: "spot".into(), effect: "NoExecute".into() })
         );
+    }
+
+    #[test]
+    fn the_startup_taint_reaches_a_node_and_startup_only_considers_nothing_else() {
+        let startup = crate::taints::StartupTaint::parse("images-pending").unwrap();
+        let joining = node("j", Some("True"), false, &[("images-pending", "NoSchedule"), ("gpu", "NoSchedule")]);
+        let gpu = crate::taints::parse_tolerations("gpu").unwrap();
+        let rule = Eligibility { tolerations: gpu, startup: Some(startup), ..Default::default() };
+        let mut all = Partition::default();
+        all.add(&[joining.clone(), node("old", Some("True"), false, &[])], &rule);
+        assert_eq!(all.eligible.len(), 2);
+        assert!(all.eligible[0].startup_tainted && !all.eligible[1].startup_tainted);
+        assert_eq!(all.taints.tolerations(&all.eligible[0].taints).len(), 2, "the startup taint and gpu, exactly");
+        let mut only = Partition::default();
+        only.add(&[joining, node("old", Some("True"), false, &[])], &Eligibility { startup_only: true, ..rule });
+        assert_eq!((only.eligible.len(), only.skipped.len(), only.not_considered), (1, 0, 1));
     }
 
     #[test]
     fn only_linux_nodes_are_eligible() {
         let mut windows = node("w", Some("True"), false, &[]);
         windows.metadata.labels = Some([(LABEL_OS.to_string(), "windows".to_string())].into());
-        assert_eq!(eligibility(&windows, &[]), Err(SkipReason::NotLinux { os: "windows".into() }));
-        assert_eq!(eligibility(&windows, &[]).unwrap_err().to_string(), "not a Linux node (kubernetes.io/os=windows)");
+        assert_eq!(keys(&windows, &[]), Err(SkipReason::NotLinux { os: "windows".into() }));
+        assert_eq!(keys(&windows, &[]).unwrap_err().to_string(), "not a Linux node (kubernetes.io/os=windows)");
         let mut unlabelled = node("u", Some("True"), false, &[]);
         unlabelled.metadata.labels = None;
-        assert_eq!(eligibility(&unlabelled, &[]), Ok(0), "no label and no nodeInfo: assume Linux");
+        assert_eq!(keys(&unlabelled, &[]), Ok(vec![]), "no label and no nodeInfo: assume Linux");
     }
 
     #[test]
@@ -268,7 +316,7 @@ pub(crate) mod tests {
         let rule = Eligibility::default();
         partition.add(&nodes[..2], &rule);
         partition.add(&nodes[2..], &rule);
-        let Partition { eligible, skipped } = partition.sorted();
+        let Partition { eligible, skipped, .. } = partition.sorted();
         assert_eq!(eligible.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(skipped.iter().map(|s| s.node.as_str()).collect::<Vec<_>>(), ["b", "d"]);
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, LocalObjectReference,
     NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
@@ -24,8 +25,9 @@ use crate::error::{Error, Result};
 use crate::images::{Image, PullPolicy};
 use crate::naming::{self, INSTALL_CONTAINER, QUAYCTL_CONTAINER};
 use crate::nodes::{EligibleNode, ImageMask, all_images};
+use crate::outcome::{Outcome, outcome_from_job, owning_job};
 use crate::policy::Policy;
-use crate::taints::{Toleration, selected};
+use crate::taints::TaintTable;
 
 pub const MANAGED_BY: &str = "quayctl-controller";
 pub const PULLER_NAME: &str = "quayctl-puller";
@@ -54,16 +56,19 @@ pub struct RunIdentity {
     pub namespace: String,
     /// Image carrying `/quayctl-noop` (kubelet strategy only).
     pub helper_image: Option<String>,
-    /// The CronJob's Job when the controller runs in a pod it owns, in the pullers' namespace.
+    /// Who owns the pullers: the controller's Job (the CronJob's), or with `KEEP_LAST_PULLER` the
+    /// CronJob itself; only within the pullers' namespace.
     pub owner: Option<OwnerReference>,
 }
 
 impl RunIdentity {
     /// Decide the run's identity from the configuration and the controller's own pod (`me`, empty
     /// outside a pod): `RUN_ID`, else the owning Job's name, else the time; `HELPER_IMAGE`, else the
-    /// pod's own image; the owning Job as the pullers' owner only within its namespace (owner
-    /// references cannot cross namespaces: the garbage collector would take the owner as gone and
-    /// delete the pullers at once; there the TTL alone cleans up).
+    /// pod's own image. The pullers' owner: the controller's Job, whose deletion (the CronJob's
+    /// history limit) then removes them; with `KEEP_LAST_PULLER` the CronJob instead, since retained
+    /// pullers must outlive the run's Job (and go with the installation); only within the pullers'
+    /// namespace: owner references cannot cross namespaces (the garbage collector would take the owner
+    /// as gone and delete the pullers at once).
     pub fn decide(config: &Config, me: &SelfInfo, namespace: &str, now: Timestamp) -> Result<RunIdentity> {
         let helper_image = match &config.helper_image {
             HelperImage::Given(image) => Some(image.clone()),
@@ -79,14 +84,16 @@ impl RunIdentity {
             .clone()
             .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
             .unwrap_or_else(|| now.strftime("%Y%m%d-%H%M%S").to_string());
-        let owner = match (&me.owner_job, &config.pod) {
+        let wanted = if config.keep_last_puller { &me.cronjob } else { &me.owner_job };
+        let owner = match (wanted, &config.pod) {
             (Some(owner), Some(pod)) if pod.namespace == namespace => Some(owner.clone()),
             (Some(owner), _) => {
                 warn!(
                     owner = %owner.name,
                     namespace,
-                    "puller Jobs live outside the controller's namespace, so they cannot be owned by its Job; \
-                     ttlSecondsAfterFinished alone removes them"
+                    "the pullers live outside the controller's namespace, so they cannot be owned by its {}; \
+                     their TTL or a later run removes them",
+                    owner.kind
                 );
                 None
             }
@@ -109,14 +116,80 @@ pub struct PullerTemplate {
     pub deadline_seconds: i64,
     /// The Job's `activeDeadlineSeconds` ([`Policy::job_deadline`]).
     pub job_deadline_seconds: i64,
-    pub ttl_seconds_after_finished: i32,
-    /// The CronJob's Job when the controller runs in a pod it owns.
+    /// `TTL_SECONDS_AFTER_FINISHED`, unless `KEEP_LAST_PULLER` keeps them (then the run removes
+    /// what is not kept).
+    pub ttl_seconds_after_finished: Option<i32>,
+    /// See [`RunIdentity::owner`].
     pub owner: Option<OwnerReference>,
     pub pull_policy: PullPolicy,
-    pub tolerations: Vec<Toleration>,
+    /// The blocking taints of the run's nodes (filled in once the nodes are listed): each puller
+    /// tolerates exactly those of its node.
+    pub taints: TaintTable,
     pub image_pull_secrets: Vec<String>,
     pub priority_class_name: Option<String>,
     pub resources: PullerResources,
+}
+
+/// What kind of object a puller is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PullerKind {
+    /// One node-pinned Job per node (the default): the Job controller makes and retries its pod.
+    Job,
+    /// One node-pinned pod per node: no Job controller in the way; the run does what it did.
+    Pod,
+}
+
+/// A puller an earlier run left in the namespace, as this run finds it when it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    pub kind: PullerKind,
+    pub name: String,
+    /// The node it was for (its `quayctl-controller/node-name` annotation).
+    pub node: String,
+    pub state: LeftoverState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeftoverState {
+    /// Not finished yet (a run still going, or one that crashed): left alone.
+    Running,
+    /// It pulled every image: it keeps them in use until a later run succeeds on its node.
+    Succeeded,
+    /// Finished without pulling everything.
+    Failed,
+}
+
+impl Leftover {
+    /// A puller Job of another run (`None` when it is not one of ours). Its pod counted as
+    /// succeeded is a success already (the terminal condition may follow a moment later).
+    pub fn from_job(job: &Job) -> Option<Leftover> {
+        let counted = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0;
+        let state = match outcome_from_job(job, None) {
+            Some((Outcome::Succeeded, _)) => LeftoverState::Succeeded,
+            None if counted => LeftoverState::Succeeded,
+            None => LeftoverState::Running,
+            Some(_) => LeftoverState::Failed,
+        };
+        leftover(PullerKind::Job, &job.metadata, state)
+    }
+
+    /// A puller pod of another run: a bare one (pods of puller Jobs go with their Job).
+    pub fn from_pod(pod: &Pod) -> Option<Leftover> {
+        if owning_job(pod).is_some() {
+            return None;
+        }
+        let state = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => LeftoverState::Succeeded,
+            Some("Failed") => LeftoverState::Failed,
+            _ => LeftoverState::Running,
+        };
+        leftover(PullerKind::Pod, &pod.metadata, state)
+    }
+}
+
+fn leftover(kind: PullerKind, meta: &ObjectMeta, state: LeftoverState) -> Option<Leftover> {
+    let node = meta.annotations.as_ref()?.get(ANNOTATION_NODE)?.clone();
+    Some(Leftover { kind, name: meta.name.clone()?, node, state })
 }
 
 /// What to do with an existing Job found on a 409.
@@ -140,10 +213,10 @@ impl PullerTemplate {
             helper_image,
             deadline_seconds: policy.pull_deadline_seconds(),
             job_deadline_seconds: policy.job_deadline_seconds(),
-            ttl_seconds_after_finished: config.ttl_seconds_after_finished,
+            ttl_seconds_after_finished: (!config.keep_last_puller).then_some(config.ttl_seconds_after_finished),
             owner,
             pull_policy: config.pull_policy,
-            tolerations: config.tolerations.clone(),
+            taints: TaintTable::default(),
             image_pull_secrets: config.image_pull_secrets.clone(),
             priority_class_name: config.priority_class_name.clone(),
             resources: config.resources.clone(),
@@ -153,6 +226,11 @@ impl PullerTemplate {
     /// Label selector matching every Job (and pod) of this run.
     pub fn run_selector(&self) -> String {
         format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}={}", naming::label_value(&self.run_id))
+    }
+
+    /// Label selector matching the pullers of every other run.
+    pub fn other_runs_selector(&self) -> String {
+        format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}!={}", naming::label_value(&self.run_id))
     }
 
     pub fn job_name(&self, node: &str) -> String {
@@ -216,14 +294,9 @@ impl PullerTemplate {
         Adoption::Adopt(mask)
     }
 
-    /// The puller Job for every image of the run on `node`, with no tolerations.
+    /// The puller Job for every image of the run on an untainted `node`.
     pub fn build_for(&self, node: &str) -> Job {
-        self.build(&EligibleNode {
-            name: node.into(),
-            tolerations: 0,
-            images: all_images(self.images.len()),
-            zone: None,
-        })
+        self.build(&EligibleNode { name: node.into(), images: all_images(self.images.len()), ..Default::default() })
     }
 
     /// The puller Job for `node`: the images it still needs, the tolerations its taints require.
@@ -242,7 +315,7 @@ impl PullerTemplate {
         pod.termination_grace_period_seconds = Some(5);
         pod.active_deadline_seconds = Some(self.deadline_seconds);
         pod.affinity = Some(node_affinity(&node.name));
-        let tolerations = selected(&self.tolerations, node.tolerations);
+        let tolerations = self.taints.tolerations(&node.taints);
         pod.tolerations = (!tolerations.is_empty()).then_some(tolerations);
         pod.image_pull_secrets = (!self.image_pull_secrets.is_empty())
             .then(|| self.image_pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect());
@@ -266,7 +339,7 @@ impl PullerTemplate {
                 backoff_limit: Some(0),
                 completions: Some(1),
                 parallelism: Some(1),
-                ttl_seconds_after_finished: Some(self.ttl_seconds_after_finished),
+                ttl_seconds_after_finished: self.ttl_seconds_after_finished,
                 // An evicted or preempted puller is not a failed pull: the Job makes a new pod,
                 // within the same deadline.
                 pod_failure_policy: Some(PodFailurePolicy {
@@ -473,7 +546,10 @@ mod tests {
             json!({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]})
         );
         assert_eq!(j["spec"]["backoffLimit"], 0);
-        assert_eq!(j["spec"]["ttlSecondsAfterFinished"], 3600);
+        assert!(j["spec"].get("ttlSecondsAfterFinished").is_none(), "KEEP_LAST_PULLER (default): no TTL");
+        let mut ttl = template(PullStrategy::Kubelet);
+        ttl.ttl_seconds_after_finished = Some(3600);
+        assert_eq!(as_json(&ttl.build_for("n"))["spec"]["ttlSecondsAfterFinished"], 3600);
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Never");
         assert_eq!(pod["automountServiceAccountToken"], false);
@@ -599,22 +675,34 @@ mod tests {
         let quayctl = template(PullStrategy::Quayctl { image: "q:1".into() });
         assert!(matches!(quayctl.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
 
-        let partial = t.build(&EligibleNode { name: "n1".into(), tolerations: 0, images: 0b10, zone: None });
+        let partial = t.build(&EligibleNode { name: "n1".into(), images: 0b10, ..Default::default() });
         assert_eq!(t.adoption(&partial.metadata, "n1"), Adoption::Adopt(0b10), "adopts what that Job pulls");
     }
 
     #[test]
     fn per_node_images_tolerations_secrets_priority_and_resources() {
         let mut t = template(PullStrategy::Kubelet);
-        t.tolerations = crate::taints::parse_tolerations("gpu:NoSchedule,spot=true:NoExecute").unwrap();
+        let gpu = k8s_openapi::api::core::v1::Taint {
+            key: "gpu".into(),
+            value: None,
+            effect: "NoSchedule".into(),
+            time_added: None,
+        };
+        let spot = k8s_openapi::api::core::v1::Taint { key: "spot".into(), value: Some("true".into()), ..gpu.clone() };
+        let taints: Box<[u16]> = Box::new([t.taints.intern(&gpu)]);
+        t.taints.intern(&spot);
         t.image_pull_secrets = vec!["regcred".into(), "other".into()];
         t.priority_class_name = Some("prepull-low".into());
         t.pull_policy = PullPolicy::Always;
         t.resources.memory_limit = "32Mi".into();
-        let node = EligibleNode { name: "g1".into(), tolerations: 0b01, images: 0b10, zone: None };
+        let node = EligibleNode { name: "g1".into(), taints, images: 0b10, ..Default::default() };
         let j = as_json(&t.build(&node));
         let pod = &j["spec"]["template"]["spec"];
-        assert_eq!(pod["tolerations"], json!([{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]));
+        assert_eq!(
+            pod["tolerations"],
+            json!([{"key": "gpu", "operator": "Equal", "value": "", "effect": "NoSchedule"}]),
+            "exactly its node's taints"
+        );
         assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}, {"name": "other"}]));
         assert_eq!(pod["priorityClassName"], "prepull-low");
         let containers = pod["containers"].as_array().unwrap();
@@ -642,14 +730,30 @@ mod tests {
             uid: "u".into(),
             ..Default::default()
         };
-        let me = SelfInfo { owner_job: Some(owner.clone()), image: Some("reg/qc:1".into()), event_target: None };
+        let cronjob = OwnerReference {
+            kind: "CronJob".into(),
+            name: "quayctl-controller".into(),
+            uid: "c".into(),
+            ..owner.clone()
+        };
+        let me = SelfInfo {
+            owner_job: Some(owner.clone()),
+            cronjob: Some(cronjob.clone()),
+            image: Some("reg/qc:1".into()),
+            event_target: None,
+        };
         let now: Timestamp = "2026-11-22T21:34:05Z".parse().unwrap();
-        let in_pod = config(&[("POD_NAME", "p"), ("POD_NAMESPACE", "ops")]);
+        let in_pod = config(&[("POD_NAME", "p"), ("POD_NAMESPACE", "ops"), ("KEEP_LAST_PULLER", "false")]);
 
         let run = RunIdentity::decide(&in_pod, &me, "ops", now).unwrap();
         assert_eq!(run.run_id, "quayctl-controller-29384756", "the owning Job names the run");
         assert_eq!(run.helper_image.as_deref(), Some("reg/qc:1"), "the pod's own image is the helper");
-        assert_eq!(run.owner, Some(owner.clone()), "owned within the pod's namespace");
+        assert_eq!(run.owner, Some(owner.clone()), "owned by the run's Job, within the pod's namespace");
+        let kept = config(&[("POD_NAME", "p"), ("POD_NAMESPACE", "ops")]);
+        let run = RunIdentity::decide(&kept, &me, "ops", now).unwrap();
+        assert_eq!(run.owner, Some(cronjob), "KEEP_LAST_PULLER: owned by the CronJob, outliving the run's Job");
+        let no_cronjob = SelfInfo { cronjob: None, ..me.clone() };
+        assert_eq!(RunIdentity::decide(&kept, &no_cronjob, "ops", now).unwrap().owner, None);
 
         let elsewhere = RunIdentity::decide(&in_pod, &me, "pullers", now).unwrap();
         assert_eq!(elsewhere.owner, None, "never owned across namespaces");
@@ -665,5 +769,41 @@ mod tests {
         assert_eq!(timed.run_id, "20261122-213405", "a UTC timestamp without a Job or RUN_ID");
         let quayctl = config(&[("PULL_STRATEGY", "quayctl"), ("QUAYCTL_IMAGE", "q:1")]);
         assert_eq!(RunIdentity::decide(&quayctl, &SelfInfo::default(), "ops", now).unwrap().helper_image, None);
+    }
+
+    #[test]
+    fn leftovers_of_earlier_runs_are_read_from_their_status() {
+        let job = |status: serde_json::Value| -> Job {
+            serde_json::from_value(json!({
+                "metadata": {"name": "prepull-r0-n1", "annotations": {ANNOTATION_NODE: "n1.example.com"}},
+                "status": status,
+            }))
+            .unwrap()
+        };
+        let state = |status| Leftover::from_job(&job(status)).unwrap().state;
+        assert_eq!(state(json!({})), LeftoverState::Running);
+        assert_eq!(state(json!({"succeeded": 1})), LeftoverState::Succeeded, "counted before Complete");
+        let complete = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+        assert_eq!(state(complete), LeftoverState::Succeeded);
+        let failed = json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]});
+        assert_eq!(state(failed), LeftoverState::Failed);
+        let l = Leftover::from_job(&job(json!({}))).unwrap();
+        assert_eq!((l.kind, l.name.as_str(), l.node.as_str()), (PullerKind::Job, "prepull-r0-n1", "n1.example.com"));
+        let unannotated: Job = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+        assert_eq!(Leftover::from_job(&unannotated), None, "not a puller");
+
+        let pod = |phase: &str, owned: bool| -> Pod {
+            let mut p = json!({"metadata": {"name": "prepull-r0-n1", "annotations": {ANNOTATION_NODE: "n1"}},
+                "status": {"phase": phase}});
+            if owned {
+                p["metadata"]["ownerReferences"] =
+                    json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "u"}]);
+            }
+            serde_json::from_value(p).unwrap()
+        };
+        assert_eq!(Leftover::from_pod(&pod("Succeeded", false)).unwrap().state, LeftoverState::Succeeded);
+        assert_eq!(Leftover::from_pod(&pod("Failed", false)).unwrap().state, LeftoverState::Failed);
+        assert_eq!(Leftover::from_pod(&pod("Running", false)).unwrap().kind, PullerKind::Pod);
+        assert_eq!(Leftover::from_pod(&pod("Succeeded", true)), None, "a puller Job's pod goes with its Job");
     }
 }

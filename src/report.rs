@@ -12,7 +12,7 @@ use crate::images::Image;
 use crate::nodes::Skipped;
 use crate::outcome::Outcome;
 use crate::signal::Signal;
-use crate::tracker::{Ending, ImageResult, LagStats, RunResult, Verdict};
+use crate::tracker::{Ending, ImageResult, LagStats, RunResult, TaintAction, Verdict};
 
 /// Above this many rows the table groups problems by (outcome, reason) and counts successes.
 pub const MAX_LISTED_ROWS: usize = 200;
@@ -28,6 +28,26 @@ pub struct ImageOnNode {
     pub message: Option<String>,
 }
 
+/// What became of a node's startup taint, for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StartupTaintResult {
+    /// `removed`, `already-gone` or `kept`.
+    pub action: &'static str,
+    /// Why it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<TaintAction> for StartupTaintResult {
+    fn from(action: TaintAction) -> Self {
+        match action {
+            TaintAction::Removed => StartupTaintResult { action: "removed", reason: None },
+            TaintAction::AlreadyGone => StartupTaintResult { action: "already-gone", reason: None },
+            TaintAction::Kept(reason) => StartupTaintResult { action: "kept", reason: Some(reason) },
+        }
+    }
+}
+
 /// The result for one eligible node: a table row, a JSON entry.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NodeResult {
@@ -40,6 +60,15 @@ pub struct NodeResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
     pub images: Vec<ImageOnNode>,
+    /// The node carried `STARTUP_TAINT`: removed, or kept and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_taint: Option<StartupTaintResult>,
+    /// Its puller stays after the run (`KEEP_LAST_PULLER`): the images stay in use for the kubelet.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub puller_kept: bool,
+    /// Pullers of earlier runs this run's success on the node replaced (deleted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<String>,
 }
 
 impl NodeResult {
@@ -55,7 +84,39 @@ impl NodeResult {
                 .into_iter()
                 .map(|i| ImageOnNode { image: images[i.index].clone(), result: i.result, message: i.message })
                 .collect(),
+            startup_taint: v.taint.map(Into::into),
+            puller_kept: v.kept,
+            replaced: v.replaced,
         }
+    }
+
+    /// What the run did besides the verdict, in words: the taint, the retention, replacements.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        match &self.startup_taint {
+            Some(StartupTaintResult { action: "kept", reason }) => {
+                notes.push(format!("taint kept: {}", reason.as_deref().unwrap_or("")))
+            }
+            Some(t) => notes.push(format!("startup taint {}", t.action.replace('-', " "))),
+            None => {}
+        }
+        if self.puller_kept {
+            notes.push("puller kept".into());
+        }
+        if !self.replaced.is_empty() {
+            notes.push(format!("replaced {} older puller(s)", self.replaced.len()));
+        }
+        notes
+    }
+
+    /// The reason and the notes, as the table's last column shows them.
+    fn detail(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if !self.reason.is_empty() {
+            parts.push(self.reason.clone());
+        }
+        parts.extend(self.notes());
+        parts.join("; ")
     }
 }
 
@@ -86,6 +147,15 @@ pub struct RunSettings {
     pub skip_present: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_taint: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub startup_taint_only: bool,
+    pub keep_last_puller: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What stopped a run before every node was decided.
@@ -110,6 +180,8 @@ pub struct Report {
     pub job_start_lag: LagStats,
     pub elapsed_seconds: f64,
     pub stopped: Option<Stopped>,
+    /// `STARTUP_TAINT_ONLY`: nodes without the startup taint, not considered.
+    pub not_considered: usize,
 }
 
 impl Serialize for Report {
@@ -119,6 +191,8 @@ impl Serialize for Report {
             run_id: &'a str,
             settings: &'a RunSettings,
             total_nodes: usize,
+            #[serde(skip_serializing_if = "is_zero")]
+            not_considered: usize,
             eligible: usize,
             counts: BTreeMap<&'static str, usize>,
             nodes: &'a [NodeResult],
@@ -137,6 +211,7 @@ impl Serialize for Report {
             run_id: &self.run_id,
             settings: &self.settings,
             total_nodes: self.total_nodes,
+            not_considered: self.not_considered,
             eligible: self.nodes.len(),
             counts: self.counts(),
             nodes: &self.nodes,
@@ -215,10 +290,12 @@ impl Report {
         self.nodes.iter().filter(|n| n.outcome == outcome).count()
     }
 
-    /// 0 only if every eligible node succeeded (and there was at least one); a signal or a fatal API
-    /// error wins.
+    /// 0 only if every eligible node succeeded (and there was at least one, unless only joining nodes
+    /// were asked for); a signal or a fatal API error wins.
     pub fn exit_code(&self) -> ExitCode {
-        let nodes = if self.nodes.is_empty() || self.nodes.iter().any(|n| !n.outcome.is_success()) {
+        // With STARTUP_TAINT_ONLY (a frequent run for joining nodes), no such node is the usual case.
+        let none_is_fine = self.settings.startup_taint_only;
+        let nodes = if (self.nodes.is_empty() && !none_is_fine) || self.nodes.iter().any(|n| !n.outcome.is_success()) {
             ExitCode::NodesFailed
         } else {
             ExitCode::Success
@@ -254,19 +331,20 @@ impl Report {
                 let _ = writeln!(out, "{}", row.trim_end());
             };
             for n in &problems {
-                line(&n.node, n.outcome.label(), n.duration_seconds, &n.reason);
+                line(&n.node, n.outcome.label(), n.duration_seconds, &n.detail());
             }
             for s in &self.skipped {
                 line(&s.node, "skipped", None, &s.reason);
             }
             for n in &successes {
-                line(&n.node, n.outcome.label(), n.duration_seconds, &n.reason);
+                line(&n.node, n.outcome.label(), n.duration_seconds, &n.detail());
             }
         } else {
             let _ = writeln!(out, "{:<15}  {:>6}  REASON / NODES", "OUTCOME", "NODES");
             let mut groups: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
-            for n in &problems {
-                groups.entry((n.outcome.label(), n.reason.as_str())).or_default().push(&n.node);
+            let details: Vec<String> = problems.iter().map(|n| n.detail()).collect();
+            for (n, detail) in problems.iter().zip(&details) {
+                groups.entry((n.outcome.label(), detail.as_str())).or_default().push(&n.node);
             }
             for s in &self.skipped {
                 groups.entry(("skipped", s.reason.as_str())).or_default().push(&s.node);
@@ -346,8 +424,21 @@ impl Report {
             }
         }
         let _ = write!(line, "; {} skipped of {} nodes", self.skipped.len(), self.total_nodes);
+        if self.not_considered > 0 {
+            let _ = write!(line, " ({} without the startup taint not considered)", self.not_considered);
+        }
+        let taints = |action: &str| {
+            self.nodes.iter().filter(|n| n.startup_taint.as_ref().is_some_and(|t| t.action == action)).count()
+        };
+        if taints("removed") + taints("kept") > 0 {
+            let _ = write!(line, "; startup taint removed from {}, kept on {}", taints("removed"), taints("kept"));
+        }
         if self.nodes.is_empty() {
-            line.push_str("; no eligible node");
+            line.push_str(if self.settings.startup_taint_only {
+                "; no node with the startup taint to pre-pull"
+            } else {
+                "; no eligible node"
+            });
         }
         if let Some(signal) = self.signal() {
             let _ = write!(line, "; interrupted by {}", signal.name());
@@ -385,6 +476,9 @@ mod tests {
                 result: if outcome.is_success() { ImageResult::Pulled } else { ImageResult::Failed },
                 message: (!outcome.is_success()).then(|| reason.to_string()),
             }],
+            startup_taint: None,
+            puller_kept: false,
+            replaced: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ use crate::policy::Policy;
 use crate::pullers::{PullerTemplate, RunIdentity};
 use crate::report::{Report, RunSettings};
 use crate::signal::{Shutdown, Signal, signalled, unless_signalled};
+use crate::taints::StartupTaint;
 use crate::tracker::{Action, Ending, Input, Progress, Tracker};
 
 /// How often progress is logged while the loop runs.
@@ -94,22 +95,36 @@ pub async fn run(
         or_stopped!(&mut shutdown, preflight(cluster, config));
     }
 
+    // What earlier runs left (deleted, kept or replaced by the tracker), before the nodes: which of
+    // their nodes are gone shows in the node list.
+    let leftovers = if config.dry_run {
+        Vec::new()
+    } else {
+        or_stopped!(&mut shutdown, cluster.leftovers(&template.other_runs_selector()))
+    };
     let rule = Eligibility {
         tolerations: config.tolerations.clone(),
+        startup: config.startup_taint.clone(),
+        startup_only: config.startup_taint_only,
         skip_present: config.skip_present,
         pull_policy: Some(config.pull_policy),
         images: config.images.clone(),
     };
-    let mut partition = Partition::default();
+    let mut partition = Partition { asked: leftovers.iter().map(|l| l.node.clone()).collect(), ..Default::default() };
     let total_nodes = or_stopped!(
         &mut shutdown,
         cluster.for_each_node_page(config.node_selector.as_deref(), |page| partition.add(&page, &rule))
     );
-    let Partition { eligible, skipped } = partition.sorted();
+    let Partition { eligible, skipped, taints, not_considered, asked, listed } = partition.sorted();
+    let mut template = template;
+    template.taints = taints;
+    // A node is known to be gone only when every node was listed (no NODE_SELECTOR).
+    let every_node_listed = config.node_selector.is_none();
+    let gone = move |node: &str| every_node_listed && asked.contains(node) && !listed.contains(node);
     for s in &skipped {
         info!(node = %s.node, reason = %s.reason, "skipping node");
     }
-    info!(nodes = total_nodes, eligible = eligible.len(), skipped = skipped.len(), "listed nodes");
+    info!(nodes = total_nodes, eligible = eligible.len(), skipped = skipped.len(), not_considered, "listed nodes");
 
     if config.dry_run {
         print_jobs(out, &template, &eligible)?;
@@ -118,12 +133,13 @@ pub async fn run(
     }
 
     let mut report = Report::new(&template.run_id, settings(config, &template), total_nodes, &skipped);
+    report.not_considered = not_considered;
     drop(skipped);
     let selector = template.run_selector();
     let run_id = template.run_id.clone();
     let tick = policy.tick;
-    let mut tracker = Tracker::new(policy, template, eligible, Timestamp::now());
-    drive(cluster, &selector, tick, &mut tracker, &mut shutdown).await;
+    let mut tracker = Tracker::new(policy, template, eligible, leftovers, gone, Timestamp::now());
+    drive(cluster, &selector, tick, config.startup_taint.as_ref(), &mut tracker, &mut shutdown).await;
     let result = tracker.finish(Timestamp::now());
     if let Ending::Fatal(e) = &result.ending {
         error!("{e}");
@@ -177,26 +193,57 @@ fn watch_input<K: Object>(
 }
 
 /// The one loop: feed the tracker what happens, carry out what it asks, until it says the run ended.
-async fn drive(cluster: &Cluster, selector: &str, tick: Duration, tracker: &mut Tracker, shutdown: &mut Shutdown) {
+async fn drive(
+    cluster: &Cluster,
+    selector: &str,
+    tick: Duration,
+    startup_taint: Option<&StartupTaint>,
+    tracker: &mut Tracker,
+    shutdown: &mut Shutdown,
+) {
     let ns = cluster.namespace();
     let jobs = cluster.watch::<Job>(selector);
     let pods = cluster.watch::<Pod>(selector);
     futures::pin_mut!(jobs, pods);
     let mut creates = FuturesUnordered::new();
     let mut deletes = FuturesUnordered::new();
+    let mut untaints = FuturesUnordered::new();
     let mut clock = tokio::time::interval(tick);
     let mut progress = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     let loop_started = Instant::now();
     let mut signal_seen = false;
-    while tracker.ending().is_none() {
+    let mut actions = tracker.take_actions();
+    loop {
+        for action in actions {
+            match action {
+                Action::Create(job) => creates.push(async move {
+                    let name = job.metadata.name.clone().unwrap_or_default();
+                    (name, cluster.create(&*job).await)
+                }),
+                Action::Delete { kind, name } => deletes.push(async move { cluster.delete_puller(kind, &name).await }),
+                Action::RemoveTaint { node } => untaints.push(async move {
+                    let taint = startup_taint.expect("only nodes with the startup taint have it removed");
+                    let result = cluster.remove_startup_taint(&node, taint).await;
+                    (node, result)
+                }),
+            }
+        }
+        if tracker.ending().is_some() {
+            break;
+        }
         let input = tokio::select! {
             item = jobs.next() => watch_input(item, ns, Input::Jobs),
             item = pods.next() => watch_input(item, ns, Input::Pods),
             Some((name, result)) = creates.next(), if !creates.is_empty() => Input::Created { name, result },
-            Some(()) = deletes.next(), if !deletes.is_empty() => continue,
+            Some(()) = deletes.next(), if !deletes.is_empty() => {
+                actions = Vec::new();
+                continue;
+            }
+            Some((node, result)) = untaints.next(), if !untaints.is_empty() => Input::TaintRemoved { node, result },
             _ = clock.tick() => Input::Tick,
             _ = progress.tick() => {
                 log_progress(tracker.progress(), tracker.lag().median_ms, loop_started.elapsed());
+                actions = Vec::new();
                 continue;
             }
             signal = signalled(shutdown), if !signal_seen => {
@@ -204,15 +251,7 @@ async fn drive(cluster: &Cluster, selector: &str, tick: Duration, tracker: &mut 
                 Input::Signal(signal)
             }
         };
-        for action in tracker.step(Timestamp::now(), input) {
-            match action {
-                Action::Create(job) => creates.push(async move {
-                    let name = job.metadata.name.clone().unwrap_or_default();
-                    (name, cluster.create(&*job).await)
-                }),
-                Action::Delete(name) => deletes.push(async move { cluster.delete::<Job>(&name).await }),
-            }
-        }
+        actions = tracker.step(Timestamp::now(), input);
     }
     // Deleting concluded Jobs is best effort; give the ones in flight a moment, not the run's time.
     let _ = tokio::time::timeout(DELETES_AFTER, deletes.collect::<Vec<_>>()).await;
@@ -271,6 +310,9 @@ fn settings(config: &Config, template: &PullerTemplate) -> RunSettings {
         seed_nodes: config.seed_nodes,
         skip_present: config.skip_present,
         node_selector: config.node_selector.clone(),
+        startup_taint: config.startup_taint.as_ref().map(ToString::to_string),
+        startup_taint_only: config.startup_taint_only,
+        keep_last_puller: config.keep_last_puller,
     }
 }
 

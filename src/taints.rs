@@ -1,7 +1,15 @@
-//! `TOLERATIONS`: the taints puller pods may accept, in kubectl's taint syntax, and the one matcher
-//! that both node eligibility and the pod spec use (so a node is eligible exactly when the
-//! tolerations its Job carries let the scheduler place the pod there).
+//! Taints, for nodes and pullers:
+//! - `TOLERATIONS`: the taints puller pods may accept, in kubectl's taint syntax; one matcher decides
+//!   eligibility ([`match_taints`]);
+//! - each puller tolerates exactly its node's blocking taints as they were when the run decided
+//!   (never a blanket `Exists`, which would also tolerate `unschedulable` or `unreachable` taints that
+//!   appear later): a run-wide [`TaintTable`] holds them once, nodes keep indices;
+//! - `STARTUP_TAINT` ([`StartupTaint`]): the taint new nodes carry until their images are there; a
+//!   node carrying it is eligible whatever `TOLERATIONS` says, and the run removes it with
+//!   [`removal_patch`] once every image is on the node.
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{Patch, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
 use k8s_openapi::api::core::v1::{Taint, Toleration as K8sToleration};
 
 use crate::grammar::{is_label_key, is_label_value};
@@ -77,25 +85,123 @@ pub fn is_blocking(taint: &Taint) -> bool {
     taint.effect == "NoSchedule" || taint.effect == "NoExecute"
 }
 
-/// For a node's taints: `Ok(mask)` of the tolerations (bit i = `tolerations[i]`) that its Job must
-/// carry — exactly those that match one of its blocking taints — or `Err(taint)`, the first blocking
-/// taint nothing tolerates.
-pub fn match_taints<'t>(taints: &'t [Taint], tolerations: &[Toleration]) -> Result<u32, &'t Taint> {
-    let mut mask = 0u32;
-    for taint in taints.iter().filter(|t| is_blocking(t)) {
-        let matching =
-            tolerations.iter().enumerate().filter(|(_, t)| t.tolerates(taint)).fold(0u32, |m, (i, _)| m | 1 << i);
-        if matching == 0 {
-            return Err(taint);
-        }
-        mask |= matching;
-    }
-    Ok(mask)
+/// The startup taint: `key`, `key=value` or `key=value:Effect` (a value or effect left out matches
+/// any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartupTaint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: Option<String>,
 }
 
-/// The tolerations selected by `mask` (see [`match_taints`]).
-pub fn selected(tolerations: &[Toleration], mask: u32) -> Vec<K8sToleration> {
-    tolerations.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| t.to_k8s()).collect()
+impl StartupTaint {
+    pub fn parse(text: &str) -> Result<StartupTaint, String> {
+        let text = text.trim();
+        if text.contains(',') {
+            return Err("one taint only: `key`, `key=value` or `key=value:Effect`".into());
+        }
+        if text == "*" {
+            return Err("a taint key is needed, not `*`".into());
+        }
+        let Toleration { key, value, effect } = parse_one(text)?;
+        Ok(StartupTaint { key: key.expect("parse_one gives a key unless `*`"), value, effect })
+    }
+
+    /// Does this node taint match (same key; same value and effect where given)?
+    pub fn matches(&self, taint: &Taint) -> bool {
+        self.key == taint.key
+            && self.value.as_deref().is_none_or(|v| v == taint.value.as_deref().unwrap_or_default())
+            && self.effect.as_deref().is_none_or(|e| e == taint.effect)
+    }
+}
+
+impl std::fmt::Display for StartupTaint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.key)?;
+        if let Some(value) = &self.value {
+            write!(f, "={value}")?;
+        }
+        if let Some(effect) = &self.effect {
+            write!(f, ":{effect}")?;
+        }
+        Ok(())
+    }
+}
+
+/// For a node's taints: `Ok(blocking)`, every `NoSchedule`/`NoExecute` taint of the node (each one is
+/// tolerated, by `TOLERATIONS` or as the startup taint), or `Err(taint)`, the first one nothing
+/// tolerates.
+pub fn match_taints<'t>(
+    taints: &'t [Taint],
+    tolerations: &[Toleration],
+    startup: Option<&StartupTaint>,
+) -> Result<Vec<&'t Taint>, &'t Taint> {
+    let mut blocking = Vec::new();
+    for taint in taints.iter().filter(|t| is_blocking(t)) {
+        if !startup.is_some_and(|s| s.matches(taint)) && !tolerations.iter().any(|t| t.tolerates(taint)) {
+            return Err(taint);
+        }
+        blocking.push(taint);
+    }
+    Ok(blocking)
+}
+
+/// The distinct blocking taints of a run's eligible nodes, each once; a node keeps their indices.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaintTable {
+    taints: Vec<Taint>,
+}
+
+impl TaintTable {
+    /// The index of `taint` (key, value, effect; not when it was added), added if new.
+    pub fn intern(&mut self, taint: &Taint) -> u16 {
+        let same = |t: &Taint| t.key == taint.key && t.value == taint.value && t.effect == taint.effect;
+        if let Some(i) = self.taints.iter().position(same) {
+            return i as u16;
+        }
+        self.taints.push(Taint { time_added: None, ..taint.clone() });
+        (self.taints.len() - 1) as u16
+    }
+
+    /// Exactly one toleration per taint of `set`: same key, `Equal` to its value (empty when it has
+    /// none), same effect.
+    pub fn tolerations(&self, set: &[u16]) -> Vec<K8sToleration> {
+        set.iter()
+            .filter_map(|&i| self.taints.get(i as usize))
+            .map(|t| K8sToleration {
+                key: Some(t.key.clone()),
+                operator: Some("Equal".into()),
+                value: Some(t.value.clone().unwrap_or_default()),
+                effect: Some(t.effect.clone()),
+                toleration_seconds: None,
+            })
+            .collect()
+    }
+}
+
+/// The patch that removes the startup taint from a node whose taints are `current`: a `test` of the
+/// whole list as it was read (a concurrent change to any taint fails it, so nothing is clobbered;
+/// the caller reads again and retries), then the list without the startup taint. `None` when no taint
+/// of the node matches.
+pub fn removal_patch(current: &[Taint], startup: &StartupTaint) -> Option<Patch> {
+    if !current.iter().any(|t| startup.matches(t)) {
+        return None;
+    }
+    let path = PointerBuf::parse("/spec/taints").expect("a valid JSON pointer");
+    let kept: Vec<&Taint> = current.iter().filter(|t| !startup.matches(t)).collect();
+    let test = PatchOperation::Test(TestOperation {
+        path: path.clone(),
+        value: serde_json::to_value(current).expect("taints serialize"),
+    });
+    let change = if kept.is_empty() {
+        PatchOperation::Remove(RemoveOperation { path })
+    } else {
+        PatchOperation::Replace(ReplaceOperation {
+            path,
+            value: serde_json::to_value(&kept).expect("taints serialize"),
+        })
+    };
+    Some(Patch(vec![test, change]))
 }
 
 #[cfg(test)]
@@ -153,21 +259,83 @@ mod tests {
     }
 
     #[test]
-    fn a_node_needs_every_blocking_taint_tolerated_and_gets_exactly_the_matching_tolerations() {
+    fn a_node_needs_every_blocking_taint_tolerated_and_its_puller_tolerates_exactly_those() {
         let tolerations = parse_tolerations("gpu:NoSchedule,spot:NoExecute,other:NoSchedule").unwrap();
         let taints = [
             taint("gpu", None, "NoSchedule"),
             taint("spot", Some("true"), "NoExecute"),
             taint("soft", None, "PreferNoSchedule"),
         ];
-        let mask = match_taints(&taints, &tolerations).unwrap();
-        assert_eq!(mask, 0b011, "PreferNoSchedule does not block and needs nothing");
-        let selected = selected(&tolerations, mask);
-        assert_eq!(selected.len(), 2);
-        assert_eq!(selected[0].operator.as_deref(), Some("Exists"));
-        assert_eq!(selected[1].key.as_deref(), Some("spot"));
+        let blocking = match_taints(&taints, &tolerations, None).unwrap();
+        assert_eq!(blocking, [&taints[0], &taints[1]], "PreferNoSchedule does not block and needs nothing");
         let blocked = [taint("gpu", None, "NoSchedule"), taint("infra", None, "NoExecute")];
-        assert_eq!(match_taints(&blocked, &tolerations).unwrap_err().key, "infra");
-        assert_eq!(match_taints(&[], &tolerations), Ok(0));
+        assert_eq!(match_taints(&blocked, &tolerations, None).unwrap_err().key, "infra");
+        assert_eq!(match_taints(&[], &tolerations, None), Ok(vec![]));
+
+        // `*` matches every taint, but the puller still tolerates exactly the node's own taints.
+        let everything = parse_tolerations("*").unwrap();
+        let mut table = TaintTable::default();
+        let set: Vec<u16> =
+            match_taints(&taints, &everything, None).unwrap().into_iter().map(|t| table.intern(t)).collect();
+        let again = table.intern(&taint("gpu", None, "NoSchedule"));
+        assert_eq!((set.as_slice(), again), (&[0u16, 1][..], 0), "interned once");
+        let k8s = table.tolerations(&set);
+        assert_eq!(
+            serde_json::to_value(&k8s).unwrap(),
+            serde_json::json!([
+                {"key": "gpu", "operator": "Equal", "value": "", "effect": "NoSchedule"},
+                {"key": "spot", "operator": "Equal", "value": "true", "effect": "NoExecute"}
+            ])
+        );
+    }
+
+    #[test]
+    fn the_startup_taint_is_parsed_matched_and_makes_a_node_eligible() {
+        let key = "startup-taint.cluster-autoscaler.kubernetes.io/quayctl-images";
+        let plain = StartupTaint::parse(key).unwrap();
+        assert_eq!((plain.value.as_deref(), plain.effect.as_deref()), (None, None));
+        let full = StartupTaint::parse(&format!(" {key}=pending:NoSchedule ")).unwrap();
+        assert_eq!(full.to_string(), format!("{key}=pending:NoSchedule"));
+        for bad in ["", "*", "a,b", "a:Sometimes", "bad key"] {
+            assert!(StartupTaint::parse(bad).is_err(), "{bad:?}");
+        }
+        let on_node = taint(key, Some("pending"), "NoSchedule");
+        assert!(plain.matches(&on_node) && full.matches(&on_node));
+        assert!(!full.matches(&taint(key, Some("other"), "NoSchedule")), "the value, where given");
+        assert!(!full.matches(&taint(key, Some("pending"), "NoExecute")), "the effect, where given");
+        assert!(!plain.matches(&taint("other", None, "NoSchedule")));
+        let node = [on_node.clone(), taint("gpu", None, "NoSchedule")];
+        let gpu = parse_tolerations("gpu").unwrap();
+        assert_eq!(
+            match_taints(&node, &[], Some(&plain)).unwrap_err().key,
+            "gpu",
+            "other taints still need TOLERATIONS"
+        );
+        assert_eq!(match_taints(&node, &gpu, Some(&plain)).unwrap().len(), 2, "the startup taint needs none");
+        assert_eq!(match_taints(&node, &gpu, None).unwrap_err().key, key, "without STARTUP_TAINT it blocks");
+    }
+
+    #[test]
+    fn the_removal_patch_tests_the_list_it_read_and_removes_only_the_startup_taint() {
+        let startup = StartupTaint::parse("images-pending").unwrap();
+        let mine = taint("images-pending", None, "NoSchedule");
+        let other = taint("dedicated", Some("ml"), "NoSchedule");
+        let patch = removal_patch(&[other.clone(), mine.clone()], &startup).unwrap();
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            serde_json::json!([
+                {"op": "test", "path": "/spec/taints", "value": [
+                    {"key": "dedicated", "value": "ml", "effect": "NoSchedule"},
+                    {"key": "images-pending", "effect": "NoSchedule"}]},
+                {"op": "replace", "path": "/spec/taints", "value": [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]}
+            ])
+        );
+        let alone = removal_patch(std::slice::from_ref(&mine), &startup).unwrap();
+        assert_eq!(
+            serde_json::to_value(&alone).unwrap()[1],
+            serde_json::json!({"op": "remove", "path": "/spec/taints"})
+        );
+        assert_eq!(removal_patch(&[other], &startup), None, "nothing to remove: no patch");
+        assert_eq!(removal_patch(&[], &startup), None);
     }
 }

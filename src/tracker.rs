@@ -12,6 +12,9 @@
 //! - each node's verdict, from its pod first (per image: pulled, pull error past its grace, invalid),
 //!   then its Job's conditions, its deletion, the node's deletion, and the node deadline of [`Policy`];
 //!   which images the breaker holds back;
+//! - what happens after a verdict: a node with the startup taint loses it once every image is there;
+//!   which pullers are deleted and which are kept (`KEEP_LAST_PULLER`), including those earlier runs
+//!   left ([`Leftover`]);
 //! - when the run ends and how ([`Ending`]): every node decided, a signal (after draining the creates in
 //!   flight, within [`Policy::drain`]), or a fatal API error.
 
@@ -32,6 +35,7 @@ use crate::outcome::{
 };
 use crate::policy::Policy;
 use crate::pullers::{Adoption, PullerTemplate};
+use crate::pullers::{Leftover, LeftoverState, PullerKind};
 use crate::signal::Signal;
 
 #[cfg(test)]
@@ -54,6 +58,8 @@ pub enum Input {
     Tick,
     /// SIGTERM or SIGINT: no more creates, drain, a partial report.
     Signal(Signal),
+    /// The startup taint's removal from `node` answered: removed (`true`), already gone (`false`).
+    TaintRemoved { node: String, result: Result<bool> },
 }
 
 /// What the tracker asks the run loop to do.
@@ -61,8 +67,34 @@ pub enum Input {
 pub enum Action {
     /// Create this puller; its answer comes back as [`Input::Created`].
     Create(Box<Job>),
-    /// The node is concluded but its pod would go on retrying a pull: delete the puller (best effort).
-    Delete(String),
+    /// Delete a puller (best effort): a concluded one whose pod would go on retrying a pull, one that
+    /// is not kept, or an older one a success replaces.
+    Delete { kind: PullerKind, name: String },
+    /// Every image is on this node: remove the startup taint; the answer comes back as
+    /// [`Input::TaintRemoved`].
+    RemoveTaint { node: String },
+}
+
+/// What became of a node's startup taint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaintAction {
+    /// Removed by this run, once every image was on the node.
+    Removed,
+    /// Gone already when the run came to remove it (another run, or someone else).
+    AlreadyGone,
+    /// Left on the node: why (the node did not succeed, the removal failed, the run stopped first).
+    Kept(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Taint {
+    /// The node does not carry the startup taint.
+    None,
+    /// It does; nothing decided yet.
+    Carried,
+    /// Its removal is in flight.
+    Removing,
+    Done(TaintAction),
 }
 
 /// How the run ended.
@@ -109,7 +141,8 @@ struct ImageNote {
 struct Entry {
     name: String,
     job: String,
-    tolerations: u32,
+    /// Its blocking taints (the run's taint table): its puller tolerates exactly these.
+    taints: Box<[u16]>,
     /// The images this node pulls (what its Job has or will have).
     images: ImageMask,
     /// Images already on the node (`SKIP_PRESENT`).
@@ -137,6 +170,13 @@ struct Entry {
     /// deleted).
     early_job: Option<Box<Event<Job>>>,
     early_pod: Option<Box<Pod>>,
+    taint: Taint,
+    /// The deletion of its own puller was asked for.
+    deleting: bool,
+    /// Successful pullers of earlier runs on this node: deleted once this run's puller succeeds.
+    older: Vec<(PullerKind, String)>,
+    /// Those this run deleted.
+    replaced: Vec<String>,
 }
 
 /// The verdict for one node, as the run's report and Event carry it.
@@ -149,6 +189,12 @@ pub struct Verdict {
     pub duration: Option<Duration>,
     /// Per image of the run: what happened on this node.
     pub images: Vec<ImageVerdict>,
+    /// The node carried the startup taint: what became of it.
+    pub taint: Option<TaintAction>,
+    /// Its puller stays after the run (`KEEP_LAST_PULLER`, and it succeeded).
+    pub kept: bool,
+    /// Pullers of earlier runs on the node that this run's success replaced (deleted).
+    pub replaced: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -230,6 +276,10 @@ pub struct Tracker {
     relist: Option<(HashSet<u32>, u64)>,
     logged_failures: usize,
     all_created_logged: bool,
+    /// Startup-taint removals in flight.
+    untainting: usize,
+    /// What to do, gathered while an input is folded in; handed out by [`Tracker::step`].
+    outbox: Vec<Action>,
 }
 
 /// Nodes logged one by one when they fail; the report has all of them.
@@ -252,8 +302,17 @@ fn gist(message: &str) -> String {
 
 impl Tracker {
     /// Every eligible node is tracked from `now`, the start of the run loop. Nodes with nothing left
-    /// to pull (`SKIP_PRESENT`) are `already-present` at once; the seed wave, if any, is planned.
-    pub fn new(policy: Policy, template: PullerTemplate, eligible: Vec<EligibleNode>, now: Timestamp) -> Tracker {
+    /// to pull (`SKIP_PRESENT`) are `already-present` at once; the seed wave, if any, is planned. The
+    /// pullers earlier runs left are sorted (see [`Tracker::sort_leftovers`]); `gone` says whether a
+    /// node is known to no longer exist.
+    pub fn new(
+        policy: Policy,
+        template: PullerTemplate,
+        eligible: Vec<EligibleNode>,
+        leftovers: Vec<Leftover>,
+        gone: impl Fn(&str) -> bool,
+        now: Timestamp,
+    ) -> Tracker {
         let count = policy.image_count;
         let all = all_images(count);
         let mut t = Tracker {
@@ -278,6 +337,8 @@ impl Tracker {
             relist: None,
             logged_failures: 0,
             all_created_logged: false,
+            untainting: 0,
+            outbox: Vec::new(),
             policy,
             template,
         };
@@ -290,7 +351,7 @@ impl Tracker {
             t.nodes.push(Entry {
                 name: node.name,
                 job,
-                tolerations: node.tolerations,
+                taints: node.taints,
                 images: node.images,
                 present: all & !node.images,
                 pulled: 0,
@@ -310,8 +371,13 @@ impl Tracker {
                 verdict: None,
                 early_job: None,
                 early_pod: None,
+                taint: if node.startup_tainted { Taint::Carried } else { Taint::None },
+                deleting: false,
+                older: Vec::new(),
+                replaced: Vec::new(),
             });
         }
+        t.sort_leftovers(leftovers, gone);
         t.counts[State::Queued as usize] = t.nodes.len();
         let pulling: Vec<u32> = (0..t.nodes.len() as u32).filter(|&i| t.nodes[i as usize].images != 0).collect();
         let present: Vec<usize> = (0..t.nodes.len()).filter(|&i| t.nodes[i].images == 0).collect();
@@ -340,13 +406,10 @@ impl Tracker {
         if self.ending.is_some() {
             return Vec::new();
         }
-        let mut actions = match input {
+        match input {
             Input::Jobs(event) => self.on_job_event(event, now),
             Input::Pods(event) => self.on_pod_event(event, now),
-            Input::WatchFailed(error) => {
-                self.on_watch_error(error);
-                Vec::new()
-            }
+            Input::WatchFailed(error) => self.on_watch_error(error),
             Input::Created { name, result } => self.on_create(&name, result, now),
             Input::Tick => self.on_tick(now),
             Input::Signal(signal) => {
@@ -357,14 +420,20 @@ impl Tracker {
                         "interrupted: no more Jobs are created; created Jobs are left to finish and to their TTL"
                     );
                 }
-                Vec::new()
             }
-        };
+            Input::TaintRemoved { node, result } => self.on_taint_removed(&node, result),
+        }
         if self.ending.is_none() {
-            actions.extend(self.next_creates(now));
+            self.next_creates(now);
         }
         self.settle_ending(now);
-        actions
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// What the tracker asks for before any input (deleting what earlier runs left, removing the
+    /// startup taint from nodes that already hold every image).
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// How the run ended, once it has.
@@ -387,6 +456,17 @@ impl Tracker {
                 State::Done => continue,
             };
             self.conclude(i, outcome, reason.into(), now);
+        }
+        for entry in &mut self.nodes {
+            if matches!(entry.taint, Taint::Carried | Taint::Removing) {
+                let why = match &entry.verdict {
+                    Some((outcome, _)) if !outcome.is_success() => {
+                        format!("the node did not succeed ({})", outcome.label())
+                    }
+                    _ => "the run stopped before removing it".into(),
+                };
+                entry.taint = Taint::Done(TaintAction::Kept(why));
+            }
         }
         let verdicts = self.nodes.iter().map(|e| self.verdict_of(e)).collect();
         let held_back =
@@ -455,9 +535,9 @@ impl Tracker {
         if self.ending.is_some() {
             return;
         }
-        let all_done = self.count(State::Done) == self.nodes.len();
+        let all_done = self.count(State::Done) == self.nodes.len() && self.untainting == 0;
         if let Some((signal, until)) = self.interrupted {
-            if all_done || self.count(State::Creating) == 0 || now >= until {
+            if all_done || (self.count(State::Creating) == 0 && self.untainting == 0) || now >= until {
                 self.ending = Some(Ending::Interrupted(signal));
             }
         } else if all_done {
@@ -476,10 +556,9 @@ impl Tracker {
     }
 
     /// The pullers to create now (their nodes become `Creating`), within every limit.
-    fn next_creates(&mut self, now: Timestamp) -> Vec<Action> {
-        let mut out = Vec::new();
+    fn next_creates(&mut self, now: Timestamp) {
         if !(self.jobs_listed && self.pods_listed) || self.interrupted.is_some() || self.stopped.is_some() {
-            return out;
+            return;
         }
         let pace = self.pace_limit(now);
         while let Some(&next) = self.queue.front() {
@@ -499,18 +578,17 @@ impl Tracker {
             let entry = &self.nodes[i];
             let node = EligibleNode {
                 name: entry.name.clone(),
-                tolerations: entry.tolerations,
+                taints: entry.taints.clone(),
                 images: entry.images,
-                zone: None,
+                ..Default::default()
             };
-            out.push(Action::Create(Box::new(self.template.build(&node))));
+            self.outbox.push(Action::Create(Box::new(self.template.build(&node))));
         }
         if !self.all_created_logged && self.creating_finished() && self.count(State::Creating) == 0 {
             self.all_created_logged = true;
             let elapsed_ms = now.duration_since(self.started).as_millis().max(0) as u64;
             info!(elapsed_ms, done = self.count(State::Done), "no more creates to send");
         }
-        out
     }
 
     fn on_watch_error(&mut self, error: Error) {
@@ -522,11 +600,11 @@ impl Tracker {
     }
 
     /// A create request for the Job named `name` answered.
-    fn on_create(&mut self, name: &str, result: Result<Created<Job>>, now: Timestamp) -> Vec<Action> {
-        let Some(&i) = self.by_job.get(name) else { return Vec::new() };
+    fn on_create(&mut self, name: &str, result: Result<Created<Job>>, now: Timestamp) {
+        let Some(&i) = self.by_job.get(name) else { return };
         let i = i as usize;
         if self.nodes[i].state != State::Creating {
-            return Vec::new();
+            return;
         }
         let node = self.nodes[i].name.clone();
         let node = node.as_str();
@@ -539,12 +617,11 @@ impl Tracker {
                 // 404 on a create: the namespace is gone. Fatal, like RBAC and authentication.
                 ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Fatal => {
                     self.ending = Some(Ending::Fatal(e));
-                    return Vec::new();
+                    return;
                 }
             },
         };
         self.set(i, State::Queued);
-        let mut actions = Vec::new();
         match result {
             Ok(Created::New(job)) => {
                 self.denials = (String::new(), 0);
@@ -552,10 +629,10 @@ impl Tracker {
                 self.confirm(i, created_at);
                 // The watches may have shown the Job and its pod before the create returned.
                 if let Some(event) = self.nodes[i].early_job.take() {
-                    actions.extend(self.on_job_event(*event, now));
+                    self.on_job_event(*event, now);
                 }
                 if let Some(pod) = self.nodes[i].early_pod.take() {
-                    actions.extend(self.on_pod_event(Event::Apply(*pod), now));
+                    self.on_pod_event(Event::Apply(*pod), now);
                 }
             }
             Ok(Created::AlreadyExists(job)) => match self.template.adoption(&job.metadata, node) {
@@ -569,9 +646,9 @@ impl Tracker {
                     entry.images &= images;
                     info!(node, job = %entry.job, "a Job of this run with the same images exists; adopting it");
                     self.confirm(i, created_at);
-                    actions.extend(self.on_job_event(Event::Apply(*job), now));
+                    self.on_job_event(Event::Apply(*job), now);
                     if let Some(pod) = early_pod {
-                        actions.extend(self.on_pod_event(Event::Apply(*pod), now));
+                        self.on_pod_event(Event::Apply(*pod), now);
                     }
                 }
                 Adoption::Refuse(reason) => self.conclude(i, Outcome::NotCreated, reason, now),
@@ -597,7 +674,6 @@ impl Tracker {
                 }
             }
         }
-        actions
     }
 
     /// A create that did not go through (transient error, or the Job vanished on a 409): queue the
@@ -653,12 +729,9 @@ impl Tracker {
     }
 
     /// Fold one event of the run's Job watch in.
-    fn on_job_event(&mut self, event: Event<Job>, now: Timestamp) -> Vec<Action> {
+    fn on_job_event(&mut self, event: Event<Job>, now: Timestamp) {
         match event {
-            Event::Init => {
-                self.relist = Some((HashSet::new(), self.confirmed));
-                Vec::new()
-            }
+            Event::Init => self.relist = Some((HashSet::new(), self.confirmed)),
             Event::InitApply(job) => {
                 if let (Some((seen, _)), Some(&i)) =
                     (self.relist.as_mut(), job.metadata.name.as_ref().and_then(|n| self.by_job.get(n)))
@@ -672,7 +745,7 @@ impl Tracker {
             Event::InitDone => {
                 self.jobs_listed = true;
                 // A Job confirmed before this relist began and missing from it is gone.
-                let Some((seen, before)) = self.relist.take() else { return Vec::new() };
+                let Some((seen, before)) = self.relist.take() else { return };
                 let gone: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| {
                         let e = &self.nodes[i];
@@ -684,13 +757,12 @@ impl Tracker {
                 for i in gone {
                     self.conclude(i, Outcome::Deleted, "Job deleted before it finished".into(), now);
                 }
-                Vec::new()
             }
         }
     }
 
-    fn apply_job(&mut self, job: &Job, now: Timestamp, deleted: bool) -> Vec<Action> {
-        let Some(&i) = job.metadata.name.as_ref().and_then(|n| self.by_job.get(n)) else { return Vec::new() };
+    fn apply_job(&mut self, job: &Job, now: Timestamp, deleted: bool) {
+        let Some(&i) = job.metadata.name.as_ref().and_then(|n| self.by_job.get(n)) else { return };
         let i = i as usize;
         match self.nodes[i].state {
             State::Unstarted | State::Running => {}
@@ -698,9 +770,9 @@ impl Tracker {
             State::Creating => {
                 let job = job.clone();
                 self.nodes[i].early_job = Some(Box::new(if deleted { Event::Delete(job) } else { Event::Apply(job) }));
-                return Vec::new();
+                return;
             }
-            State::Queued | State::Done => return Vec::new(),
+            State::Queued | State::Done => return,
         }
         if let Some(start) = job.status.as_ref().and_then(|s| s.start_time.as_ref()) {
             self.started(i, start.0, now);
@@ -709,39 +781,39 @@ impl Tracker {
             if outcome == Outcome::Succeeded {
                 let entry = &mut self.nodes[i];
                 entry.pulled |= entry.images & !entry.failed;
-                let actions = self.settle(i, now);
+                self.settle(i, now);
                 if self.nodes[i].state != State::Done {
                     self.conclude(i, Outcome::Succeeded, String::new(), now);
                 }
-                return actions;
+                return;
             }
             let reason = self.image_reason(i).unwrap_or(reason);
             self.conclude(i, outcome, reason, now);
         } else if deleted {
+            self.nodes[i].deleting = true;
             self.conclude(i, Outcome::Deleted, "Job deleted before it finished".into(), now);
         }
-        Vec::new()
     }
 
     /// Fold one event of the run's pod watch in.
-    fn on_pod_event(&mut self, event: Event<Pod>, now: Timestamp) -> Vec<Action> {
+    fn on_pod_event(&mut self, event: Event<Pod>, now: Timestamp) {
         let pod = match event {
             Event::Apply(pod) | Event::InitApply(pod) => pod,
             Event::InitDone => {
                 self.pods_listed = true;
-                return Vec::new();
+                return;
             }
-            Event::Delete(_) | Event::Init => return Vec::new(),
+            Event::Delete(_) | Event::Init => return,
         };
-        let Some(&i) = owning_job(&pod).and_then(|j| self.by_job.get(j)) else { return Vec::new() };
+        let Some(&i) = owning_job(&pod).and_then(|j| self.by_job.get(j)) else { return };
         let i = i as usize;
         match self.nodes[i].state {
             State::Unstarted | State::Running => {}
             State::Creating => {
                 self.nodes[i].early_pod = Some(Box::new(pod));
-                return Vec::new();
+                return;
             }
-            State::Queued | State::Done => return Vec::new(),
+            State::Queued | State::Done => return,
         }
         let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
         self.started(i, created, now);
@@ -755,19 +827,19 @@ impl Tracker {
         self.apply_pod(i, view, now)
     }
 
-    fn apply_pod(&mut self, i: usize, view: PodView, now: Timestamp) -> Vec<Action> {
+    fn apply_pod(&mut self, i: usize, view: PodView, now: Timestamp) {
         if let Some(message) = view.node_gone {
             // The Job would make a new pod for a node that is gone, and wait for its deadline.
-            let job = self.nodes[i].job.clone();
+            self.delete_own(i);
             self.conclude(i, Outcome::Deleted, format!("the node was deleted ({message})"), now);
-            return vec![Action::Delete(job)];
+            return;
         }
         if view.disrupted {
             // Evicted or preempted: the Job's pod failure policy makes a new pod.
             let entry = &mut self.nodes[i];
             entry.failing.clear();
             entry.helper_failing = None;
-            return Vec::new();
+            return;
         }
         let entry = &mut self.nodes[i];
         for (mask, container) in &view.containers {
@@ -801,12 +873,11 @@ impl Tracker {
             }
             _ => entry.helper_failing = None,
         }
-        let mut actions = Vec::new();
         for img in invalid {
-            actions.extend(self.fail_image(i, img, now));
+            self.fail_image(i, img, now);
         }
         if self.nodes[i].state == State::Done {
-            return actions;
+            return;
         }
         if view.succeeded {
             let entry = &mut self.nodes[i];
@@ -816,19 +887,18 @@ impl Tracker {
             let outcome = if view.timed_out { Outcome::TimedOut } else { Outcome::Failed };
             let reason = self.image_reason(i).unwrap_or(problem);
             self.conclude(i, outcome, reason, now);
-            return actions;
+            return;
         }
-        actions.extend(self.settle(i, now));
-        actions
+        self.settle(i, now);
     }
 
     /// Image `img` failed on node `i` for good: record it, feed the circuit breaker, and conclude
     /// the node if nothing else is left to wait for.
-    fn fail_image(&mut self, i: usize, img: u8, now: Timestamp) -> Vec<Action> {
+    fn fail_image(&mut self, i: usize, img: u8, now: Timestamp) {
         let entry = &mut self.nodes[i];
         let bit = 1 << img;
         if entry.failed & bit != 0 || entry.pulled & bit != 0 {
-            return Vec::new();
+            return;
         }
         entry.failed |= bit;
         entry.failing.retain(|(f, _)| *f != img);
@@ -849,7 +919,7 @@ impl Tracker {
                 self.hold_back(idx, reason, now);
             }
         }
-        self.settle(i, now)
+        self.settle(i, now);
     }
 
     /// The breaker: queued nodes no longer get image `idx`; a node left with nothing to pull fails.
@@ -871,23 +941,24 @@ impl Tracker {
     }
 
     /// Conclude node `i` if every image of its Job is pulled or failed.
-    fn settle(&mut self, i: usize, now: Timestamp) -> Vec<Action> {
+    fn settle(&mut self, i: usize, now: Timestamp) {
         let entry = &self.nodes[i];
         if entry.state == State::Done
             || entry.images == 0
             || (entry.pulled | entry.failed) & entry.images != entry.images
         {
-            return Vec::new();
+            return;
         }
         if entry.failed == 0 && entry.not_sent == 0 {
             self.conclude(i, Outcome::Succeeded, String::new(), now);
-            return Vec::new();
+            return;
         }
         let reason = self.image_reason(i).unwrap_or_default();
-        let running = matches!(entry.state, State::Unstarted | State::Running) && entry.failed != 0;
-        let job = entry.job.clone();
+        if matches!(entry.state, State::Unstarted | State::Running) && entry.failed != 0 {
+            // Its pod would go on retrying the failed pull.
+            self.delete_own(i);
+        }
         self.conclude(i, Outcome::Failed, reason, now);
-        if running { vec![Action::Delete(job)] } else { Vec::new() }
     }
 
     /// "image 1 (...): message; image 2: ..." for a node's failed and held-back images.
@@ -905,7 +976,7 @@ impl Tracker {
 
     /// The clock: the watches' readiness bound, pull errors past their grace, helper images that do
     /// not pull, nodes past their deadline.
-    fn on_tick(&mut self, now: Timestamp) -> Vec<Action> {
+    fn on_tick(&mut self, now: Timestamp) {
         if !(self.jobs_listed && self.pods_listed)
             && now.duration_since(self.started) >= span(self.policy.watch_ready_timeout)
         {
@@ -913,11 +984,10 @@ impl Tracker {
                 action: "list this run's Jobs and pods".into(),
                 seconds: self.policy.watch_ready_timeout.as_secs(),
             }));
-            return Vec::new();
+            return;
         }
         let grace = span(self.policy.pull_error_grace);
         let deadline = span(self.policy.node_deadline);
-        let mut actions = Vec::new();
         for i in 0..self.nodes.len() {
             if !matches!(self.nodes[i].state, State::Unstarted | State::Running) {
                 continue;
@@ -929,7 +999,7 @@ impl Tracker {
                 .map(|(img, _)| *img)
                 .collect();
             for img in expired {
-                actions.extend(self.fail_image(i, img, now));
+                self.fail_image(i, img, now);
             }
             let entry = &self.nodes[i];
             if entry.state == State::Done {
@@ -939,9 +1009,8 @@ impl Tracker {
                 && now.duration_since(*since) >= grace
             {
                 let reason = format!("the helper image cannot be pulled (HELPER_IMAGE): {message}");
-                let job = entry.job.clone();
+                self.delete_own(i);
                 self.conclude(i, Outcome::Failed, reason, now);
-                actions.push(Action::Delete(job));
                 continue;
             }
             let base = entry.started_at.or(entry.created_at).unwrap_or(now);
@@ -951,12 +1020,10 @@ impl Tracker {
                 if let Some(problem) = &entry.last_problem {
                     reason.push_str(&format!("; last pod problem: {problem}"));
                 }
-                let job = entry.job.clone();
+                self.delete_own(i);
                 self.conclude(i, Outcome::TimedOut, reason, now);
-                actions.push(Action::Delete(job));
             }
         }
-        actions
     }
 
     fn conclude(&mut self, i: usize, outcome: Outcome, reason: String, now: Timestamp) {
@@ -982,8 +1049,97 @@ impl Tracker {
             }
         }
         entry.verdict = Some((outcome, reason));
-        if entry.seed && self.wave == Wave::Seeding {
+        let (seed, created) = (entry.seed, entry.created_at.is_some());
+        self.after_verdict(i, outcome, created);
+        if seed && self.wave == Wave::Seeding {
             self.seed_concluded(now);
+        }
+    }
+
+    /// What a verdict sets off, once per node. Success with every image on the node: remove the
+    /// startup taint; this run's puller now keeps the images in use, so the older ones go (a node
+    /// that was `already-present` keeps them: they are what holds its images). A puller that did not
+    /// pull everything it was given is deleted when nothing else would remove it (no TTL when
+    /// `KEEP_LAST_PULLER` keeps what succeeded); one that did is kept, even on a node that failed
+    /// (an image the breaker held back): it holds what it pulled.
+    fn after_verdict(&mut self, i: usize, outcome: Outcome, created: bool) {
+        if outcome.is_success() && self.nodes[i].taint == Taint::Carried {
+            self.nodes[i].taint = Taint::Removing;
+            self.untainting += 1;
+            self.outbox.push(Action::RemoveTaint { node: self.nodes[i].name.clone() });
+        }
+        if outcome == Outcome::Succeeded && created {
+            let entry = &mut self.nodes[i];
+            for (kind, name) in std::mem::take(&mut entry.older) {
+                entry.replaced.push(name.clone());
+                self.outbox.push(Action::Delete { kind, name });
+            }
+        } else if created
+            && !matches!(outcome, Outcome::Succeeded | Outcome::Unfinished | Outcome::NotStarted | Outcome::Deleted)
+            && !self.nodes[i].complete()
+            && self.template.ttl_seconds_after_finished.is_none()
+        {
+            self.delete_own(i);
+        }
+    }
+
+    /// Ask for node `i`'s own puller to be deleted, once.
+    fn delete_own(&mut self, i: usize) {
+        let entry = &mut self.nodes[i];
+        if !entry.deleting {
+            entry.deleting = true;
+            self.outbox.push(Action::Delete { kind: PullerKind::Job, name: entry.job.clone() });
+        }
+    }
+
+    fn on_taint_removed(&mut self, node: &str, result: Result<bool>) {
+        let Some(&i) = self.by_job.get(&self.template.job_name(node)) else { return };
+        let entry = &mut self.nodes[i as usize];
+        if entry.taint != Taint::Removing {
+            return;
+        }
+        self.untainting -= 1;
+        entry.taint = Taint::Done(match result {
+            Ok(true) => {
+                info!(node, "every image is on the node: removed the startup taint");
+                TaintAction::Removed
+            }
+            Ok(false) => TaintAction::AlreadyGone,
+            Err(e) => {
+                warn!(node, error = %e, "could not remove the startup taint");
+                TaintAction::Kept(format!("its removal failed: {}", e.message()))
+            }
+        });
+    }
+
+    /// The pullers earlier runs left: finished without success, or on a node that is gone: deleted
+    /// now; successful on a node of this run: deleted once this run succeeds there; the rest (still
+    /// running; on nodes this run does not reach) left alone.
+    fn sort_leftovers(&mut self, leftovers: Vec<Leftover>, gone: impl Fn(&str) -> bool) {
+        let (mut now, mut later) = (0, 0);
+        for l in leftovers {
+            let node = self.by_job.get(&self.template.job_name(&l.node)).map(|&i| i as usize);
+            match l.state {
+                LeftoverState::Running => continue,
+                LeftoverState::Succeeded if !gone(&l.node) => {
+                    if let Some(i) = node {
+                        later += 1;
+                        self.nodes[i].older.push((l.kind, l.name));
+                    }
+                    continue;
+                }
+                LeftoverState::Succeeded | LeftoverState::Failed => {}
+            }
+            now += 1;
+            self.outbox.push(Action::Delete { kind: l.kind, name: l.name });
+        }
+        if now + later > 0 {
+            info!(
+                deleted_now = now,
+                replaced_on_success = later,
+                "pullers of earlier runs: finished without success or on gone nodes are deleted now; \
+                 successful ones go once this run succeeds on their node"
+            );
         }
     }
 
@@ -1034,7 +1190,23 @@ impl Tracker {
             _ => None,
         };
         let has_job = e.created_at.is_some();
-        Verdict { node: e.name.clone(), job: has_job.then(|| e.job.clone()), outcome, reason, duration, images }
+        let taint = match &e.taint {
+            Taint::None => None,
+            Taint::Done(action) => Some(action.clone()),
+            Taint::Carried | Taint::Removing => Some(TaintAction::Kept("the run stopped before removing it".into())),
+        };
+        let retained = self.template.ttl_seconds_after_finished.is_none();
+        Verdict {
+            node: e.name.clone(),
+            job: has_job.then(|| e.job.clone()),
+            kept: retained && has_job && !e.deleting && e.complete(),
+            outcome,
+            reason,
+            duration,
+            images,
+            taint,
+            replaced: e.replaced.clone(),
+        }
     }
 }
 
@@ -1044,6 +1216,13 @@ enum Denial {
     Denied(String),
     /// Overload or a timeout that kube's own retries did not get through: try again later.
     Retry(String),
+}
+
+impl Entry {
+    /// Its puller pulled every image it was given.
+    fn complete(&self) -> bool {
+        self.images != 0 && self.pulled & self.images == self.images
+    }
 }
 
 fn note(entry: &mut Entry, image: u8, message: &str) {

@@ -327,8 +327,12 @@ async fn deadline_exceeded_is_reported_as_timed_out_promptly() {
     let client = t.client.clone();
 
     // kwok does not enforce the pod's own activeDeadlineSeconds (the kubelet does, see e2e-real);
-    // the Job's, DEADLINE_SECONDS + WAIT_GRACE_SECONDS, is the outer bound that ends these.
-    let vars = with(t.base("deadline-1"), &[("DEADLINE_SECONDS", "6"), ("WAIT_GRACE_SECONDS", "4")]);
+    // the Job's, DEADLINE_SECONDS + WAIT_GRACE_SECONDS, is the outer bound that ends these. Without
+    // KEEP_LAST_PULLER the timed-out Jobs stay (to their TTL) for the check below.
+    let vars = with(
+        t.base("deadline-1"),
+        &[("DEADLINE_SECONDS", "6"), ("WAIT_GRACE_SECONDS", "4"), ("KEEP_LAST_PULLER", "false")],
+    );
     let run = controller(&vars).await;
     assert_eq!(run.code, 1, "{run:?}");
     for node in ["slow-d-0", "slow-d-1"] {
@@ -425,7 +429,11 @@ async fn same_run_id_is_idempotent_even_when_concurrent() {
 
     let other = controller(&with(vars.clone(), &[("RUN_ID", "rerun-2")])).await;
     assert_eq!(other.code, 0, "{other:?}");
-    assert_eq!(jobs(&client, "e2e-rerun").await.len(), 10, "a new run id is a new set of Jobs");
+    // A new run id is a new set of Jobs; as each succeeds, it replaces the earlier run's kept one.
+    let all = jobs(&client, "e2e-rerun").await;
+    assert_eq!(all.len(), 5, "{:?}", all.iter().map(|j| j.name_any()).collect::<Vec<_>>());
+    assert!(all.iter().all(|j| j.labels()["quayctl-controller/run"] == "rerun-2"), "rerun-1's were replaced");
+    assert!(other.stdout.matches("replaced 1 older puller(s)").count() == 5, "{other:?}");
 }
 
 // 6 + 7. RBAC and Pod Security: apply k8s/deploy (server dry-run first), run with a token of ITS
@@ -467,9 +475,34 @@ async fn deploy_manifests_rbac_and_pod_security() {
         ("RUN_ID", "rbac-1"),
         ("DEADLINE_SECONDS", "30"),
     ];
+    // rbac-00 joined with the startup taint: the run removes it, as the ServiceAccount, through the
+    // admission policy.
+    let startup = format!("{STARTUP_TAINT}=pending:NoSchedule");
+    assert!(kubectl(&["taint", "node", "rbac-00", &startup], None).await.0);
+    let vars: Vec<(&str, &str)> = vars.into_iter().chain([("STARTUP_TAINT", STARTUP_TAINT)]).collect();
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "the ServiceAccount's RBAC is enough, and restricted PSS admits the pods: {run:?}");
     assert!(run.stdout.contains("3/3 eligible nodes succeeded"));
+    assert!(run.row("rbac-00").contains("startup taint removed"), "{run:?}");
+    assert!(taints_of(&client, "rbac-00").await.is_empty());
+
+    // The admission policy: `patch nodes` lets the ServiceAccount remove the startup taint and do
+    // nothing else to a node.
+    let sa = "--as=system:serviceaccount:quayctl-controller:quayctl-controller";
+    let (ok, out) = kubectl(&[sa, "label", "node", "rbac-01", "sneaky=1"], None).await;
+    assert!(!ok && out.contains("ValidatingAdmissionPolicy") && out.contains("does not carry"), "{out}");
+    assert!(kubectl(&["taint", "node", "rbac-01", &startup, "other=x:NoSchedule"], None).await.0);
+    let (ok, out) = kubectl(&[sa, "taint", "node", "rbac-01", "other-"], None).await;
+    assert!(!ok && out.contains("leaving its other taints as they are"), "another taint: {out}");
+    let (ok, out) = kubectl(&[sa, "label", "node", "rbac-01", "sneaky=1"], None).await;
+    assert!(!ok && out.contains("ValidatingAdmissionPolicy"), "a label, the startup taint still there: {out}");
+    let both = r#"[{"op":"replace","path":"/spec/taints","value":[{"key":"other","value":"x","effect":"NoSchedule"}]},
+        {"op":"add","path":"/spec/unschedulable","value":true}]"#;
+    let (ok, out) = kubectl(&[sa, "patch", "node", "rbac-01", "--type=json", "-p", both], None).await;
+    assert!(!ok && out.contains("the rest of its spec must not change"), "the taint and a cordon at once: {out}");
+    let (ok, out) = kubectl(&[sa, "taint", "node", "rbac-01", &format!("{STARTUP_TAINT}-")], None).await;
+    assert!(ok, "removing only the startup taint is allowed: {out}");
+    assert_eq!(taints_of(&client, "rbac-01").await, ["other=x:NoSchedule"]);
     assert_eq!(jobs(&client, "quayctl-controller").await.len(), 3, "namespace from the kubeconfig");
 
     // Remove one needed verb: creating Jobs.
@@ -562,6 +595,7 @@ async fn ownership_garbage_collection_and_ttl() {
         ("POD_NAME", "quayctl-controller-29000000-abcde"),
         ("POD_NAMESPACE", "e2e-owner"),
         ("TTL_SECONDS_AFTER_FINISHED", "600"),
+        ("KEEP_LAST_PULLER", "false"),
     ])
     .await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -594,7 +628,8 @@ async fn ownership_garbage_collection_and_ttl() {
     .await;
 
     // TTL: finished Jobs and their pods are removed by the ttl-after-finished controller.
-    let run = controller(&with(t.base("ttl-1"), &[("TTL_SECONDS_AFTER_FINISHED", "1")])).await;
+    let run =
+        controller(&with(t.base("ttl-1"), &[("TTL_SECONDS_AFTER_FINISHED", "1"), ("KEEP_LAST_PULLER", "false")])).await;
     assert_eq!(run.code, 0, "{run:?}");
     eventually("the TTL controller to delete finished Jobs and their pods", Duration::from_secs(90), || async {
         let no_jobs = jobs(&client, "e2e-owner").await.is_empty();
@@ -725,7 +760,8 @@ async fn sigterm_prints_a_partial_report_and_exits_143() {
     assert!(stdout.lines().any(|l| l.starts_with("quick-t-0") && l.contains("succeeded")), "{stdout}");
     let left = jobs(&client, "e2e-sigterm").await;
     assert_eq!(left.len(), 3, "created Jobs are left to finish and to their TTL");
-    assert!(left.iter().all(|j| j.spec.as_ref().unwrap().ttl_seconds_after_finished == Some(3600)));
+    // KEEP_LAST_PULLER (the default): no TTL; a later run deletes them once they have finished.
+    assert!(left.iter().all(|j| j.spec.as_ref().unwrap().ttl_seconds_after_finished.is_none()));
 }
 
 // ---- The run loop (one event loop) and reach/pace features ----
@@ -741,7 +777,7 @@ fn audit_job_creates(ns: &str) -> usize {
 #[ignore = "needs the local control plane: make e2e"]
 async fn ttl_zero_on_many_nodes_is_all_succeeded() {
     let t = Setup::new("ttl0", &[], &names("ttl0", 40)).await;
-    let vars = with(t.base("ttl0-1"), &[("TTL_SECONDS_AFTER_FINISHED", "0")]);
+    let vars = with(t.base("ttl0-1"), &[("TTL_SECONDS_AFTER_FINISHED", "0"), ("KEEP_LAST_PULLER", "false")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("40/40 eligible nodes succeeded"), "{run:?}");
@@ -858,6 +894,188 @@ async fn windows_skipped_and_tainted_pool_reached_with_tolerations() {
         .find(|j| j.metadata.name.as_deref() == Some("prepull-reach-2-reach-0"))
         .unwrap();
     assert!(plain.spec.unwrap().template.spec.unwrap().tolerations.is_none());
+
+    // `*` reaches every tainted node, yet each puller tolerates exactly its node's taints as they
+    // were (no blanket `Exists`, which would also tolerate a later unschedulable or unreachable).
+    let everything = controller(&with(t.base("reach-3"), &[("TOLERATIONS", "*")])).await;
+    assert_eq!(everything.code, 0, "{everything:?}");
+    let gpu_job = jobs(&client, "e2e-reach")
+        .await
+        .into_iter()
+        .find(|j| j.metadata.name.as_deref() == Some("prepull-reach-3-gpu-0"))
+        .unwrap();
+    let tolerations = gpu_job.spec.unwrap().template.spec.unwrap().tolerations.unwrap();
+    assert_eq!(
+        serde_json::to_value(&tolerations).unwrap(),
+        json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]),
+        "exactly the node's taint"
+    );
+}
+
+const STARTUP_TAINT: &str = "startup-taint.cluster-autoscaler.kubernetes.io/quayctl-images";
+
+/// The taints of a node, as `key=value:Effect` (value left out when empty).
+async fn taints_of(client: &Client, node: &str) -> Vec<String> {
+    let node = Api::<Node>::all(client.clone()).get(node).await.unwrap();
+    node.spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| match t.value.filter(|v| !v.is_empty()) {
+            Some(v) => format!("{}={v}:{}", t.key, t.effect),
+            None => format!("{}:{}", t.key, t.effect),
+        })
+        .collect()
+}
+
+// STARTUP_TAINT: nodes that carry it are reached without TOLERATIONS and lose exactly that taint once
+// every image is on them, their other taints intact, a taint added while the pull runs included; a
+// node that failed keeps it; STARTUP_TAINT_ONLY then considers only the node still carrying it.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn startup_taint_is_removed_only_where_every_image_landed() {
+    let t = Setup::new("startup", &[], &[]).await;
+    let client = t.client.clone();
+    let manifest = std::process::Command::new(repo().join("hack/nodes.sh"))
+        .args(["st-0", "st-1:noschedule", "late-st-0:late", "fail-st-0:fail"])
+        .env("NODE_LABELS", "e2e-group=startup")
+        .env("NODE_TAINTS", format!("{STARTUP_TAINT}=pending:NoSchedule,soft:PreferNoSchedule"))
+        .output()
+        .unwrap();
+    assert!(kubectl(&["apply", "-f", "-"], Some(&manifest.stdout)).await.0);
+    let plain = std::process::Command::new(repo().join("hack/nodes.sh"))
+        .arg("st-plain")
+        .env("NODE_LABELS", "e2e-group=startup")
+        .output()
+        .unwrap();
+    assert!(kubectl(&["apply", "-f", "-"], Some(&plain.stdout)).await.0);
+    eventually("the tainted nodes to be Ready", Duration::from_secs(60), || async {
+        let list = Api::<Node>::all(client.clone()).list(&ListParams::default().labels(&t.selector)).await.ok()?;
+        (list.items.len() == 5
+            && list.items.iter().all(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            }))
+        .then_some(())
+    })
+    .await;
+    let vars =
+        with(t.base("startup-1"), &[("STARTUP_TAINT", STARTUP_TAINT), ("TOLERATIONS", "dedicated=infra:NoSchedule")]);
+    let child = spawn_controller(&vars);
+    // While late-st-0 pulls, someone else taints it: that taint must survive the removal.
+    running_pod(&client, &t.ns, "late-st-0").await;
+    assert!(kubectl(&["taint", "node", "late-st-0", "maintenance=soon:PreferNoSchedule"], None).await.0);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "fail-st-0 failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let row = |node: &str| stdout.lines().find(|l| l.starts_with(&format!("{node} "))).unwrap_or_default().to_string();
+    for node in ["st-0", "st-1", "late-st-0"] {
+        assert!(row(node).contains("succeeded") && row(node).contains("startup taint removed"), "{stdout}");
+    }
+    assert!(row("fail-st-0").contains("taint kept: the node did not succeed (failed)"), "{stdout}");
+    assert!(!row("st-plain").contains("taint"), "{stdout}");
+    assert!(stdout.contains("startup taint removed from 3, kept on 1"), "{stdout}");
+    assert_eq!(taints_of(&client, "st-0").await, ["soft:PreferNoSchedule"]);
+    assert_eq!(taints_of(&client, "st-1").await, ["dedicated=infra:NoSchedule", "soft:PreferNoSchedule"]);
+    let mut late = taints_of(&client, "late-st-0").await;
+    late.sort();
+    assert_eq!(late, ["maintenance=soon:PreferNoSchedule", "soft:PreferNoSchedule"], "the concurrent taint stays");
+    assert_eq!(
+        taints_of(&client, "fail-st-0").await,
+        [format!("{STARTUP_TAINT}=pending:NoSchedule"), "soft:PreferNoSchedule".into()]
+    );
+    assert!(taints_of(&client, "st-plain").await.is_empty());
+    // Each puller tolerated exactly its node's blocking taints: the startup taint (and `dedicated`).
+    let st1 = jobs(&client, &t.ns).await.into_iter().find(|j| j.name_any() == "prepull-startup-1-st-1").unwrap();
+    let keys: Vec<String> =
+        st1.spec.unwrap().template.spec.unwrap().tolerations.unwrap().iter().map(|t| t.key.clone().unwrap()).collect();
+    assert_eq!(keys, ["dedicated", STARTUP_TAINT], "in the node's order");
+
+    // The frequent run for joining nodes: only the node that still carries the taint.
+    let only =
+        controller(&with(t.base("startup-2"), &[("STARTUP_TAINT", STARTUP_TAINT), ("STARTUP_TAINT_ONLY", "true")]))
+            .await;
+    assert_eq!(only.code, 1, "{only:?}");
+    assert!(
+        only.stdout.contains("0/1 eligible nodes succeeded")
+            && only.stdout.contains("4 without the startup taint not considered"),
+        "{only:?}"
+    );
+    let second: Vec<String> = jobs(&client, &t.ns)
+        .await
+        .into_iter()
+        .filter(|j| j.labels()["quayctl-controller/run"] == "startup-2")
+        .map(|j| j.name_any())
+        .collect();
+    assert!(second.is_empty(), "its failed puller is deleted (no TTL): {second:?}");
+    assert_eq!(
+        audit(|e| e["verb"] == "create"
+            && e["objectRef"]["resource"] == "jobs"
+            && e["objectRef"]["namespace"] == t.ns.as_str()
+            && e["objectRef"]["name"].as_str().is_some_and(|n| n.starts_with("prepull-startup-2-"))),
+        1,
+        "one puller: fail-st-0's"
+    );
+    // Nothing joined: exit 0, nothing created.
+    let quiet =
+        controller(&with(t.base("startup-3"), &[("STARTUP_TAINT", "no-such-taint"), ("STARTUP_TAINT_ONLY", "true")]))
+            .await;
+    assert_eq!(quiet.code, 0, "{quiet:?}");
+    assert!(quiet.stdout.contains("no node with the startup taint to pre-pull"), "{quiet:?}");
+}
+
+// KEEP_LAST_PULLER (default): each node's latest successful puller stays; a later run deletes it
+// only on the nodes where it succeeds itself (here: one skipped, one refused by a quota).
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn a_later_run_replaces_kept_pullers_only_where_it_succeeds() {
+    let t = Setup::new("keep", &[], &["keep-0".into(), "keep-1".into(), "keep-skip-0".into()]).await;
+    let client = t.client.clone();
+    let first = controller(&t.base("keep-1")).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.stdout.matches("puller kept").count(), 3, "{first:?}");
+    // The run decides from the pods; the Job controller marks the Jobs a moment later.
+    let kept = eventually("the kept Jobs to be Complete", Duration::from_secs(30), || async {
+        let all = jobs(&client, &t.ns).await;
+        all.iter().all(|j| condition_true(j, "Complete")).then_some(all)
+    })
+    .await;
+    assert_eq!(kept.len(), 3);
+    assert!(kept.iter().all(|j| j.spec.as_ref().unwrap().ttl_seconds_after_finished.is_none()), "no TTL");
+    // The second run: keep-0 succeeds; keep-1's create is refused (a quota with room for one more
+    // Job; creates go one at a time, in node order); keep-skip-0 is skipped (an untolerated taint).
+    assert!(kubectl(&["taint", "node", "keep-skip-0", "dedicated=infra:NoSchedule"], None).await.0);
+    let quota = json!({"metadata": {"name": "jobs"}, "spec": {"hard": {"count/jobs.batch": "4"}}});
+    let quotas = Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(client.clone(), &t.ns);
+    quotas.create(&PostParams::default(), &serde_json::from_value(quota).unwrap()).await.unwrap();
+    eventually("the resourcequota controller to count the kept Jobs", Duration::from_secs(30), || async {
+        let used = quotas.get("jobs").await.ok()?.status?.used?;
+        (used.get("count/jobs.batch")?.0 == "3").then_some(())
+    })
+    .await;
+    let second = controller(&with(t.base("keep-2"), &[("CREATE_CONCURRENCY", "1")])).await;
+    assert_eq!(second.code, 1, "{second:?}");
+    assert!(
+        second.row("keep-0").contains("succeeded") && second.row("keep-0").contains("replaced 1 older puller(s)"),
+        "{second:?}"
+    );
+    assert!(
+        second.row("keep-1").contains("not-created") && second.row("keep-1").contains("exceeded quota"),
+        "{second:?}"
+    );
+    let left = eventually("keep-0's first puller to be gone", Duration::from_secs(30), || async {
+        let mut left: Vec<String> = jobs(&client, &t.ns).await.iter().map(|j| j.name_any()).collect();
+        left.sort();
+        (left.len() == 3).then_some(left)
+    })
+    .await;
+    assert_eq!(
+        left,
+        ["prepull-keep-1-keep-1", "prepull-keep-1-keep-skip-0", "prepull-keep-2-keep-0"],
+        "keep-0's first puller replaced; the others kept where the second run did not succeed"
+    );
 }
 
 // MAX_PARALLEL=3 on 20 nodes: from a watch of the pods, never more than 3 pullers unfinished at once.

@@ -3,7 +3,9 @@
 //! and how the run ended. No wall clock, no I/O: the time is an input like any other.
 //!
 //! Actions are written compactly: `create a` (every image), `create a [2]` (only image 2, 1-based),
-//! `delete a` (node `a`'s puller); jobs are named `prepull-r-<node>`.
+//! `delete a` (node `a`'s puller; an earlier run's by its name), `untaint a` (remove the startup
+//! taint); jobs are named `prepull-r-<node>`. The template is the default configuration's: two
+//! images, `KEEP_LAST_PULLER` on (so no TTL: the run deletes the pullers it does not keep).
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,7 +16,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::config::Config;
 use crate::naming::images_of_container;
-use crate::pullers::{PullerTemplate, RunIdentity};
+use crate::pullers::{Leftover, LeftoverState, PullerKind, PullerTemplate, RunIdentity};
 
 /// One input of a scenario, named by node.
 enum In {
@@ -40,6 +42,8 @@ enum In {
     Pod(&'static str, Value),
     /// A watch error with (status code, message).
     WatchError(u16, &'static str),
+    /// The startup taint's removal from the node answered: removed (`Ok(true)`), gone, or an error.
+    Untainted(&'static str, std::result::Result<bool, &'static str>),
     Tick,
     Signal(Signal),
 }
@@ -53,6 +57,27 @@ struct Scenario {
     verdicts: &'static [(&'static str, Outcome, &'static str)],
     /// `done`, `SIGTERM`/`SIGINT`, or `fatal: <part of the error>`.
     ending: &'static str,
+    /// Pullers earlier runs left, and the nodes known to be gone.
+    leftovers: Vec<Leftover>,
+    gone: &'static [&'static str],
+    /// (node, what the run did after the verdict, as the report's notes say it).
+    after: &'static [(&'static str, &'static str)],
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: "",
+            policy: policy(),
+            nodes: Vec::new(),
+            steps: Vec::new(),
+            verdicts: &[],
+            ending: "",
+            leftovers: Vec::new(),
+            gone: &[],
+            after: &[],
+        }
+    }
 }
 
 const IMAGES: &str = "nginx:1.27;ghcr.io/org/model:v1";
@@ -71,7 +96,16 @@ fn policy() -> Policy {
 }
 
 fn nodes(names: &[&str]) -> Vec<EligibleNode> {
-    names.iter().map(|n| EligibleNode { name: n.to_string(), tolerations: 0, images: 0b11, zone: None }).collect()
+    names.iter().map(|n| EligibleNode { name: n.to_string(), images: 0b11, ..Default::default() }).collect()
+}
+
+/// Nodes carrying the startup taint.
+fn tainted(names: &[&str]) -> Vec<EligibleNode> {
+    nodes(names).into_iter().map(|n| EligibleNode { startup_tainted: true, ..n }).collect()
+}
+
+fn leftover(node: &str, run: &str, state: LeftoverState) -> Leftover {
+    Leftover { kind: PullerKind::Job, name: format!("prepull-{run}-{node}"), node: node.into(), state }
 }
 
 fn at(t: i64) -> Timestamp {
@@ -163,6 +197,9 @@ fn input(step: In, t: i64) -> Vec<Input> {
             vec![Input::WatchFailed(Error::watch("watch jobs.batch", watcher_error(status)))]
         }
         In::Tick => vec![Input::Tick],
+        In::Untainted(node, result) => {
+            vec![Input::TaintRemoved { node: node.into(), result: result.map_err(|m| api_error(403, m)) }]
+        }
         In::Signal(signal) => vec![Input::Signal(signal)],
     }
 }
@@ -186,15 +223,34 @@ fn compact(action: &Action) -> String {
                 format!("create {node} [{}]", images.join(","))
             }
         }
-        Action::Delete(name) => format!("delete {}", name.trim_start_matches("prepull-r-")),
+        Action::Delete { name, .. } => format!("delete {}", name.trim_start_matches("prepull-r-")),
+        Action::RemoveTaint { node } => format!("untaint {node}"),
     }
+}
+
+/// What the run did on a node after its verdict, as the report's notes say it.
+fn after(v: &Verdict) -> String {
+    let result = crate::report::NodeResult::from_verdict(v.clone(), &["a".into(), "b".into()]);
+    let mut notes = result.notes();
+    notes.extend(v.replaced.iter().map(|r| format!("deleted {r}")));
+    notes.join("; ")
 }
 
 impl Scenario {
     fn check(self) {
         let name = self.name;
-        let mut tracker = Tracker::new(self.policy, template(), self.nodes, at(0));
-        for (index, (t, step, expected)) in self.steps.into_iter().enumerate() {
+        let gone = self.gone;
+        let mut tracker =
+            Tracker::new(self.policy, template(), self.nodes, self.leftovers, |n| gone.contains(&n), at(0));
+        let first: Vec<String> = tracker.take_actions().iter().map(compact).collect();
+        let (expected_first, steps) = match self.steps.first() {
+            Some((t, In::Tick, expected)) if *t < 0 => (expected.to_vec(), &self.steps[1..]),
+            _ => (Vec::new(), &self.steps[..]),
+        };
+        assert_eq!(first, expected_first, "{name}: actions before any input (t=-1: Tick)");
+        for (index, (t, step, expected)) in steps.iter().enumerate() {
+            let (t, expected) = (*t, *expected);
+            let step = clone_in(step);
             let mut actions = Vec::new();
             for i in input(step, t) {
                 actions.extend(tracker.step(at(t), i));
@@ -210,11 +266,36 @@ impl Scenario {
         };
         assert!(ending.starts_with(self.ending), "{name}: ended `{ending}`, expected `{}`", self.ending);
         let result = tracker.finish(at(1000));
+        let verdict =
+            |node: &str| result.verdicts.iter().find(|v| v.node == node).unwrap_or_else(|| panic!("{name}: no {node}"));
         for (node, outcome, reason) in self.verdicts {
-            let v = result.verdicts.iter().find(|v| v.node == *node).unwrap_or_else(|| panic!("{name}: no {node}"));
+            let v = verdict(node);
             assert_eq!(v.outcome, *outcome, "{name}: {node}: {v:?}");
             assert!(v.reason.contains(reason), "{name}: {node}: reason `{}` lacks `{reason}`", v.reason);
         }
+        for (node, expected) in self.after {
+            assert_eq!(after(verdict(node)), *expected, "{name}: what happened on {node} after its verdict");
+        }
+    }
+}
+
+/// A copy of a step's input (jobs and pods are rebuilt from the same description).
+fn clone_in(step: &In) -> In {
+    match step {
+        In::Ready => In::Ready,
+        In::JobsListed => In::JobsListed,
+        In::Created(n) => In::Created(n),
+        In::Exists(n, job) => In::Exists(n, job.clone()),
+        In::Vanished(n) => In::Vanished(n),
+        In::Failed(n, code, m) => In::Failed(n, *code, m),
+        In::Job(n, c) => In::Job(n, c),
+        In::JobDeleted(n) => In::JobDeleted(n),
+        In::Relist(n) => In::Relist(n),
+        In::Pod(n, status) => In::Pod(n, status.clone()),
+        In::WatchError(code, m) => In::WatchError(*code, m),
+        In::Untainted(n, result) => In::Untainted(n, *result),
+        In::Tick => In::Tick,
+        In::Signal(signal) => In::Signal(*signal),
     }
 }
 
@@ -232,6 +313,7 @@ fn creates_wait_for_both_watches_and_the_watches_have_a_bound() {
         ],
         verdicts: &[],
         ending: "still running",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -241,6 +323,7 @@ fn creates_wait_for_both_watches_and_the_watches_have_a_bound() {
         steps: vec![(0, In::JobsListed, &[]), (59, In::Tick, &[]), (60, In::Tick, &[])],
         verdicts: &[("a", Outcome::NotStarted, "before its Job was created")],
         ending: "fatal: cannot list this run's Jobs and pods within 60s before creating any puller",
+        ..Scenario::default()
     }
     .check();
 }
@@ -259,6 +342,7 @@ fn pods_decide_nodes_per_image() {
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -274,6 +358,7 @@ fn pods_decide_nodes_per_image() {
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -290,6 +375,7 @@ fn pods_decide_nodes_per_image() {
         ],
         verdicts: &[("a", Outcome::Failed, "image 2: ErrImagePull: failed to pull and unpack image")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -303,6 +389,7 @@ fn pods_decide_nodes_per_image() {
         ],
         verdicts: &[("a", Outcome::Failed, "image 2: InvalidImageName: couldn't parse")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     let helper = json!({"phase": "Pending", "initContainerStatuses": [
@@ -320,6 +407,7 @@ fn pods_decide_nodes_per_image() {
         ],
         verdicts: &[("a", Outcome::Failed, "the helper image cannot be pulled (HELPER_IMAGE): ImagePullBackOff")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     let evicted = json!({"phase": "Failed", "reason": "Evicted",
@@ -338,6 +426,7 @@ fn pods_decide_nodes_per_image() {
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     let gone = json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
@@ -358,6 +447,7 @@ fn pods_decide_nodes_per_image() {
             ("b", Outcome::Succeeded, ""),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
 }
@@ -381,9 +471,9 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
                     json!({"phase": "Failed", "containerStatuses": [container("pull-0-nginx",
                 json!({"terminated": {"exitCode": 1, "reason": "Error", "message": "boom"}}))]}),
                 ),
-                &[],
+                &["delete b"],
             ),
-            (3, In::Job("c", &[("FailureTarget", "DeadlineExceeded")]), &[]),
+            (3, In::Job("c", &[("FailureTarget", "DeadlineExceeded")]), &["delete c"]),
         ],
         verdicts: &[
             ("a", Outcome::Succeeded, ""),
@@ -391,6 +481,7 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
             ("c", Outcome::TimedOut, "DeadlineExceeded"),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -412,6 +503,7 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
             ("b", Outcome::TimedOut, "no verdict 60s after the Job started"),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -432,6 +524,7 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
             ("c", Outcome::Unfinished, "run interrupted before the Job finished"),
         ],
         ending: "still running",
+        ..Scenario::default()
     }
     .check();
 }
@@ -463,6 +556,7 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
             ("d", Outcome::Failed, "image 2: not sent to the remaining nodes: it failed on the first 3 nodes"),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -485,6 +579,7 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
         ],
         verdicts: &[("d", Outcome::Failed, "image 2: not sent to the remaining nodes")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
 }
@@ -505,6 +600,7 @@ fn seeds_and_max_parallel_bound_the_creates() {
         ],
         verdicts: &[("a", Outcome::Succeeded, ""), ("e", Outcome::Unfinished, "create request was in flight")],
         ending: "still running",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -516,10 +612,11 @@ fn seeds_and_max_parallel_bound_the_creates() {
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
             (2, In::Job("a", &[("Complete", "")]), &[]),
-            (3, In::Job("b", &[("Failed", "BackoffLimitExceeded")]), &["create c", "create d"]),
+            (3, In::Job("b", &[("Failed", "BackoffLimitExceeded")]), &["delete b", "create c", "create d"]),
         ],
         verdicts: &[("b", Outcome::Failed, "BackoffLimitExceeded")],
         ending: "still running",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -530,7 +627,7 @@ fn seeds_and_max_parallel_bound_the_creates() {
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (1, In::Failed("b", 403, "jobs.batch \"x\" is forbidden: exceeded quota: q"), &[]),
-            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &[]),
+            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &["delete a"]),
         ],
         verdicts: &[
             ("b", Outcome::NotCreated, "exceeded quota"),
@@ -538,6 +635,7 @@ fn seeds_and_max_parallel_bound_the_creates() {
             ("d", Outcome::NotStarted, "seed wave failed"),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
 }
@@ -568,6 +666,7 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
             ("c", Outcome::Succeeded, ""),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -593,6 +692,7 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
             ("d", Outcome::NotCreated, "not attempted: the last 3 creates were refused the same way"),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -607,6 +707,7 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
         ],
         verdicts: &[("a", Outcome::NotCreated, "gave up after 3 attempts")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -619,6 +720,7 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
             ("b", Outcome::NotStarted, "before its Job was created"),
         ],
         ending: "fatal: forbidden: cannot create jobs.batch",
+        ..Scenario::default()
     }
     .check();
 }
@@ -636,6 +738,7 @@ fn the_watches_report_what_they_see_even_before_a_create_returns() {
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -650,6 +753,7 @@ fn the_watches_report_what_they_see_even_before_a_create_returns() {
         ],
         verdicts: &[("a", Outcome::Deleted, "Job deleted before it finished")],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -663,6 +767,7 @@ fn the_watches_report_what_they_see_even_before_a_create_returns() {
         ],
         verdicts: &[("a", Outcome::Unfinished, "")],
         ending: "fatal: forbidden: cannot watch jobs.batch",
+        ..Scenario::default()
     }
     .check();
 }
@@ -686,6 +791,7 @@ fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
             ("c", Outcome::NotStarted, "run interrupted before its Job was created"),
         ],
         ending: "SIGTERM",
+        ..Scenario::default()
     }
     .check();
     Scenario {
@@ -701,6 +807,7 @@ fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
         ],
         verdicts: &[("a", Outcome::Succeeded, ""), ("b", Outcome::Unfinished, "before the Job finished")],
         ending: "SIGINT",
+        ..Scenario::default()
     }
     .check();
 }
@@ -715,7 +822,14 @@ fn start_lag_is_measured_and_paces_the_creates() {
     // Before any start, twice the create concurrency may wait for the Job controller. Once Jobs
     // start, the window follows their start rate × 5 s (Little's law), never below the concurrency.
     let policy = Policy { create_concurrency: 2, ..policy() };
-    let t = &mut Tracker::new(policy, template(), nodes(&["a", "b", "c", "d", "e", "f", "g"]), at(0));
+    let t = &mut Tracker::new(
+        policy,
+        template(),
+        nodes(&["a", "b", "c", "d", "e", "f", "g"]),
+        Vec::new(),
+        |_| false,
+        at(0),
+    );
     assert_eq!(feed(t, 0, In::Ready), ["create a", "create b"]);
     assert_eq!(feed(t, 1, In::Created("a")), ["create c"]);
     assert_eq!(feed(t, 1, In::Created("b")), ["create d"]);
@@ -751,9 +865,10 @@ fn nodes_that_already_hold_every_image_get_no_job() {
             ("q", Outcome::Succeeded, ""),
         ],
         ending: "done",
+        ..Scenario::default()
     }
     .check();
-    let tracker = Tracker::new(policy(), template(), Vec::new(), at(0));
+    let tracker = Tracker::new(policy(), template(), Vec::new(), Vec::new(), |_| false, at(0));
     assert!(matches!(tracker.ending(), Some(Ending::Done)), "no eligible node: nothing to wait for");
 }
 
@@ -766,4 +881,125 @@ fn seeds_spread_across_zones() {
     assert_eq!(plan_seeds(&nodes, &zones, 5), [6, 0, 3, 5, 1], "nodes without a zone are one group");
     assert_eq!(plan_seeds(&nodes, &zones, 0), Vec::<u32>::new());
     assert_eq!(plan_seeds(&nodes, &zones, 99).len(), 7);
+}
+
+#[test]
+fn the_startup_taint_goes_once_every_image_is_on_the_node() {
+    Scenario {
+        name: "a tainted node loses the startup taint as soon as it succeeds; the run waits for the answer",
+        nodes: tainted(&["a", "b", "c"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::Pod("a", pulling(done(), done())), &["untaint a"]),
+            (3, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b"]),
+            (4, In::Job("c", &[("Complete", "")]), &["untaint c"]),
+            (5, In::Untainted("a", Ok(true)), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, ""), ("b", Outcome::Failed, "InvalidImageName")],
+        after: &[
+            ("a", "startup taint removed; puller kept"),
+            ("b", "taint kept: the node did not succeed (failed)"),
+            ("c", "taint kept: the run stopped before removing it; puller kept"),
+        ],
+        ending: "still running",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a removal that fails keeps the taint and says why; one already gone is not an error",
+        nodes: tainted(&["a", "b"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
+            (2, In::Job("b", &[("Complete", "")]), &["untaint b"]),
+            (3, In::Untainted("a", Err("nodes \"a\" is forbidden: ValidatingAdmissionPolicy denied")), &[]),
+            (3, In::Untainted("b", Ok(false)), &[]),
+        ],
+        after: &[
+            ("a", "taint kept: its removal failed: nodes \"a\" is forbidden: ValidatingAdmissionPolicy denied; puller kept"),
+            ("b", "startup taint already gone; puller kept"),
+        ],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a tainted node that already holds every image loses the taint before anything else",
+        nodes: {
+            let mut n = tainted(&["p", "q"]);
+            n[0].images = 0;
+            n[1].startup_tainted = false;
+            n
+        },
+        steps: vec![
+            (-1, In::Tick, &["untaint p"]),
+            (0, In::Ready, &["create q"]),
+            (1, In::Untainted("p", Ok(true)), &[]),
+            (1, In::Created("q"), &[]),
+            (2, In::Job("q", &[("Complete", "")]), &[]),
+        ],
+        verdicts: &[("p", Outcome::AlreadyPresent, "")],
+        after: &[("p", "startup taint removed"), ("q", "puller kept")],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "SIGTERM while a removal is in flight: the run waits for it within the drain time",
+        nodes: tainted(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
+            (3, In::Signal(Signal::Terminate), &[]),
+            (4, In::Untainted("a", Ok(true)), &[]),
+        ],
+        after: &[("a", "startup taint removed; puller kept")],
+        ending: "SIGTERM",
+        ..Scenario::default()
+    }
+    .check();
+}
+
+#[test]
+fn earlier_runs_pullers_are_kept_until_this_run_succeeds_on_their_node() {
+    Scenario {
+        name: "leftovers: failed ones and those of gone nodes go now, successes go when this run succeeds there",
+        nodes: nodes(&["a", "b", "c", "d"]),
+        leftovers: vec![
+            leftover("a", "r0", LeftoverState::Succeeded),
+            leftover("b", "r0", LeftoverState::Succeeded),
+            leftover("c", "r0", LeftoverState::Failed),
+            leftover("d", "r0", LeftoverState::Running),
+            leftover("gone", "r0", LeftoverState::Succeeded),
+            leftover("elsewhere", "r0", LeftoverState::Succeeded),
+        ],
+        gone: &["gone"],
+        steps: vec![
+            (-1, In::Tick, &["delete prepull-r0-c", "delete prepull-r0-gone"]),
+            (0, In::Ready, &["create a", "create b", "create c", "create d"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (1, In::Created("d"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["delete prepull-r0-a"]),
+            (2, In::Job("b", &[("Failed", "BackoffLimitExceeded")]), &["delete b"]),
+            (2, In::Job("c", &[("Complete", "")]), &[]),
+            (2, In::Job("d", &[("Complete", "")]), &[]),
+        ],
+        after: &[
+            ("a", "puller kept; replaced 1 older puller(s); deleted prepull-r0-a"),
+            ("b", ""),
+            ("c", "puller kept"),
+            ("d", "puller kept"),
+        ],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
 }
