@@ -8,7 +8,9 @@
 #                                payload-large  4 layers, 4 x 50 MiB (~200 MiB)
 #                              layers of random bytes, gzip-compressed (compression cannot shrink them)
 #   images.sh push STATE       push those layouts to the run's registry (skopeo), write STATE/real/images.env
-#                              (payload-small also as quayctl-e2e/only-a:1 and only-b:1)
+#                              (payload-small also as quayctl-e2e/only-a:1, only-b:1 and gc:1; the runnable
+#                              pause as quayctl-e2e/join:3.10 and, to the private registry with its
+#                              credentials, as quayctl-e2e/private:3.10: workloads run them)
 #   images.sh controller STATE the controller image from the project's Dockerfile, built by the run's
 #                              dockerd from the `make build` binaries (BINARIES=prebuilt, BASE=scratch:
 #                              offline), pushed to the run's registry
@@ -109,19 +111,22 @@ push() {
   : > "$state/real/images.env.tmp"
   # only-a/only-b: payload-small under names of their own (a node has them only if it pulled them).
   for spec in pause:3.10:PAUSE payload-small:1:SMALL payload-medium:1:MEDIUM payload-large:1:LARGE \
-    payload-small:1:ONLY_A:only-a payload-small:1:ONLY_B:only-b; do
-    IFS=: read -r name tag var repo <<< "$spec"
-    ref=$QUAYCTL_REGISTRY/quayctl-e2e/${repo:-$name}:$tag
+    payload-small:1:ONLY_A:only-a payload-small:1:ONLY_B:only-b payload-small:1:GC:gc pause:3.10:JOIN:join \
+    pause:3.10:PRIVATE:private:private; do
+    IFS=: read -r name tag var repo private <<< "$spec"
+    local registry=$QUAYCTL_REGISTRY creds=()
+    if [ -n "$private" ]; then
+      registry=$QUAYCTL_PRIVATE_REGISTRY; creds=(--dest-creds "$QUAYCTL_PRIVATE_USER:$QUAYCTL_PRIVATE_PASSWORD")
+    fi
+    ref=$registry/quayctl-e2e/${repo:-$name}:$tag
     # skopeo (as root) keeps a blob-info cache in /var/lib/containers: give it a tmpfs there instead.
     unshare --mount --propagation private -- sh -ec 'mount -n -t tmpfs quayctl-skopeo /var/lib; exec "$@"' skopeo \
-      skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$cache/$name:$tag" "docker://$ref"
+      skopeo --insecure-policy copy --quiet --dest-tls-verify=false "${creds[@]}" "oci:$cache/$name:$tag" "docker://$ref"
     echo "export QUAYCTL_IMAGE_$var=$ref" >> "$state/real/images.env.tmp"
   done
   cat "$state/real/images.env.tmp" >> "$state/real/images.env"; rm "$state/real/images.env.tmp"
-  log "pushed pause and payload images to $QUAYCTL_REGISTRY ($((SECONDS - start)) s)"
+  log "pushed pause and payload images to $QUAYCTL_REGISTRY and $QUAYCTL_PRIVATE_REGISTRY ($((SECONDS - start)) s)"
 }
-
-# The Debian docker.io CLI (its BuildKit client works with the daemon of the same release).
 
 controller() {
   local state=$1 start=$SECONDS ctx prebuilt

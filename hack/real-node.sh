@@ -9,9 +9,13 @@
 # only addresses it can reach are on the run's bridge (the apiserver and the registry on the host end).
 #
 #   real-node.sh net-up      STATE           per-run id, subnet and bridge (cluster.sh up runs it with REAL_NODES=1)
-#   real-node.sh registry-up STATE           docker-registry on the bridge address, a free port, own storage
+#   real-node.sh registry-up STATE           two docker-registries on the bridge address (free ports, own storage):
+#                                            an open one, and a private one behind basic auth (htpasswd, bcrypt)
 #   real-node.sh docker-up   STATE           a dockerd of the run in a namespace of its own (image builds, docker run)
-#   real-node.sh up          STATE NODE...   one real node per name; waits until each is Ready
+#   real-node.sh up          STATE NODE...   one real node per name; waits until each is Ready. Per call:
+#                                            REAL_NODE_TAINTS="key=value:Effect,..." (registerWithTaints),
+#                                            REAL_NODE_LABELS="k=v,..." (besides quayctl-e2e/real=true),
+#                                            REAL_NODE_GC=age (image GC by age: imageMaximumGCAge 1m)
 #   real-node.sh down        STATE           stop every process of the run (nodes, dockerd, registry) by PID
 #                                            and cgroup, remove their namespaces, links and cgroups
 #   real-node.sh net-down    STATE           remove the bridge; the last run restores the kubelet's sysctls
@@ -303,9 +307,9 @@ box_down() {
 }
 
 # ---------------------------------------------------------------- registry and dockerd
-registry_up() {
-  load_env
-  local d=$real/registry port
+# serve_registry NAME CONFIG_EXTRA: one docker-registry on the bridge address; prints HOST:PORT.
+serve_registry() {
+  local name=$1 extra=$2 d=$real/$1 port
   mkdir -p "$d/data"
   port=$(python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$QUAYCTL_REAL_HOST_IP")
   cat > "$d/config.yml" <<Y
@@ -318,12 +322,29 @@ storage:
 http:
   addr: $QUAYCTL_REAL_HOST_IP:$port
   secret: $(openssl rand -hex 16)
+$extra
 Y
-  spawn - registry docker-registry serve "$d/config.yml" >/dev/null
+  spawn - "$name" docker-registry serve "$d/config.yml" >/dev/null
   local reg=$QUAYCTL_REAL_HOST_IP:$port
-  poll 10 "the registry on $reg" curl -sf "http://$reg/v2/" || die "registry did not answer: $(cat "$real/logs/registry.log")"
-  echo "export QUAYCTL_REGISTRY=$reg" > "$real/registry.env"
-  log "registry on http://$reg (storage $d/data)"
+  # Up once it answers at all: 200 when open, 401 behind basic auth.
+  poll 10 "the registry $name on $reg" sh -c "curl -s -o /dev/null -w '%{http_code}' http://$reg/v2/ | grep -qE '^(200|401)$'" ||
+    die "registry $name did not answer: $(cat "$real/logs/$name.log")"
+  echo "$reg"
+}
+
+registry_up() {
+  load_env
+  local reg private user=quayctl password
+  reg=$(serve_registry registry "")
+  # The private one: basic auth over plain HTTP on the run's bridge (test only), one bcrypt user.
+  password=$(openssl rand -hex 12)
+  mkdir -p "$real/private-registry"
+  htpasswd -Bbn "$user" "$password" > "$real/private-registry/htpasswd"
+  private=$(serve_registry private-registry "auth:
+  htpasswd: {realm: quayctl-e2e, path: $real/private-registry/htpasswd}")
+  printf '%s\n' "export QUAYCTL_REGISTRY=$reg" "export QUAYCTL_PRIVATE_REGISTRY=$private" \
+    "export QUAYCTL_PRIVATE_USER=$user" "export QUAYCTL_PRIVATE_PASSWORD=$password" > "$real/registry.env"
+  log "registries on http://$reg and http://$private (basic auth), storage under $real"
 }
 
 docker_up() {
@@ -373,6 +394,22 @@ users:
 K
 }
 
+# taints_yaml "key=value:Effect,...": the kubelet's registerWithTaints.
+taints_yaml() {
+  [ -n "$1" ] || return 0
+  local t kv
+  echo "registerWithTaints:"
+  IFS=',' read -ra list <<< "$1"
+  for t in "${list[@]}"; do
+    kv=${t%:*}
+    if [[ $kv == *=* ]]; then
+      printf -- '- {key: %s, value: "%s", effect: %s}\n' "${kv%%=*}" "${kv#*=}" "${t##*:}"
+    else
+      printf -- '- {key: %s, effect: %s}\n' "$kv" "${t##*:}"
+    fi
+  done
+}
+
 node_up() {
   local i=$1 name=$2 d=$real/nodes/$2
   local ip=$QUAYCTL_REAL_PREFIX.$((11 + i)) subnet=$QUAYCTL_REAL_POD_PREFIX.$((QUAYCTL_REAL_POD_THIRD + i)).0/24
@@ -383,14 +420,14 @@ node_up() {
   # it does not rewrite finds no one on the bridge; nothing is forwarded beyond it).
   nsenter --net="$BOX_NETNS" ip route add 10.96.0.0/16 dev eth0
   mkdir -p "$d/containerd/root" "$d/containerd/state" "$d/containerd/opt" "$d/containerd/runc" \
-    "$d/containerd/certs.d/$QUAYCTL_REGISTRY" "$d/cni/net.d" "$d/cni/ipam" "$d/kubelet/root" "$d/kubelet/pki" \
-    "$d/kubelet/pod-logs" "$d/kubelet/volume-plugins" "$d/pki"
-  local sock=$d/containerd.sock
-  cat > "$d/containerd/certs.d/$QUAYCTL_REGISTRY/hosts.toml" <<T
-server = "http://$QUAYCTL_REGISTRY"
-[host."http://$QUAYCTL_REGISTRY"]
-  capabilities = ["pull", "resolve"]
-T
+    "$d/cni/net.d" "$d/cni/ipam" "$d/kubelet/root" "$d/kubelet/pki" "$d/kubelet/pod-logs" \
+    "$d/kubelet/volume-plugins" "$d/pki"
+  local sock=$d/containerd.sock registry
+  for registry in "$QUAYCTL_REGISTRY" "$QUAYCTL_PRIVATE_REGISTRY"; do # plain HTTP, on the run's bridge
+    mkdir -p "$d/containerd/certs.d/$registry"
+    printf 'server = "http://%s"\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$registry" "$registry" \
+      > "$d/containerd/certs.d/$registry/hosts.toml"
+  done
   cat > "$d/containerd.toml" <<T
 version = 2
 root = "$d/containerd/root"
@@ -454,9 +491,12 @@ failCgroupV1: false
 failSwapOn: false
 podLogsDir: $d/kubelet/pod-logs
 volumePluginDir: $d/kubelet/volume-plugins
-# Never collect the test's images; evict only when really out of room.
+# Never collect the test's images by disk usage; evict only when really out of room. REAL_NODE_GC=age:
+# collect images unused for a minute (the kubelet's GC loop runs every 5 minutes).
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+$(if [ "${REAL_NODE_GC:-}" = age ]; then printf 'imageMaximumGCAge: 1m\nimageMinimumGCAge: 30s'; fi)
+$(taints_yaml "${REAL_NODE_TAINTS:-}")
 evictionHard: {memory.available: 20Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%}
 serializeImagePulls: false
 # No resolver for pods (no DNS lookups through the machine's resolver); no graceful-shutdown inhibitor.
@@ -484,7 +524,7 @@ Y
   poll 10 "$name's containerd" ctr -a "$sock" version || die "$name: containerd did not start: $(tail -n 20 "$real/logs/$name-containerd.log")"
   spawn "$name" "$name-kubelet" in_box "$name" "$QUAYCTL_E2E_BIN/kubelet" --config "$d/kubelet.yaml" \
     --kubeconfig "$d/kubelet.kubeconfig" --root-dir "$d/kubelet/root" --cert-dir "$d/kubelet/pki" \
-    --hostname-override "$name" --node-ip "$ip" --node-labels quayctl-e2e/real=true >/dev/null
+    --hostname-override "$name" --node-ip "$ip" --node-labels "quayctl-e2e/real=true${REAL_NODE_LABELS:+,$REAL_NODE_LABELS}" >/dev/null
   spawn "$name" "$name-kube-proxy" in_box "$name" "$QUAYCTL_E2E_BIN/kube-proxy" --config "$d/kube-proxy.yaml" >/dev/null
 }
 

@@ -18,7 +18,11 @@ set -euo pipefail
 # fast on the kubelet's ErrImagePull (~1.5 s) instead of waiting for the deadline.
 PULL_FAILURE_MAX_SECONDS=${PULL_FAILURE_MAX_SECONDS:-45}
 NODES=(real-1 real-2)
+POOL=quayctl-e2e/pool=main # NODES carry it; the nodes of the GC and joining tests do not
+GC_KEEP=real-gc-keep GC_DROP=real-gc-drop JOIN=real-join
 NS=quayctl-controller # the shipped manifest's namespace
+# The startup taint of the shipped manifest (its ConfigMap's STARTUP_TAINT).
+STARTUP_TAINT=$(sed -n 's/^ *STARTUP_TAINT: *//p' "$(dirname "${BASH_SOURCE[0]}")/../k8s/deploy/quayctl-controller-cronjob.yaml")
 
 passed=0; failed=0; current=
 k() { kubectl "$@"; }
@@ -96,11 +100,13 @@ patches:
         spec:
           template:
             spec:
+              nodeSelector: {quayctl-e2e/pool: main}
               containers:
               - name: quayctl-controller
                 env:
                 - {name: QUAY_IMAGES, value: "$images"}
                 - {name: DEADLINE_SECONDS, value: "120"}
+                - {name: NODE_SELECTOR, value: "$POOL"}
 K
   k apply -k "$kdir" >/dev/null
   [ "$(k get cronjob -n "$NS" quayctl-controller -o jsonpath='{.spec.jobTemplate.spec.template.spec.containers[0].image}')" = "$QUAYCTL_IMAGE_CONTROLLER" ] ||
@@ -167,19 +173,25 @@ PY
     done
   done
   note "node.status.images listed the payloads after $((SECONDS - t0)) s more"
-  # Cleanup: CronJob -> its Job -> puller Jobs -> pods, each owned by the one before; pullers have a TTL.
-  local cj_uid job_uid
+  # Ownership: the CronJob owns its Job and (KEEP_LAST_PULLER, the default) the pullers, which
+  # have no TTL: they keep the images in use until a later run succeeds on their node, and go with
+  # the CronJob, not with the run's Job (which its history limit deletes).
+  local cj_uid
   cj_uid=$(k -n "$NS" get cronjob quayctl-controller -o jsonpath='{.metadata.uid}')
-  job_uid=$(k -n "$NS" get job "$job" -o jsonpath='{.metadata.uid}')
   [ "$(k -n "$NS" get job "$job" -o jsonpath='{.metadata.ownerReferences[0].uid}')" = "$cj_uid" ] ||
     fail "Job $job is not owned by the CronJob"
+  grep -q 'puller kept' "$state/cron.log" || fail "the report does not say the pullers are kept"
   while read -r j _; do
-    [ "$(k -n "$NS" get job "$j" -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].uid}')" = "Job/$job/$job_uid" ] ||
-      fail "puller $j is not owned by Job $job"
-    [ "$(k -n "$NS" get job "$j" -o jsonpath='{.spec.ttlSecondsAfterFinished}')" = 3600 ] || fail "puller $j: ttlSecondsAfterFinished is not 3600"
+    [ "$(k -n "$NS" get job "$j" -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].uid}/{.metadata.ownerReferences[0].controller}')" = "CronJob/quayctl-controller/$cj_uid/" ] ||
+      fail "puller $j is not owned by the CronJob (and only as a non-controller owner)"
+    [ -z "$(k -n "$NS" get job "$j" -o jsonpath='{.spec.ttlSecondsAfterFinished}')" ] || fail "puller $j has a TTL"
   done <<< "$lines"
   k -n "$NS" delete job "$job" --cascade=background --wait=false >/dev/null
-  wait_until "the garbage collector to delete the puller Jobs and pods of $job" 60 run_objects_gone "$NS" "$job"
+  wait_until "the garbage collector to delete the controller's pod" 60 sh -c "[ -z \"\$(kubectl -n $NS get pods -l job-name=$job -o name)\" ]"
+  [ "$(k -n "$NS" get jobs -l "quayctl-controller/run=$job" -o name | grep -c .)" = 2 ] ||
+    fail "the kept pullers went with the run's Job"
+  [ "$(k -n "$NS" get pods -l "quayctl-controller/run=$job" --field-selector status.phase=Succeeded -o name | grep -c .)" = 2 ] ||
+    fail "the kept pullers' pods (which keep the images in use) are gone"
 }
 
 # 2. `docker run` against a kubeconfig, the README's command (plus --network host): the image built
@@ -194,7 +206,7 @@ test_docker_run_against_a_kubeconfig() {
   docker_cli run --rm --network host -v "$kc:/kubeconfig:ro" -e KUBECONFIG=/kubeconfig \
     -e QUAY_IMAGES="$QUAYCTL_IMAGE_MEDIUM;$QUAYCTL_IMAGE_LARGE" \
     -e HELPER_IMAGE="$QUAYCTL_IMAGE_CONTROLLER" \
-    -e NAMESPACE="$ns" \
+    -e NAMESPACE="$ns" -e NODE_SELECTOR="$POOL" \
     "$QUAYCTL_IMAGE_CONTROLLER" > "$out.out" 2> "$out.err" || code=$?
   note "docker run exited $code after $((SECONDS - t0)) s: $(tail -n 1 "$out.out")"
   [ "$code" = 0 ] || { cat "$out.err" "$out.out" >&2; fail "docker run exit code $code"; }
@@ -216,9 +228,11 @@ test_real_pull_failures() {
   unreachable=$QUAYCTL_REAL_HOST_IP:$dead_port/quayctl-e2e/payload-small:1
   new_namespace e2e-missing; new_namespace e2e-unreachable
   t0=$(date +%s)
-  run_controller "$state/missing" QUAY_IMAGES="$missing" NAMESPACE=e2e-missing DEADLINE_SECONDS=300 PULL_ERROR_GRACE_SECONDS=5 &
+  run_controller "$state/missing" QUAY_IMAGES="$missing" NAMESPACE=e2e-missing DEADLINE_SECONDS=300 PULL_ERROR_GRACE_SECONDS=5 \
+    NODE_SELECTOR="$POOL" &
   local p1=$!
-  run_controller "$state/unreachable" QUAY_IMAGES="$unreachable" NAMESPACE=e2e-unreachable DEADLINE_SECONDS=300 PULL_ERROR_GRACE_SECONDS=5 &
+  run_controller "$state/unreachable" QUAY_IMAGES="$unreachable" NAMESPACE=e2e-unreachable DEADLINE_SECONDS=300 PULL_ERROR_GRACE_SECONDS=5 \
+    NODE_SELECTOR="$POOL" &
   local p2=$!
   wait "$p1" || code1=$?
   wait "$p2" || code2=$?
@@ -273,6 +287,129 @@ test_two_real_nodes() {
   return 0
 }
 
+# pod_events NS POD: "reason: message" per Event of the pod, oldest first.
+pod_events() {
+  k -n "$1" get events --field-selector "involvedObject.kind=Pod,involvedObject.name=$2" --sort-by=.metadata.creationTimestamp \
+    -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}'
+}
+pod_phase() { k -n "$1" get pod "$2" -o jsonpath='{.status.phase}'; }
+# workload NS NAME NODE IMAGE [SECRET]: a pod that runs IMAGE's /pause on NODE (IfNotPresent), restricted-PSS clean.
+workload() {
+  local secrets=""
+  [ -z "${5:-}" ] || secrets="imagePullSecrets: [{name: $5}]"
+  k -n "$1" apply -f - >/dev/null <<W
+apiVersion: v1
+kind: Pod
+metadata: {name: $2}
+spec:
+  nodeSelector: {kubernetes.io/hostname: $3}
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  $secrets
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: app
+    image: $4
+    imagePullPolicy: IfNotPresent
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+W
+}
+
+# 5. Image garbage collection for real (first half): two nodes whose kubelets collect images unused
+#    for a minute (up since the setup); the same image pre-pulled on both, one run keeping its
+#    puller (KEEP_LAST_PULLER, the default), one letting it go at once (TTL 0, no retention).
+test_image_gc_prepull() {
+  local ns=e2e-gc nd
+  new_namespace "$ns"
+  for nd in "$GC_KEEP" "$GC_DROP"; do node_has_image "$nd" "$QUAYCTL_IMAGE_GC" && fail "$QUAYCTL_IMAGE_GC already on $nd"; done
+  run_controller "$state/gc-keep" QUAY_IMAGES="$QUAYCTL_IMAGE_GC" NAMESPACE="$ns" RUN_ID=gc-keep \
+    NODE_SELECTOR="kubernetes.io/hostname=$GC_KEEP" || { cat "$state/gc-keep.err" >&2; fail "the keeping run failed"; }
+  run_controller "$state/gc-drop" QUAY_IMAGES="$QUAYCTL_IMAGE_GC" NAMESPACE="$ns" RUN_ID=gc-drop \
+    NODE_SELECTOR="kubernetes.io/hostname=$GC_DROP" KEEP_LAST_PULLER=false TTL_SECONDS_AFTER_FINISHED=0 ||
+    { cat "$state/gc-drop.err" >&2; fail "the dropping run failed"; }
+  grep -q "puller kept" "$state/gc-keep.out" || fail "gc-keep: no 'puller kept' in the report"
+  for nd in "$GC_KEEP" "$GC_DROP"; do node_has_image "$nd" "$QUAYCTL_IMAGE_GC" || fail "$QUAYCTL_IMAGE_GC not pulled on $nd"; done
+  wait_until "the dropping run's puller (TTL 0) to be gone" 60 run_objects_gone "$ns" gc-drop
+  date +%s > "$state/gc-pulled-at"
+  note "$QUAYCTL_IMAGE_GC on $GC_KEEP (puller kept) and $GC_DROP (puller gone); the verdict comes after the kubelets' next GC"
+}
+
+# 5b. (last) The kubelet's image GC has run since (every 5 minutes): the image is gone from the node
+#     whose puller went, and still on the node whose puller was kept (containerd, not node.status).
+test_image_gc_verdict() {
+  local ns=e2e-gc waited=$SECONDS
+  [ -f "$state/gc-pulled-at" ] || fail "test_image_gc_prepull did not run"
+  # The kubelets started at the setup; their GC runs then and every 5 minutes: the one at about
+  # 5 minutes collects what was unused for a minute. Bounded at two periods (and a margin).
+  local deadline=$(( $(cat "$state/gc-nodes-up") + 660 - $(date +%s) ))
+  [ "$deadline" -gt 0 ] || deadline=1
+  wait_until "the kubelet's image GC to remove $QUAYCTL_IMAGE_GC from $GC_DROP" "$deadline" \
+    sh -c "! '$hack/real-node.sh' ctr '$state' '$GC_DROP' -n k8s.io images ls -q | grep -qxF '$QUAYCTL_IMAGE_GC'"
+  node_has_image "$GC_KEEP" "$QUAYCTL_IMAGE_GC" || fail "the kept puller did not keep $QUAYCTL_IMAGE_GC on $GC_KEEP"
+  grep -q "Removing image to free bytes" "$state/real/logs/$GC_DROP-kubelet.log" || fail "no image GC in $GC_DROP's kubelet log"
+  [ "$(k -n "$ns" get pods -l quayctl-controller/run=gc-keep --field-selector status.phase=Succeeded -o name | grep -c .)" = 1 ] ||
+    fail "the kept puller's pod is gone"
+  note "GC removed it from $GC_DROP $(( $(date +%s) - $(cat "$state/gc-pulled-at") )) s after the pull (waited $((SECONDS - waited)) s here); $GC_KEEP still has it"
+}
+
+# 6. A node joins with the startup taint (--register-with-taints): a workload pinned to it stays
+#    Pending; the run for joining nodes pulls its image there and removes the taint; the workload
+#    starts, and the kubelet says the image was already on the machine.
+test_a_joining_node_gets_its_images_before_any_workload() {
+  local ns=e2e-join events
+  new_namespace "$ns"
+  REAL_NODE_TAINTS="$STARTUP_TAINT=pending:NoSchedule" REAL_NODE_LABELS=quayctl-e2e/pool=join "$hack/real-node.sh" up "$state" "$JOIN"
+  k get node "$JOIN" -o jsonpath='{.spec.taints[*].key}' | grep -qw "$STARTUP_TAINT" || fail "$JOIN registered without the startup taint"
+  workload "$ns" app "$JOIN" "$QUAYCTL_IMAGE_JOIN"
+  wait_until "the workload to be unschedulable (the startup taint)" 30 sh -c \
+    "kubectl -n $ns get pod app -o jsonpath='{.status.conditions[?(@.type==\"PodScheduled\")].reason}' | grep -qx Unschedulable"
+  node_has_image "$JOIN" "$QUAYCTL_IMAGE_JOIN" && fail "$QUAYCTL_IMAGE_JOIN already on $JOIN"
+  run_controller "$state/join" QUAY_IMAGES="$QUAYCTL_IMAGE_JOIN" NAMESPACE="$ns" STARTUP_TAINT="$STARTUP_TAINT" STARTUP_TAINT_ONLY=true ||
+    { cat "$state/join.err" "$state/join.out" >&2; fail "the run for joining nodes failed"; }
+  note "run: $(tail -n 1 "$state/join.out")"
+  grep -E "^$JOIN " "$state/join.out" | grep -q "startup taint removed" || fail "no 'startup taint removed' for $JOIN"
+  grep -q "without the startup taint not considered" "$state/join.out" || fail "the other nodes were considered"
+  k get node "$JOIN" -o jsonpath='{.spec.taints[*].key}' | grep -qw "$STARTUP_TAINT" && fail "the startup taint is still on $JOIN"
+  wait_until "the workload to run" 60 sh -c "[ \"\$(kubectl -n $ns get pod app -o jsonpath='{.status.phase}')\" = Running ]"
+  events=$(pod_events "$ns" app)
+  note "workload events: $(echo "$events" | paste -sd '|')"
+  echo "$events" | grep -q "^Pulled: Container image \"$QUAYCTL_IMAGE_JOIN\" already present on machine" ||
+    fail "the kubelet did not find the image already present"
+  echo "$events" | grep -q "^Pulling:" && fail "the workload pulled the image itself"
+  return 0
+}
+
+# 7. A private registry (basic auth) on the newest kubelet, where KubeletEnsureSecretPulledImages is
+#    on: a pre-pull with IMAGE_PULL_SECRETS; a workload whose secret holds the same credentials under
+#    another name starts without pulling; one without credentials does not get the image.
+test_private_registry_pre_pull_and_what_it_gives_workloads() {
+  local ns=e2e-private nd=real-1 events
+  new_namespace "$ns"
+  for secret in regcred othercred; do
+    k -n "$ns" create secret docker-registry "$secret" --docker-server="$QUAYCTL_PRIVATE_REGISTRY" \
+      --docker-username="$QUAYCTL_PRIVATE_USER" --docker-password="$QUAYCTL_PRIVATE_PASSWORD" >/dev/null
+  done
+  node_has_image "$nd" "$QUAYCTL_IMAGE_PRIVATE" && fail "$QUAYCTL_IMAGE_PRIVATE already on $nd"
+  run_controller "$state/private" QUAY_IMAGES="$QUAYCTL_IMAGE_PRIVATE" NAMESPACE="$ns" IMAGE_PULL_SECRETS=regcred \
+    NODE_SELECTOR="kubernetes.io/hostname=$nd" || { cat "$state/private.err" "$state/private.out" >&2; fail "the pre-pull failed"; }
+  node_has_image "$nd" "$QUAYCTL_IMAGE_PRIVATE" || fail "not pulled on $nd"
+  workload "$ns" same-credentials "$nd" "$QUAYCTL_IMAGE_PRIVATE" othercred
+  workload "$ns" no-credentials "$nd" "$QUAYCTL_IMAGE_PRIVATE"
+  wait_until "the workload with the same credentials to run" 60 sh -c "[ \"\$(kubectl -n $ns get pod same-credentials -o jsonpath='{.status.phase}')\" = Running ]"
+  events=$(pod_events "$ns" same-credentials)
+  note "same credentials, another secret: $(echo "$events" | paste -sd '|')"
+  echo "$events" | grep -q "^Pulled: Container image \"$QUAYCTL_IMAGE_PRIVATE\" already present on machine and can be accessed by the pod" ||
+    fail "the kubelet did not let the pod use the pre-pulled image"
+  echo "$events" | grep -q "^Pulling:" && fail "the pod with the same credentials pulled again"
+  wait_until "the workload without credentials to be refused the image" 60 sh -c \
+    "kubectl -n $ns get events --field-selector involvedObject.name=no-credentials -o jsonpath='{.items[*].reason}' | grep -qw Failed"
+  events=$(pod_events "$ns" no-credentials)
+  note "no credentials: $(echo "$events" | paste -sd '|' | cut -c1-400)"
+  [ "$(pod_phase "$ns" no-credentials)" = Pending ] || fail "the pod without credentials is not Pending"
+  echo "$events" | grep -q "^Pulling: Pulling image \"$QUAYCTL_IMAGE_PRIVATE\"" || fail "the kubelet did not re-check the registry"
+  echo "$events" | grep -qiE "^Failed: Failed to pull image .*(401|unauthorized)" || fail "the kubelet's events do not say the registry refused it"
+}
+
 # ------------------------------------------------------------------------------------------ runner
 
 run_test() {
@@ -308,7 +445,10 @@ finish() {
   exit 0
 }
 
-all_tests=(test_cronjob_as_users_run_it test_docker_run_against_a_kubeconfig test_real_pull_failures test_two_real_nodes)
+# The GC test's two halves frame the rest: the kubelets' GC loop runs every 5 minutes.
+all_tests=(test_image_gc_prepull test_cronjob_as_users_run_it test_docker_run_against_a_kubeconfig test_real_pull_failures
+  test_two_real_nodes test_a_joining_node_gets_its_images_before_any_workload
+  test_private_registry_pre_pull_and_what_it_gives_workloads test_image_gc_verdict)
 tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("${all_tests[@]}")
 for t in "${tests[@]}"; do declare -F "$t" >/dev/null || { echo "unknown test $t (have: ${all_tests[*]})" >&2; exit 2; }; done
 
@@ -318,6 +458,9 @@ cd "$root"
 trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-real_setup e2e-real "${NODES[@]}"
+REAL_NODE_LABELS=$POOL real_setup e2e-real "${NODES[@]}"
+# The GC nodes from the start: their kubelets' image GC runs every 5 minutes from now.
+REAL_NODE_GC=age REAL_NODE_LABELS=quayctl-e2e/pool=gc "$hack/real-node.sh" up "$state" "$GC_KEEP" "$GC_DROP"
+date +%s > "$state/gc-nodes-up"
 export DOCKER_HOST DOCKER_CONFIG KUBECONFIG
 for t in "${tests[@]}"; do run_test "$t"; done
