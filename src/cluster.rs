@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -49,6 +50,8 @@ pub struct SelfInfo {
     pub owner_job: Option<OwnerReference>,
     /// The CronJob that owns that Job, if any (the owner of retained pullers).
     pub cronjob: Option<OwnerReference>,
+    /// When that Job's `activeDeadlineSeconds` ends the run, and the Job's name.
+    pub run_deadline: Option<(Timestamp, String)>,
     /// The image of the controller's container: the default helper image.
     pub image: Option<String>,
     /// Where to publish the run's Kubernetes Event.
@@ -109,6 +112,17 @@ fn reference(o: &OwnerReference) -> OwnerReference {
     OwnerReference { controller: None, block_owner_deletion: None, ..o.clone() }
 }
 
+impl<K> Created<K> {
+    /// The same answer about the object as another type (a Job or a pod as a puller).
+    pub fn map<T>(self, f: impl FnOnce(Box<K>) -> T) -> Created<T> {
+        match self {
+            Created::New(object) => Created::New(Box::new(f(object))),
+            Created::AlreadyExists(object) => Created::AlreadyExists(Box::new(f(object))),
+            Created::Vanished => Created::Vanished,
+        }
+    }
+}
+
 /// Run one request that is not a watch, bounded by [`REQUEST_TIMEOUT`]; errors keep their source.
 async fn request<T>(action: impl Into<String>, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T> {
     match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
@@ -151,9 +165,9 @@ impl Cluster {
             .find(|c| c.name == "quayctl-controller")
             .or_else(|| containers.first())
             .and_then(|c| c.image.clone());
-        let cronjob = match &owner_job {
-            Some(job) => self.cronjob_of(&pod.namespace, &job.name).await,
-            None => None,
+        let (cronjob, run_deadline) = match &owner_job {
+            Some(job) => self.own_job(&pod.namespace, &job.name).await,
+            None => (None, None),
         };
         let event_target = Some(match &owner_job {
             Some(job) => ObjectReference {
@@ -173,19 +187,31 @@ impl Cluster {
                 ..Default::default()
             },
         });
-        Ok(SelfInfo { owner_job, cronjob, image, event_target })
+        Ok(SelfInfo { owner_job, cronjob, run_deadline, image, event_target })
     }
 
-    /// The CronJob owning the controller's Job. Not knowing it is no reason to stop: retained
-    /// pullers then have no owner (a warning says so).
-    async fn cronjob_of(&self, namespace: &str, job: &str) -> Option<OwnerReference> {
+    /// The controller's own Job: the CronJob owning it, and when its deadline ends the run. Not
+    /// knowing them is no reason to stop: retained pullers then have no owner (a warning says so).
+    async fn own_job(&self, namespace: &str, name: &str) -> (Option<OwnerReference>, Option<(Timestamp, String)>) {
         let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
-        let action = format!("get jobs.batch {job:?} in namespace {namespace:?}");
-        match request(action, api.get(job)).await {
-            Ok(job) => job.metadata.owner_references.iter().flatten().find(|o| o.kind == "CronJob").map(reference),
+        let action = format!("get jobs.batch {name:?} in namespace {namespace:?}");
+        match request(action, api.get(name)).await {
+            Ok(job) => {
+                let cronjob =
+                    job.metadata.owner_references.iter().flatten().find(|o| o.kind == "CronJob").map(reference);
+                let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+                let start = job.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+                let ends = match (start, deadline) {
+                    (Some(start), Some(seconds)) => {
+                        Some((start + SignedDuration::from_secs(seconds), name.to_string()))
+                    }
+                    _ => None,
+                };
+                (cronjob, ends)
+            }
             Err(e) => {
                 warn!(error = %e, "cannot read the controller's own Job: retained pullers get no owner");
-                None
+                (None, None)
             }
         }
     }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::grammar::{is_dns_label, is_dns_subdomain, is_label_value, is_quantity, validate_label_selector};
 use crate::images::{Image, PullPolicy, parse_image_list};
+use crate::pullers::PullerKind;
 use crate::taints::{StartupTaint, Toleration, parse_tolerations};
 
 pub const DEFAULT_DEADLINE_SECONDS: i64 = 300;
@@ -57,6 +58,7 @@ struct RawEnv {
     startup_taint: Option<String>,
     startup_taint_only: Option<String>,
     keep_last_puller: Option<String>,
+    puller_kind: Option<String>,
 }
 
 /// How the images get onto a node.
@@ -134,6 +136,8 @@ pub struct Config {
     /// `KEEP_LAST_PULLER` (default on): each node's latest successful puller stays until a later run
     /// succeeds there, so the kubelet's image GC sees the images in use.
     pub keep_last_puller: bool,
+    /// `PULLER_KIND`: `job` (default, one node-pinned Job per node) or `pod` (one node-pinned pod).
+    pub puller_kind: PullerKind,
 }
 
 /// How the final report is printed on stdout.
@@ -472,6 +476,8 @@ impl Validator {
         let (strategy, helper_image) = self.strategy(&mut raw, pod.is_some());
         let (node_selector, tolerations, skip_present) = self.selection(&mut raw);
         let (startup_taint, startup_taint_only) = self.startup_taint(&mut raw);
+        let puller_kind =
+            self.choice("PULLER_KIND", raw.puller_kind.take(), &[("job", PullerKind::Job), ("pod", PullerKind::Pod)]);
         let keep_last_puller = match raw.keep_last_puller.take() {
             None => true,
             value => self.boolean("KEEP_LAST_PULLER", value),
@@ -528,6 +534,7 @@ impl Validator {
             startup_taint,
             startup_taint_only,
             keep_last_puller,
+            puller_kind,
         })
     }
 }
@@ -574,6 +581,8 @@ mod tests {
         assert_eq!(c.create_concurrency, DEFAULT_CREATE_CONCURRENCY);
         assert_eq!(c.wait_grace_seconds, DEFAULT_WAIT_GRACE_SECONDS);
         assert_eq!((c.startup_taint, c.startup_taint_only, c.keep_last_puller), (None, false, true));
+        assert_eq!(c.puller_kind, PullerKind::Job);
+        assert_eq!(ok(&with(&[("PULLER_KIND", "pod")])).puller_kind, PullerKind::Pod);
     }
 
     #[test]
@@ -676,6 +685,7 @@ mod tests {
                 "STARTUP_TAINT is not set: required with STARTUP_TAINT_ONLY=true",
             ),
             (&with(&[("KEEP_LAST_PULLER", "sometimes")]), "KEEP_LAST_PULLER=\"sometimes\": must be `true` or `false`"),
+            (&with(&[("PULLER_KIND", "daemonset")]), "PULLER_KIND=\"daemonset\": must be `job` (default) or `pod`"),
         ];
         for (pairs, expected) in cases {
             let errs = errors(pairs);

@@ -641,7 +641,7 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
     let mut foreign = template.clone();
     foreign.run_id = "other".into();
     let mut squatter = foreign.build_for("n2");
-    squatter.metadata.name = Some(template.job_name("n2"));
+    squatter.metadata.name = Some(template.puller_name("n2"));
     let mut other_images = template.clone();
     other_images.images = parse_image_list("nginx:1.28").unwrap().images;
     let (client, fake) = serve(Behavior {

@@ -50,8 +50,8 @@ fn fit(original: &str, body: String, max: usize) -> String {
     if head.is_empty() { short_hash(original) } else { format!("{head}-{}", short_hash(original)) }
 }
 
-/// The name of the puller Job for one node in one run: `prepull-<run>-<node>`.
-pub fn job_name(run_id: &str, node: &str) -> String {
+/// The name of the puller (a Job, or a pod) for one node in one run: `prepull-<run>-<node>`.
+pub fn puller_name(run_id: &str, node: &str) -> String {
     let original = format!("prepull-{run_id}-{node}");
     fit(&original, to_dns_chars(&original), MAX_NAME_LEN)
 }
@@ -93,35 +93,35 @@ mod tests {
 
     #[test]
     fn short_names_are_kept_readable() {
-        assert_eq!(job_name("20261122-0214", "worker-1"), "prepull-20261122-0214-worker-1");
+        assert_eq!(puller_name("20261122-0214", "worker-1"), "prepull-20261122-0214-worker-1");
         assert_eq!(label_value("worker-1"), "worker-1");
         assert_eq!(label_value("ip-10-0-0-1.ec2.internal"), "ip-10-0-0-1.ec2.internal");
     }
 
     #[test]
     fn changed_names_get_a_hash() {
-        let name = job_name("run", "ip-10-0-0-1.ec2.internal");
+        let name = puller_name("run", "ip-10-0-0-1.ec2.internal");
         assert_eq!(
             name,
             format!("prepull-run-ip-10-0-0-1-ec2-internal-{}", short_hash("prepull-run-ip-10-0-0-1.ec2.internal"))
         );
         assert!(is_dns_label(&name));
         // `a.b` and `a-b` would collide without the hash.
-        assert_ne!(job_name("run", "a.b"), job_name("run", "a-b"));
-        assert_ne!(job_name("Run", "a"), job_name("run", "a"));
+        assert_ne!(puller_name("run", "a.b"), puller_name("run", "a-b"));
+        assert_ne!(puller_name("Run", "a"), puller_name("run", "a"));
     }
 
     #[test]
     fn long_names_are_truncated_with_a_hash_and_stay_distinct() {
         let long = "gke-production-ml-pool-a100-highmem-96-7f3c9d2e-node-0001.us-central1-a.c.project.internal";
-        let a = job_name("quayctl-controller-29384756", long);
-        let b = job_name("quayctl-controller-29384756", &long.replace("0001", "0002"));
+        let a = puller_name("quayctl-controller-29384756", long);
+        let b = puller_name("quayctl-controller-29384756", &long.replace("0001", "0002"));
         for name in [&a, &b] {
             assert!(is_dns_label(name), "{name}");
             assert_eq!(name.len(), 63, "{name}");
         }
         assert_ne!(a, b);
-        assert_eq!(a, job_name("quayctl-controller-29384756", long), "deterministic");
+        assert_eq!(a, puller_name("quayctl-controller-29384756", long), "deterministic");
         let node_label = label_value(&format!("{long}{long}"));
         assert!(node_label.len() <= 63 && is_dns_label(&node_label), "{node_label}");
     }
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn odd_inputs_still_give_valid_names() {
         for (run, node) in [("r", "-"), ("R_U_N", "__"), ("r", &"x".repeat(300)), ("r", "ÄÖÜ"), ("1", "2")] {
-            let name = job_name(run, node);
+            let name = puller_name(run, node);
             assert!(is_dns_label(&name), "{run}/{node}: {name}");
         }
         for value in ["-", "_a_", "ÄÖÜ", &"y".repeat(64)] {

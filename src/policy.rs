@@ -12,7 +12,10 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::config::Config;
+use crate::pullers::PullerKind;
 
 /// Beyond the Job's deadline, how long the tracker waits for the Job controller to say so.
 const MAX_DEADLINE_SLACK: Duration = Duration::from_secs(15);
@@ -50,6 +53,9 @@ pub struct Policy {
     pub drain: Duration,
     /// How long the watches may take to list before the run gives up (nothing is created before).
     pub watch_ready_timeout: Duration,
+    /// When the run's own Job's `activeDeadlineSeconds` ends it, and that Job's name: the run warns
+    /// when, at the start rate it measures, it would need longer.
+    pub run_deadline: Option<(Timestamp, String)>,
 }
 
 impl Policy {
@@ -79,11 +85,17 @@ impl Policy {
         self.job_deadline.as_secs() as i64
     }
 
-    /// Why a node with no verdict timed out, in the words of the report.
-    pub fn node_deadline_reason(&self, since: &str) -> String {
+    /// Why a node with no verdict timed out, in the words of the report: `since` its puller (of
+    /// `kind`) "started" or "was created".
+    pub fn node_deadline_reason(&self, kind: PullerKind, since: &str) -> String {
+        let slack = match kind {
+            PullerKind::Job => "slack for the Job controller",
+            PullerKind::Pod => "slack",
+        };
         format!(
-            "no verdict {}s after the Job {since} (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack for the Job controller)",
-            self.node_deadline.as_secs()
+            "no verdict {}s after the {} {since} (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and {slack})",
+            self.node_deadline.as_secs(),
+            kind.noun()
         )
     }
 }
@@ -113,6 +125,7 @@ impl Default for Policy {
             tick: Duration::from_secs(1),
             drain: Duration::from_secs(5),
             watch_ready_timeout: Duration::from_secs(60),
+            run_deadline: None,
         }
     }
 }
@@ -139,10 +152,14 @@ mod tests {
         let short = policy(&[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")]);
         assert_eq!(short.job_deadline_seconds(), 2);
         assert_eq!(short.node_deadline, Duration::from_secs(3), "slack is half the Job deadline, at least 1 s");
+        assert_eq!(
+            short.node_deadline_reason(PullerKind::Pod, "started"),
+            "no verdict 3s after the pod started (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack)"
+        );
         let none = policy(&[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "0")]);
         assert_eq!(none.node_deadline, Duration::from_secs(2));
         assert_eq!(
-            short.node_deadline_reason("was created"),
+            short.node_deadline_reason(PullerKind::Job, "was created"),
             "no verdict 3s after the Job was created (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack for the Job controller)"
         );
     }

@@ -121,6 +121,10 @@ pub struct PullerTemplate {
     pub ttl_seconds_after_finished: Option<i32>,
     /// See [`RunIdentity::owner`].
     pub owner: Option<OwnerReference>,
+    /// `PULLER_KIND`.
+    pub kind: PullerKind,
+    /// `KEEP_LAST_PULLER`: a puller that pulled everything it was given stays.
+    pub keep_last: bool,
     pub pull_policy: PullPolicy,
     /// The blocking taints of the run's nodes (filled in once the nodes are listed): each puller
     /// tolerates exactly those of its node.
@@ -130,6 +134,27 @@ pub struct PullerTemplate {
     pub resources: PullerResources,
 }
 
+/// A puller as the run creates it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Puller {
+    Job(Box<Job>),
+    Pod(Box<Pod>),
+}
+
+impl Puller {
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Puller::Job(job) => &job.metadata,
+            Puller::Pod(pod) => &pod.metadata,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+}
+
 /// What kind of object a puller is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PullerKind {
@@ -137,6 +162,16 @@ pub enum PullerKind {
     Job,
     /// One node-pinned pod per node: no Job controller in the way; the run does what it did.
     Pod,
+}
+
+impl PullerKind {
+    /// How the report and the logs name it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            PullerKind::Job => "Job",
+            PullerKind::Pod => "pod",
+        }
+    }
 }
 
 /// A puller an earlier run left in the namespace, as this run finds it when it starts.
@@ -213,8 +248,12 @@ impl PullerTemplate {
             helper_image,
             deadline_seconds: policy.pull_deadline_seconds(),
             job_deadline_seconds: policy.job_deadline_seconds(),
-            ttl_seconds_after_finished: (!config.keep_last_puller).then_some(config.ttl_seconds_after_finished),
+            // Jobs only: a bare pod has no TTL (the run removes what it does not keep).
+            ttl_seconds_after_finished: (!config.keep_last_puller && config.puller_kind == PullerKind::Job)
+                .then_some(config.ttl_seconds_after_finished),
             owner,
+            kind: config.puller_kind,
+            keep_last: config.keep_last_puller,
             pull_policy: config.pull_policy,
             taints: TaintTable::default(),
             image_pull_secrets: config.image_pull_secrets.clone(),
@@ -233,8 +272,8 @@ impl PullerTemplate {
         format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}!={}", naming::label_value(&self.run_id))
     }
 
-    pub fn job_name(&self, node: &str) -> String {
-        naming::job_name(&self.run_id, node)
+    pub fn puller_name(&self, node: &str) -> String {
+        naming::puller_name(&self.run_id, node)
     }
 
     fn labels(&self, node: &str) -> BTreeMap<String, String> {
@@ -296,15 +335,44 @@ impl PullerTemplate {
 
     /// The puller Job for every image of the run on an untainted `node`.
     pub fn build_for(&self, node: &str) -> Job {
-        self.build(&EligibleNode { name: node.into(), images: all_images(self.images.len()), ..Default::default() })
+        self.job(&EligibleNode { name: node.into(), images: all_images(self.images.len()), ..Default::default() })
     }
 
-    /// The puller Job for `node`: the images it still needs, the tolerations its taints require.
-    pub fn build(&self, node: &EligibleNode) -> Job {
-        let labels = self.labels(&node.name);
-        let images: Vec<(usize, &Image)> =
-            self.images.iter().enumerate().filter(|(i, _)| node.images & (1 << i) != 0).collect();
-        let listed: Vec<&str> = images.iter().map(|(_, i)| i.normalized.as_str()).collect();
+    /// The puller for `node`, of the run's kind.
+    pub fn build(&self, node: &EligibleNode) -> Puller {
+        match self.kind {
+            PullerKind::Job => Puller::Job(Box::new(self.job(node))),
+            PullerKind::Pod => Puller::Pod(Box::new(self.pod(node, self.deadline_seconds))),
+        }
+    }
+
+    /// What a puller of either kind is named and labelled with, and who owns it.
+    fn metadata(&self, node: &EligibleNode) -> ObjectMeta {
+        let listed: Vec<&str> = self.images_of(node).map(|(_, i)| i.normalized.as_str()).collect();
+        ObjectMeta {
+            name: Some(self.puller_name(&node.name)),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels(&node.name)),
+            annotations: Some(BTreeMap::from([
+                (ANNOTATION_NODE.to_string(), node.name.clone()),
+                (ANNOTATION_RUN.to_string(), self.run_id.clone()),
+                (ANNOTATION_IMAGES.to_string(), listed.join(";")),
+                (ANNOTATION_SPEC_HASH.to_string(), self.spec_hash()),
+            ])),
+            owner_references: self.owner.clone().map(|o| vec![o]),
+            ..Default::default()
+        }
+    }
+
+    /// The images of the run `node` still needs, with their place in `QUAY_IMAGES`.
+    fn images_of<'a>(&'a self, node: &'a EligibleNode) -> impl Iterator<Item = (usize, &'a Image)> + 'a {
+        self.images.iter().enumerate().filter(|(i, _)| node.images & (1 << i) != 0)
+    }
+
+    /// The puller pod's spec for `node` (a Job's template, or the pod itself): the images it still
+    /// needs, exactly its taints tolerated, pinned by name, `deadline` seconds to pull.
+    fn pod_spec(&self, node: &EligibleNode, deadline: i64) -> PodSpec {
+        let images: Vec<(usize, &Image)> = self.images_of(node).collect();
         let mut pod = match &self.strategy {
             PullStrategy::Kubelet => self.kubelet_pod_spec(&images),
             PullStrategy::Quayctl { image } => self.quayctl_pod_spec(image, &images),
@@ -313,27 +381,26 @@ impl PullerTemplate {
         pod.automount_service_account_token = Some(false);
         pod.enable_service_links = Some(false);
         pod.termination_grace_period_seconds = Some(5);
-        pod.active_deadline_seconds = Some(self.deadline_seconds);
+        pod.active_deadline_seconds = Some(deadline);
         pod.affinity = Some(node_affinity(&node.name));
         let tolerations = self.taints.tolerations(&node.taints);
         pod.tolerations = (!tolerations.is_empty()).then_some(tolerations);
         pod.image_pull_secrets = (!self.image_pull_secrets.is_empty())
             .then(|| self.image_pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect());
         pod.priority_class_name = self.priority_class_name.clone();
+        pod
+    }
+
+    /// `PULLER_KIND=pod`: the pod alone, named, labelled and annotated as a Job would be, with
+    /// `deadline` seconds to pull (less than `DEADLINE_SECONDS` for a replacement).
+    pub fn pod(&self, node: &EligibleNode, deadline: i64) -> Pod {
+        Pod { metadata: self.metadata(node), spec: Some(self.pod_spec(node, deadline)), status: None }
+    }
+
+    /// `PULLER_KIND=job`: the puller Job for `node`.
+    pub fn job(&self, node: &EligibleNode) -> Job {
+        let metadata = self.metadata(node);
         Job {
-            metadata: ObjectMeta {
-                name: Some(self.job_name(&node.name)),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(labels.clone()),
-                annotations: Some(BTreeMap::from([
-                    (ANNOTATION_NODE.to_string(), node.name.clone()),
-                    (ANNOTATION_RUN.to_string(), self.run_id.clone()),
-                    (ANNOTATION_IMAGES.to_string(), listed.join(";")),
-                    (ANNOTATION_SPEC_HASH.to_string(), self.spec_hash()),
-                ])),
-                owner_references: self.owner.clone().map(|o| vec![o]),
-                ..Default::default()
-            },
             spec: Some(JobSpec {
                 active_deadline_seconds: Some(self.job_deadline_seconds),
                 backoff_limit: Some(0),
@@ -354,14 +421,15 @@ impl PullerTemplate {
                 }),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: Some(labels),
+                        labels: metadata.labels.clone(),
                         annotations: Some(BTreeMap::from([(ANNOTATION_NODE.to_string(), node.name.clone())])),
                         ..Default::default()
                     }),
-                    spec: Some(pod),
+                    spec: Some(self.pod_spec(node, self.deadline_seconds)),
                 },
                 ..Default::default()
             }),
+            metadata,
             status: None,
         }
     }
@@ -537,7 +605,7 @@ mod tests {
     fn common_job_fields() {
         let job = template(PullStrategy::Kubelet).build_for("node-a.example.com");
         let j = as_json(&job);
-        assert_eq!(j["metadata"]["name"], naming::job_name("nightly-7", "node-a.example.com"));
+        assert_eq!(j["metadata"]["name"], naming::puller_name("nightly-7", "node-a.example.com"));
         assert_eq!(j["metadata"]["namespace"], "prepull");
         assert_eq!(j["spec"]["activeDeadlineSeconds"], 360, "the outer bound, with room for control-plane lag");
         assert_eq!(j["spec"]["template"]["spec"]["activeDeadlineSeconds"], 300, "the pull deadline, from pod start");
@@ -675,7 +743,7 @@ mod tests {
         let quayctl = template(PullStrategy::Quayctl { image: "q:1".into() });
         assert!(matches!(quayctl.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
 
-        let partial = t.build(&EligibleNode { name: "n1".into(), images: 0b10, ..Default::default() });
+        let partial = t.job(&EligibleNode { name: "n1".into(), images: 0b10, ..Default::default() });
         assert_eq!(t.adoption(&partial.metadata, "n1"), Adoption::Adopt(0b10), "adopts what that Job pulls");
     }
 
@@ -696,7 +764,7 @@ mod tests {
         t.pull_policy = PullPolicy::Always;
         t.resources.memory_limit = "32Mi".into();
         let node = EligibleNode { name: "g1".into(), taints, images: 0b10, ..Default::default() };
-        let j = as_json(&t.build(&node));
+        let j = as_json(&t.job(&node));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(
             pod["tolerations"],
@@ -739,6 +807,7 @@ mod tests {
         let me = SelfInfo {
             owner_job: Some(owner.clone()),
             cronjob: Some(cronjob.clone()),
+            run_deadline: None,
             image: Some("reg/qc:1".into()),
             event_target: None,
         };

@@ -138,6 +138,7 @@ pub struct HeldBack {
 pub struct RunSettings {
     pub namespace: String,
     pub strategy: String,
+    pub puller_kind: String,
     pub images: Vec<String>,
     pub deadline_seconds: i64,
     pub pull_policy: String,

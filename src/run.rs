@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::exit_code::ExitCode;
 use crate::nodes::{Eligibility, EligibleNode, Partition};
 use crate::policy::Policy;
-use crate::pullers::{PullerTemplate, RunIdentity};
+use crate::pullers::{Puller, PullerKind, PullerTemplate, RunIdentity};
 use crate::report::{Report, RunSettings};
 use crate::signal::{Shutdown, Signal, signalled, unless_signalled};
 use crate::taints::StartupTaint;
@@ -38,7 +38,7 @@ const DELETES_AFTER: Duration = Duration::from_secs(5);
 pub enum Finished {
     /// `DRY_RUN=true`: the Jobs were printed, nothing was created.
     DryRun {
-        jobs: usize,
+        pullers: usize,
     },
     /// A signal arrived before the nodes were listed: nothing was created, no report.
     Stopped(Signal),
@@ -80,7 +80,7 @@ pub async fn run(
         Some(pod) => or_stopped!(&mut shutdown, cluster.inspect_self(pod)),
         None => SelfInfo::default(),
     };
-    let policy = Policy::new(config);
+    let policy = Policy { run_deadline: me.run_deadline.clone(), ..Policy::new(config) };
     let identity = RunIdentity::decide(config, &me, cluster.namespace(), Timestamp::now())?;
     let template = PullerTemplate::new(config, &policy, identity);
     info!(
@@ -127,9 +127,9 @@ pub async fn run(
     info!(nodes = total_nodes, eligible = eligible.len(), skipped = skipped.len(), not_considered, "listed nodes");
 
     if config.dry_run {
-        print_jobs(out, &template, &eligible)?;
-        info!(jobs = eligible.len(), "dry run: printed the Jobs, created nothing");
-        return Ok(Finished::DryRun { jobs: eligible.len() });
+        print_pullers(out, &template, &eligible)?;
+        info!(pullers = eligible.len(), "dry run: printed the pullers, created nothing");
+        return Ok(Finished::DryRun { pullers: eligible.len() });
     }
 
     let mut report = Report::new(&template.run_id, settings(config, &template), total_nodes, &skipped);
@@ -139,7 +139,8 @@ pub async fn run(
     let run_id = template.run_id.clone();
     let tick = policy.tick;
     let mut tracker = Tracker::new(policy, template, eligible, leftovers, gone, Timestamp::now());
-    drive(cluster, &selector, tick, config.startup_taint.as_ref(), &mut tracker, &mut shutdown).await;
+    drive(cluster, config.puller_kind, &selector, tick, config.startup_taint.as_ref(), &mut tracker, &mut shutdown)
+        .await;
     let result = tracker.finish(Timestamp::now());
     if let Ending::Fatal(e) = &result.ending {
         error!("{e}");
@@ -195,6 +196,7 @@ fn watch_input<K: Object>(
 /// The one loop: feed the tracker what happens, carry out what it asks, until it says the run ended.
 async fn drive(
     cluster: &Cluster,
+    kind: PullerKind,
     selector: &str,
     tick: Duration,
     startup_taint: Option<&StartupTaint>,
@@ -202,7 +204,11 @@ async fn drive(
     shutdown: &mut Shutdown,
 ) {
     let ns = cluster.namespace();
-    let jobs = cluster.watch::<Job>(selector);
+    // One watch per kind the run creates: its Jobs and their pods, or its pods alone.
+    let jobs = match kind {
+        PullerKind::Job => cluster.watch::<Job>(selector).boxed(),
+        PullerKind::Pod => futures::stream::pending().boxed(),
+    };
     let pods = cluster.watch::<Pod>(selector);
     futures::pin_mut!(jobs, pods);
     let mut creates = FuturesUnordered::new();
@@ -216,9 +222,13 @@ async fn drive(
     loop {
         for action in actions {
             match action {
-                Action::Create(job) => creates.push(async move {
-                    let name = job.metadata.name.clone().unwrap_or_default();
-                    (name, cluster.create(&*job).await)
+                Action::Create(puller) => creates.push(async move {
+                    let name = puller.name().to_string();
+                    let result = match puller {
+                        Puller::Job(job) => cluster.create(&*job).await.map(|c| c.map(Puller::Job)),
+                        Puller::Pod(pod) => cluster.create(&*pod).await.map(|c| c.map(Puller::Pod)),
+                    };
+                    (name, result)
                 }),
                 Action::Delete { kind, name } => deletes.push(async move { cluster.delete_puller(kind, &name).await }),
                 Action::RemoveTaint { node } => untaints.push(async move {
@@ -303,6 +313,7 @@ fn settings(config: &Config, template: &PullerTemplate) -> RunSettings {
     RunSettings {
         namespace: template.namespace.clone(),
         strategy: config.strategy.name().into(),
+        puller_kind: config.puller_kind.noun().to_lowercase(),
         images: config.images.iter().map(|i| i.normalized.clone()).collect(),
         deadline_seconds: config.deadline_seconds,
         pull_policy: config.pull_policy.name().into(),
@@ -316,8 +327,8 @@ fn settings(config: &Config, template: &PullerTemplate) -> RunSettings {
     }
 }
 
-/// `DRY_RUN=true`: every Job as one YAML document.
-fn print_jobs(out: &mut (dyn Write + Send), template: &PullerTemplate, nodes: &[EligibleNode]) -> Result<()> {
+/// `DRY_RUN=true`: every puller (Job or pod) as one YAML document.
+fn print_pullers(out: &mut (dyn Write + Send), template: &PullerTemplate, nodes: &[EligibleNode]) -> Result<()> {
     for node in nodes.iter().filter(|n| n.images != 0) {
         let yaml = serde_saphyr::to_string(&template.build(node)).map_err(Error::output)?;
         write!(out, "---\n{yaml}").map_err(Error::output)?;

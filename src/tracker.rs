@@ -25,7 +25,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::watcher::Event;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cluster::Created;
 use crate::error::{Error, ErrorClass, Result};
@@ -35,7 +35,7 @@ use crate::outcome::{
 };
 use crate::policy::Policy;
 use crate::pullers::{Adoption, PullerTemplate};
-use crate::pullers::{Leftover, LeftoverState, PullerKind};
+use crate::pullers::{Leftover, LeftoverState, Puller, PullerKind};
 use crate::signal::Signal;
 
 #[cfg(test)]
@@ -53,7 +53,7 @@ pub enum Input {
     /// A watch failed ([`Error::watch`], or [`Error::WatchEnded`]).
     WatchFailed(Error),
     /// The create request for the puller named `name` answered.
-    Created { name: String, result: Result<Created<Job>> },
+    Created { name: String, result: Result<Created<Puller>> },
     /// The clock ([`Policy::tick`]).
     Tick,
     /// SIGTERM or SIGINT: no more creates, drain, a partial report.
@@ -66,7 +66,7 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Create this puller; its answer comes back as [`Input::Created`].
-    Create(Box<Job>),
+    Create(Puller),
     /// Delete a puller (best effort): a concluded one whose pod would go on retrying a pull, one that
     /// is not kept, or an older one a success replaces.
     Delete { kind: PullerKind, name: String },
@@ -169,7 +169,10 @@ struct Entry {
     /// Job's event as it came: a Job created and deleted again before the create returned stays
     /// deleted).
     early_job: Option<Box<Event<Job>>>,
-    early_pod: Option<Box<Pod>>,
+    early_pod: Option<Box<Event<Pod>>>,
+    /// `PULLER_KIND=pod`: its pod was evicted or preempted and is being deleted; once it is gone,
+    /// a new one is created with what is left of the pull deadline.
+    replacing: bool,
     taint: Taint,
     /// The deletion of its own puller was asked for.
     deleting: bool,
@@ -250,7 +253,7 @@ pub struct Tracker {
     policy: Policy,
     template: PullerTemplate,
     nodes: Vec<Entry>,
-    by_job: HashMap<String, u32>,
+    by_name: HashMap<String, u32>,
     queue: VecDeque<u32>,
     counts: [usize; STATES],
     wave: Wave,
@@ -278,6 +281,8 @@ pub struct Tracker {
     all_created_logged: bool,
     /// Startup-taint removals in flight.
     untainting: usize,
+    /// The warning that the run will not fit its own Job's deadline was given.
+    deadline_warned: bool,
     /// What to do, gathered while an input is folded in; handed out by [`Tracker::step`].
     outbox: Vec<Action>,
 }
@@ -317,12 +322,13 @@ impl Tracker {
         let all = all_images(count);
         let mut t = Tracker {
             nodes: Vec::with_capacity(eligible.len()),
-            by_job: HashMap::with_capacity(eligible.len()),
+            by_name: HashMap::with_capacity(eligible.len()),
             queue: VecDeque::with_capacity(eligible.len()),
             counts: [0; STATES],
             wave: Wave::Open,
             started: now,
-            jobs_listed: false,
+            // PULLER_KIND=pod watches no Jobs.
+            jobs_listed: template.kind == PullerKind::Pod,
             pods_listed: false,
             stopped: None,
             interrupted: None,
@@ -338,6 +344,7 @@ impl Tracker {
             logged_failures: 0,
             all_created_logged: false,
             untainting: 0,
+            deadline_warned: false,
             outbox: Vec::new(),
             policy,
             template,
@@ -345,8 +352,8 @@ impl Tracker {
         let mut zones: Vec<Option<String>> = Vec::with_capacity(eligible.len());
         for node in eligible {
             let index = t.nodes.len() as u32;
-            let job = t.template.job_name(&node.name);
-            t.by_job.insert(job.clone(), index);
+            let job = t.template.puller_name(&node.name);
+            t.by_name.insert(job.clone(), index);
             zones.push(node.zone);
             t.nodes.push(Entry {
                 name: node.name,
@@ -371,6 +378,7 @@ impl Tracker {
                 verdict: None,
                 early_job: None,
                 early_pod: None,
+                replacing: false,
                 taint: if node.startup_tainted { Taint::Carried } else { Taint::None },
                 deleting: false,
                 older: Vec::new(),
@@ -445,17 +453,23 @@ impl Tracker {
     /// queued ones `not-started`, created ones `unfinished`), how it ended, the Job start lag and the
     /// images held back.
     pub fn finish(mut self, now: Timestamp) -> RunResult {
+        let noun = self.template.kind.noun();
+        let not_created = format!("run interrupted before its {noun} was created");
         while let Some(i) = self.queue.pop_front() {
-            self.conclude(i as usize, Outcome::NotStarted, "run interrupted before its Job was created".into(), now);
+            self.conclude(i as usize, Outcome::NotStarted, not_created.clone(), now);
         }
         for i in 0..self.nodes.len() {
             let (outcome, reason) = match self.nodes[i].state {
-                State::Creating => (Outcome::Unfinished, "run interrupted while its create request was in flight"),
-                State::Unstarted | State::Running => (Outcome::Unfinished, "run interrupted before the Job finished"),
-                State::Queued => (Outcome::NotStarted, "run interrupted before its Job was created"),
+                State::Creating => {
+                    (Outcome::Unfinished, "run interrupted while its create request was in flight".to_string())
+                }
+                State::Unstarted | State::Running => {
+                    (Outcome::Unfinished, format!("run interrupted before the {noun} finished"))
+                }
+                State::Queued => (Outcome::NotStarted, not_created.clone()),
                 State::Done => continue,
             };
-            self.conclude(i, outcome, reason.into(), now);
+            self.conclude(i, outcome, reason, now);
         }
         for entry in &mut self.nodes {
             if matches!(entry.taint, Taint::Carried | Taint::Removing) {
@@ -565,9 +579,11 @@ impl Tracker {
             let entry = &self.nodes[next as usize];
             let creating = self.count(State::Creating);
             let parallel_full = self.policy.max_parallel.is_some_and(|m| creating + self.active() >= m);
+            // Pods have no Job controller to pace to: the create concurrency and MAX_PARALLEL bound them.
+            let paced = self.template.kind == PullerKind::Job && self.unstarted() >= pace;
             if creating >= self.policy.create_concurrency
                 || parallel_full
-                || self.unstarted() >= pace
+                || paced
                 || (self.wave == Wave::Seeding && !entry.seed)
             {
                 break;
@@ -582,7 +598,15 @@ impl Tracker {
                 images: entry.images,
                 ..Default::default()
             };
-            self.outbox.push(Action::Create(Box::new(self.template.build(&node))));
+            let puller = match entry.started_at {
+                // A replacement pod: the pull deadline left since the first pod started.
+                Some(first) if self.template.kind == PullerKind::Pod => {
+                    let left = self.policy.pull_deadline.as_secs() as i64 - now.duration_since(first).as_secs();
+                    Puller::Pod(Box::new(self.template.pod(&node, left.max(1))))
+                }
+                _ => self.template.build(&node),
+            };
+            self.outbox.push(Action::Create(puller));
         }
         if !self.all_created_logged && self.creating_finished() && self.count(State::Creating) == 0 {
             self.all_created_logged = true;
@@ -599,9 +623,9 @@ impl Tracker {
         }
     }
 
-    /// A create request for the Job named `name` answered.
-    fn on_create(&mut self, name: &str, result: Result<Created<Job>>, now: Timestamp) {
-        let Some(&i) = self.by_job.get(name) else { return };
+    /// A create request for the puller named `name` answered.
+    fn on_create(&mut self, name: &str, result: Result<Created<Puller>>, now: Timestamp) {
+        let Some(&i) = self.by_name.get(name) else { return };
         let i = i as usize;
         if self.nodes[i].state != State::Creating {
             return;
@@ -623,37 +647,40 @@ impl Tracker {
         };
         self.set(i, State::Queued);
         match result {
-            Ok(Created::New(job)) => {
+            Ok(Created::New(puller)) => {
                 self.denials = (String::new(), 0);
-                let created_at = job.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+                let created_at = puller.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
                 self.confirm(i, created_at);
-                // The watches may have shown the Job and its pod before the create returned.
+                // The watches may have shown the puller and its pod before the create returned.
                 if let Some(event) = self.nodes[i].early_job.take() {
                     self.on_job_event(*event, now);
                 }
-                if let Some(pod) = self.nodes[i].early_pod.take() {
-                    self.on_pod_event(Event::Apply(*pod), now);
+                if let Some(event) = self.nodes[i].early_pod.take() {
+                    self.on_pod_event(*event, now);
                 }
             }
-            Ok(Created::AlreadyExists(job)) => match self.template.adoption(&job.metadata, node) {
+            Ok(Created::AlreadyExists(puller)) => match self.template.adoption(puller.meta(), node) {
                 Adoption::Adopt(images) => {
                     self.denials = (String::new(), 0);
-                    let created_at = job.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+                    let created_at = puller.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
                     let entry = &mut self.nodes[i];
                     entry.early_job = None;
                     let early_pod = entry.early_pod.take();
                     entry.present |= entry.images & !images;
                     entry.images &= images;
-                    info!(node, job = %entry.job, "a Job of this run with the same images exists; adopting it");
+                    info!(node, puller = %entry.job, "a puller of this run with the same images exists; adopting it");
                     self.confirm(i, created_at);
-                    self.on_job_event(Event::Apply(*job), now);
-                    if let Some(pod) = early_pod {
-                        self.on_pod_event(Event::Apply(*pod), now);
+                    match *puller {
+                        Puller::Job(job) => self.on_job_event(Event::Apply(*job), now),
+                        Puller::Pod(pod) => self.on_pod_event(Event::Apply(*pod), now),
+                    }
+                    if let Some(event) = early_pod {
+                        self.on_pod_event(*event, now);
                     }
                 }
                 Adoption::Refuse(reason) => self.conclude(i, Outcome::NotCreated, reason, now),
             },
-            Ok(Created::Vanished) => self.retry(i, "the existing Job was deleted while being adopted".into(), now),
+            Ok(Created::Vanished) => self.retry(i, "the existing puller was deleted while being adopted".into(), now),
             Err(Denial::Retry(message)) => self.retry(i, message, now),
             Err(Denial::Denied(message)) => {
                 let key = gist(&message);
@@ -662,7 +689,7 @@ impl Tracker {
                 } else {
                     self.denials = (key, 1);
                 }
-                warn!(node, %message, "the apiserver refused this node's Job");
+                warn!(node, %message, "the apiserver refused this node's puller");
                 self.conclude(i, Outcome::NotCreated, message.clone(), now);
                 if self.denials.1 >= self.policy.denial_streak && self.stopped.is_none() {
                     let reason = format!(
@@ -696,7 +723,8 @@ impl Tracker {
         self.confirmed += 1;
         let entry = &mut self.nodes[i];
         entry.confirmed = self.confirmed;
-        entry.created_at = Some(created_at);
+        // A replacement pod keeps the node's first creation: the deadlines count from there.
+        entry.created_at.get_or_insert(created_at);
         let state = if entry.started_at.is_some() { State::Running } else { State::Unstarted };
         self.set(i, state);
     }
@@ -733,36 +761,52 @@ impl Tracker {
         match event {
             Event::Init => self.relist = Some((HashSet::new(), self.confirmed)),
             Event::InitApply(job) => {
-                if let (Some((seen, _)), Some(&i)) =
-                    (self.relist.as_mut(), job.metadata.name.as_ref().and_then(|n| self.by_job.get(n)))
-                {
-                    seen.insert(i);
-                }
+                self.relisted(job.metadata.name.as_deref());
                 self.apply_job(&job, now, false)
             }
             Event::Apply(job) => self.apply_job(&job, now, false),
             Event::Delete(job) => self.apply_job(&job, now, true),
             Event::InitDone => {
                 self.jobs_listed = true;
-                // A Job confirmed before this relist began and missing from it is gone.
-                let Some((seen, before)) = self.relist.take() else { return };
-                let gone: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&i| {
-                        let e = &self.nodes[i];
-                        matches!(e.state, State::Unstarted | State::Running)
-                            && e.confirmed <= before
-                            && !seen.contains(&(i as u32))
-                    })
-                    .collect();
-                for i in gone {
-                    self.conclude(i, Outcome::Deleted, "Job deleted before it finished".into(), now);
-                }
+                self.relist_done(now);
             }
         }
     }
 
+    /// The puller watch (Jobs, or pods for `PULLER_KIND=pod`) relists: it shows puller `name`.
+    fn relisted(&mut self, name: Option<&str>) {
+        if let (Some((seen, _)), Some(&i)) = (self.relist.as_mut(), name.and_then(|n| self.by_name.get(n))) {
+            seen.insert(i);
+        }
+    }
+
+    /// The relist is complete: a puller confirmed before it began and missing from it is gone.
+    fn relist_done(&mut self, now: Timestamp) {
+        let Some((seen, before)) = self.relist.take() else { return };
+        let gone: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                let e = &self.nodes[i];
+                matches!(e.state, State::Unstarted | State::Running)
+                    && e.confirmed <= before
+                    && !e.replacing
+                    && !seen.contains(&(i as u32))
+            })
+            .collect();
+        for i in gone {
+            self.nodes[i].deleting = true;
+            self.conclude(i, Outcome::Deleted, self.deleted_reason(), now);
+        }
+    }
+
+    fn deleted_reason(&self) -> String {
+        match self.template.kind {
+            PullerKind::Job => "Job deleted before it finished".into(),
+            PullerKind::Pod => "pod deleted before it finished".into(),
+        }
+    }
+
     fn apply_job(&mut self, job: &Job, now: Timestamp, deleted: bool) {
-        let Some(&i) = job.metadata.name.as_ref().and_then(|n| self.by_job.get(n)) else { return };
+        let Some(&i) = job.metadata.name.as_ref().and_then(|n| self.by_name.get(n)) else { return };
         let i = i as usize;
         match self.nodes[i].state {
             State::Unstarted | State::Running => {}
@@ -797,26 +841,67 @@ impl Tracker {
 
     /// Fold one event of the run's pod watch in.
     fn on_pod_event(&mut self, event: Event<Pod>, now: Timestamp) {
-        let pod = match event {
-            Event::Apply(pod) | Event::InitApply(pod) => pod,
+        let bare = self.template.kind == PullerKind::Pod;
+        let (pod, deleted) = match event {
+            Event::Apply(pod) => (pod, false),
+            Event::InitApply(pod) => {
+                if bare {
+                    self.relisted(pod.metadata.name.as_deref());
+                }
+                (pod, false)
+            }
+            Event::Delete(pod) if bare => (pod, true),
             Event::InitDone => {
                 self.pods_listed = true;
+                if bare {
+                    self.relist_done(now);
+                }
+                return;
+            }
+            Event::Init if bare => {
+                self.relist = Some((HashSet::new(), self.confirmed));
                 return;
             }
             Event::Delete(_) | Event::Init => return,
         };
-        let Some(&i) = owning_job(&pod).and_then(|j| self.by_job.get(j)) else { return };
+        // A puller Job's pod by its owner; a bare puller pod by its own name.
+        let puller = if bare {
+            owning_job(&pod).is_none().then_some(pod.metadata.name.as_deref()).flatten()
+        } else {
+            owning_job(&pod)
+        };
+        let Some(&i) = puller.and_then(|p| self.by_name.get(p)) else { return };
         let i = i as usize;
         match self.nodes[i].state {
             State::Unstarted | State::Running => {}
             State::Creating => {
-                self.nodes[i].early_pod = Some(Box::new(pod));
+                self.nodes[i].early_pod = Some(Box::new(if deleted { Event::Delete(pod) } else { Event::Apply(pod) }));
                 return;
             }
             State::Queued | State::Done => return,
         }
-        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
-        self.started(i, created, now);
+        if deleted {
+            if self.nodes[i].replacing {
+                self.replace(i, now);
+            } else {
+                self.nodes[i].deleting = true;
+                self.conclude(i, Outcome::Deleted, self.deleted_reason(), now);
+            }
+            return;
+        }
+        let started = if bare {
+            // A bare pod starts when the scheduler binds it (or the kubelet says it started).
+            pod.status.as_ref().and_then(|s| {
+                let bound = s.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "True");
+                bound.and_then(|c| c.last_transition_time.as_ref()).or(s.start_time.as_ref()).map(|t| t.0)
+            })
+        } else {
+            // A Job is started once it has a pod.
+            Some(pod.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now))
+        };
+        if let Some(at) = started {
+            self.started(i, at, now);
+        }
         let view = read_pod(&pod, self.policy.image_count);
         if let Some(problem) = pod_problem(&pod) {
             if self.nodes[i].last_problem.as_deref() != Some(problem.as_str()) {
@@ -835,10 +920,16 @@ impl Tracker {
             return;
         }
         if view.disrupted {
-            // Evicted or preempted: the Job's pod failure policy makes a new pod.
+            // Evicted or preempted: the Job's pod failure policy makes a new pod; a bare pod is
+            // replaced by the run once it is gone, within the same deadline.
             let entry = &mut self.nodes[i];
             entry.failing.clear();
             entry.helper_failing = None;
+            if self.template.kind == PullerKind::Pod && !entry.replacing {
+                entry.replacing = true;
+                info!(node = %entry.name, "puller pod evicted or preempted: replacing it once it is gone");
+                self.outbox.push(Action::Delete { kind: PullerKind::Pod, name: entry.job.clone() });
+            }
             return;
         }
         let entry = &mut self.nodes[i];
@@ -890,6 +981,24 @@ impl Tracker {
             return;
         }
         self.settle(i, now);
+    }
+
+    /// Node `i`'s disrupted pod is gone: queue it first for a new pod with what is left of the pull
+    /// deadline (counted from its first pod's start), or time it out when nothing is left.
+    fn replace(&mut self, i: usize, now: Timestamp) {
+        let entry = &mut self.nodes[i];
+        entry.replacing = false;
+        let since = entry.started_at.or(entry.created_at).unwrap_or(now);
+        let used = now.duration_since(since).as_secs().max(0) as u64;
+        if self.policy.pull_deadline.as_secs() <= used {
+            self.nodes[i].deleting = true;
+            let reason = "its pod was evicted or preempted, with no time left to pull again".to_string();
+            self.conclude(i, Outcome::TimedOut, reason, now);
+            return;
+        }
+        entry.pulled = 0;
+        self.set(i, State::Queued);
+        self.queue.push_front(i as u32);
     }
 
     /// Image `img` failed on node `i` for good: record it, feed the circuit breaker, and conclude
@@ -986,6 +1095,7 @@ impl Tracker {
             }));
             return;
         }
+        self.check_run_deadline(now);
         let grace = span(self.policy.pull_error_grace);
         let deadline = span(self.policy.node_deadline);
         for i in 0..self.nodes.len() {
@@ -1016,7 +1126,7 @@ impl Tracker {
             let base = entry.started_at.or(entry.created_at).unwrap_or(now);
             if now.duration_since(base) >= deadline {
                 let since = if entry.started_at.is_some() { "started" } else { "was created" };
-                let mut reason = self.policy.node_deadline_reason(since);
+                let mut reason = self.policy.node_deadline_reason(self.template.kind, since);
                 if let Some(problem) = &entry.last_problem {
                     reason.push_str(&format!("; last pod problem: {problem}"));
                 }
@@ -1035,6 +1145,7 @@ impl Tracker {
         entry.finished_at = Some(now);
         entry.failing.clear();
         if outcome.is_success() {
+            debug!(node = %entry.name, outcome = outcome.label(), "node concluded");
             for (idx, count) in self.image_successes.iter_mut().enumerate() {
                 if entry.pulled & (1 << idx) != 0 {
                     *count += 1;
@@ -1074,12 +1185,38 @@ impl Tracker {
                 entry.replaced.push(name.clone());
                 self.outbox.push(Action::Delete { kind, name });
             }
-        } else if created
-            && !matches!(outcome, Outcome::Succeeded | Outcome::Unfinished | Outcome::NotStarted | Outcome::Deleted)
-            && !self.nodes[i].complete()
-            && self.template.ttl_seconds_after_finished.is_none()
-        {
+        }
+        if !created || matches!(outcome, Outcome::Unfinished | Outcome::NotStarted | Outcome::Deleted) {
+            return;
+        }
+        // Who removes a concluded puller: its TTL if it has one; else it is kept (KEEP_LAST_PULLER,
+        // and it pulled everything it was given), or the run deletes it now.
+        let kept = self.template.keep_last && self.nodes[i].complete();
+        if self.template.ttl_seconds_after_finished.is_none() && !kept {
             self.delete_own(i);
+        }
+    }
+
+    /// Warn once when, at the start rate measured so far, the nodes still to create would need
+    /// longer than the run's own Job has left (its `activeDeadlineSeconds` ends it with SIGTERM).
+    fn check_run_deadline(&mut self, now: Timestamp) {
+        let Some((ends, job)) = &self.policy.run_deadline else { return };
+        let left = self.queue.len() + self.count(State::Creating);
+        if self.deadline_warned || left == 0 || self.starts.len() < 5 {
+            return;
+        }
+        let first = *self.starts.front().expect("at least 5 starts");
+        let rate = self.starts.len() as f64 / now.duration_since(first).as_secs_f64().max(1.0);
+        let need = left as f64 / rate;
+        let remaining = ends.duration_since(now).as_secs_f64();
+        if need > remaining {
+            self.deadline_warned = true;
+            let noun = self.template.kind.noun();
+            warn!(
+                "at the measured start rate of {rate:.1} {noun}s/s the remaining {left} nodes need about {need:.0}s, \
+                 but this run's Job {job} ends in {remaining:.0}s (its activeDeadlineSeconds): raise it{}",
+                if self.template.kind == PullerKind::Job { ", or use PULLER_KIND=pod" } else { "" }
+            );
         }
     }
 
@@ -1088,12 +1225,12 @@ impl Tracker {
         let entry = &mut self.nodes[i];
         if !entry.deleting {
             entry.deleting = true;
-            self.outbox.push(Action::Delete { kind: PullerKind::Job, name: entry.job.clone() });
+            self.outbox.push(Action::Delete { kind: self.template.kind, name: entry.job.clone() });
         }
     }
 
     fn on_taint_removed(&mut self, node: &str, result: Result<bool>) {
-        let Some(&i) = self.by_job.get(&self.template.job_name(node)) else { return };
+        let Some(&i) = self.by_name.get(&self.template.puller_name(node)) else { return };
         let entry = &mut self.nodes[i as usize];
         if entry.taint != Taint::Removing {
             return;
@@ -1118,7 +1255,7 @@ impl Tracker {
     fn sort_leftovers(&mut self, leftovers: Vec<Leftover>, gone: impl Fn(&str) -> bool) {
         let (mut now, mut later) = (0, 0);
         for l in leftovers {
-            let node = self.by_job.get(&self.template.job_name(&l.node)).map(|&i| i as usize);
+            let node = self.by_name.get(&self.template.puller_name(&l.node)).map(|&i| i as usize);
             match l.state {
                 LeftoverState::Running => continue,
                 LeftoverState::Succeeded if !gone(&l.node) => {
@@ -1195,11 +1332,10 @@ impl Tracker {
             Taint::Done(action) => Some(action.clone()),
             Taint::Carried | Taint::Removing => Some(TaintAction::Kept("the run stopped before removing it".into())),
         };
-        let retained = self.template.ttl_seconds_after_finished.is_none();
         Verdict {
             node: e.name.clone(),
             job: has_job.then(|| e.job.clone()),
-            kept: retained && has_job && !e.deleting && e.complete(),
+            kept: self.template.keep_last && has_job && !e.deleting && e.complete(),
             outcome,
             reason,
             duration,

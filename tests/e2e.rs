@@ -178,6 +178,30 @@ fn spawn_controller(vars: &[(&str, &str)]) -> tokio::process::Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().expect("spawn the controller")
 }
 
+/// Read `child`'s stderr as it comes until a line contains `needle` (bounded at a minute); the
+/// task keeps collecting it and hands it all over once the child ends.
+async fn watch_stderr(child: &mut tokio::process::Child, needle: &str) -> tokio::task::JoinHandle<Vec<u8>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let needle = needle.to_string();
+    let task = tokio::spawn(async move {
+        let (mut all, mut seen) = (Vec::new(), Some(seen_tx));
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(&needle)
+                && let Some(tx) = seen.take()
+            {
+                let _ = tx.send(());
+            }
+            all.extend_from_slice(line.as_bytes());
+            all.push(b'\n');
+        }
+        all
+    });
+    tokio::time::timeout(Duration::from_secs(60), seen_rx).await.expect("the line within a minute").ok();
+    task
+}
+
 /// Run the binary under test with exactly `vars` (see [`spawn_controller`]) and a 3-minute cap.
 async fn controller(vars: &[(&str, &str)]) -> Outcome {
     let started = Instant::now();
@@ -219,6 +243,54 @@ impl Setup {
     }
 }
 
+/// The puller kinds (`PULLER_KIND`) every run-behaviour test covers, one after the other.
+const KINDS: [&str; 2] = ["job", "pod"];
+
+impl Setup {
+    /// This test's namespace for one puller kind, `e2e-<name>-<kind>` (same Pod Security labels).
+    async fn for_kind(&self, kind: &str, labels: &[(&str, &str)]) -> String {
+        let ns = format!("{}-{kind}", self.ns);
+        namespace(&self.client, &ns, labels).await;
+        ns
+    }
+
+    /// A run over this test's nodes in `ns` with pullers of `kind`.
+    fn run<'a>(&'a self, ns: &'a str, kind: &'a str, run_id: &'a str) -> Vec<(&'a str, &'a str)> {
+        with(base(ns, &self.selector, run_id), &[("PULLER_KIND", kind)])
+    }
+}
+
+/// A run's pullers in `ns` (Jobs, or bare pods), with the node each is pinned to by name.
+async fn pullers(client: &Client, ns: &str, kind: &str) -> Vec<(String, String)> {
+    let pinned = |spec: &k8s_openapi::api::core::v1::PodSpec| {
+        let affinity = spec.affinity.as_ref().unwrap().node_affinity.as_ref().unwrap();
+        let term =
+            &affinity.required_during_scheduling_ignored_during_execution.as_ref().unwrap().node_selector_terms[0];
+        term.match_fields.as_ref().unwrap()[0].values.as_ref().unwrap()[0].clone()
+    };
+    if kind == "job" {
+        let list = jobs(client, ns).await;
+        list.iter().map(|j| (j.name_any(), pinned(j.spec.as_ref().unwrap().template.spec.as_ref().unwrap()))).collect()
+    } else {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let list = api.list(&ListParams::default().labels(RUN_SELECTOR_PREFIX)).await.unwrap().items;
+        list.iter().map(|p| (p.name_any(), pinned(p.spec.as_ref().unwrap()))).collect()
+    }
+}
+
+/// Creates of pullers (Jobs, or bare pods) in `ns` by the controller (not the Job controller's pods),
+/// from the audit log.
+fn audit_puller_creates(ns: &str, kind: &str) -> usize {
+    let resource = if kind == "job" { "jobs" } else { "pods" };
+    audit(|e| {
+        e["verb"] == "create"
+            && e["objectRef"]["resource"] == resource
+            && e["objectRef"]["namespace"] == ns
+            && e["objectRef"]["subresource"].is_null()
+            && e["user"]["username"] != "system:kube-controller-manager"
+    })
+}
+
 /// The usual variables for a test: its namespace and node group, a helper image, a run id.
 fn base<'a>(ns: &'a str, selector: &'a str, run_id: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -251,7 +323,8 @@ fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:02}")).collect()
 }
 
-// 1. Happy path: 20 nodes, 3 ineligible → 17 Jobs complete, exit 0, 3 skipped with reasons.
+// 1. Happy path, both kinds: 20 nodes, 3 ineligible → 17 pullers succeed, one per node, pinned by
+//    name, exit 0, 3 skipped with reasons.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn happy_path_twenty_nodes_three_skipped() {
@@ -259,44 +332,46 @@ async fn happy_path_twenty_nodes_three_skipped() {
     specs.extend(["happy-cordoned:cordoned", "happy-tainted:noexecute", "notready-happy:notready"].map(String::from));
     let t = Setup::new("happy", &[], &specs).await;
     let client = t.client.clone();
+    for kind in KINDS {
+        let ns = t.for_kind(kind, &[]).await;
+        let run = controller(&t.run(&ns, kind, "happy-1")).await;
+        assert_eq!(run.code, 0, "{kind}: {run:?}");
+        assert_eq!(run.rows_with("succeeded"), 17, "{run:?}");
+        assert!(run.row("happy-cordoned").contains("skipped") && run.row("happy-cordoned").contains("cordoned"));
+        assert!(run.row("happy-tainted").contains("tainted dedicated:NoExecute"), "{run:?}");
+        assert!(run.row("notready-happy").contains("not Ready (Ready=False, KubeletNotReady)"));
+        assert!(run.stdout.contains("17/17 eligible nodes succeeded") && run.stdout.contains("3 skipped of 20 nodes"));
 
-    let run = controller(&t.base("happy-1")).await;
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.rows_with("succeeded"), 17, "{run:?}");
-    assert!(run.row("happy-cordoned").contains("skipped") && run.row("happy-cordoned").contains("cordoned"));
-    assert!(run.row("happy-tainted").contains("tainted dedicated:NoExecute"), "{run:?}");
-    assert!(run.row("notready-happy").contains("not Ready (Ready=False, KubeletNotReady)"));
-    assert!(run.stdout.contains("17/17 eligible nodes succeeded") && run.stdout.contains("3 skipped of 20 nodes"));
-
-    let jobs = jobs(&client, "e2e-happy").await;
-    assert_eq!(jobs.len(), 17);
-    // The controller finishes on SuccessCriteriaMet; `Complete` follows once the pods are fully done.
-    eventually("every Job to be Complete in the API", Duration::from_secs(30), || async {
-        let all = self::jobs(&client, "e2e-happy").await;
-        all.iter().all(|j| condition_true(j, "Complete")).then_some(())
-    })
-    .await;
-    let pinned: Vec<String> = jobs
-        .iter()
-        .map(|j| {
-            let spec = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-            let terms = &spec.affinity.as_ref().unwrap().node_affinity.as_ref().unwrap();
-            let term =
-                &terms.required_during_scheduling_ignored_during_execution.as_ref().unwrap().node_selector_terms[0];
-            term.match_fields.as_ref().unwrap()[0].values.as_ref().unwrap()[0].clone()
-        })
-        .collect();
-    let mut expected = names("happy", 17);
-    let mut got = pinned;
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected, "one Job per eligible node, pinned by name");
-    // The pods really ran on the node they were pinned to.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-happy");
-    for pod in pods.list(&ListParams::default().labels(RUN_SELECTOR_PREFIX)).await.unwrap() {
-        let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
-        assert_eq!(pod.labels()["quayctl-controller/node"], node);
+        let mut pinned: Vec<String> = pullers(&client, &ns, kind).await.into_iter().map(|(_, node)| node).collect();
+        pinned.sort();
+        let mut expected = names("happy", 17);
+        expected.sort();
+        assert_eq!(pinned, expected, "{kind}: one puller per eligible node, pinned by name");
+        if kind == "job" {
+            // The controller decides from the pods; `Complete` follows once the pods are fully done.
+            eventually("every Job to be Complete in the API", Duration::from_secs(30), || async {
+                jobs(&client, &ns).await.iter().all(|j| condition_true(j, "Complete")).then_some(())
+            })
+            .await;
+        } else {
+            assert!(jobs(&client, &ns).await.is_empty(), "PULLER_KIND=pod makes no Job");
+        }
+        // The pods really ran on the node they were pinned to.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        for pod in pods.list(&ListParams::default().labels(RUN_SELECTOR_PREFIX)).await.unwrap() {
+            let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
+            assert_eq!(pod.labels()["quayctl-controller/node"], node);
+            assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Succeeded"), "{kind}: kept, finished");
+        }
     }
+    assert_eq!(audit_puller_creates("e2e-happy-pod", "pod"), 17, "one create per node");
+    let job_controller_writes = audit(|e| {
+        e["objectRef"]["namespace"] == "e2e-happy-pod"
+            && e["user"]["username"] == "system:kube-controller-manager"
+            && ["create", "update", "patch"].contains(&e["verb"].as_str().unwrap_or_default())
+            && ["jobs", "pods"].contains(&e["objectRef"]["resource"].as_str().unwrap_or_default())
+    });
+    assert_eq!(job_controller_writes, 0, "PULLER_KIND=pod: nothing for the Job controller to write");
 }
 
 // 2. Failures: nodes whose pods fail → exit 1, each named with its reason.
@@ -405,35 +480,41 @@ async fn quayctl_strategy_jobs_are_accepted_and_faithful() {
     }
 }
 
-// 5. Re-run with the same RUN_ID, and two instances at once: no duplicate Jobs, correct tally.
+// 5. Adoption, both kinds: re-run with the same RUN_ID, and two instances at once: no duplicate
+//    puller, correct tally; a new run id replaces the kept pullers as it succeeds.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn same_run_id_is_idempotent_even_when_concurrent() {
     let t = Setup::new("rerun", &[], &names("rerun", 5)).await;
     let client = t.client.clone();
-    let vars = t.base("rerun-1");
+    for kind in KINDS {
+        let ns = t.for_kind(kind, &[]).await;
+        let vars = t.run(&ns, kind, "rerun-1");
+        let (a, b) = tokio::join!(controller(&vars), controller(&vars));
+        for run in [&a, &b] {
+            assert_eq!(run.code, 0, "{kind}: {run:?}");
+            assert!(run.stdout.contains("5/5 eligible nodes succeeded"), "{run:?}");
+        }
+        let adopted = [&a, &b].iter().map(|r| r.stderr.matches("adopting it").count()).sum::<usize>();
+        assert!(adopted >= 1, "{kind}: the slower instance adopts the other's pullers:\n{a:?}\n{b:?}");
+        assert_eq!(pullers(&client, &ns, kind).await.len(), 5, "{kind}: no duplicate pullers");
 
-    let (a, b) = tokio::join!(controller(&vars), controller(&vars));
-    for run in [&a, &b] {
-        assert_eq!(run.code, 0, "{run:?}");
-        assert!(run.stdout.contains("5/5 eligible nodes succeeded"), "{run:?}");
+        let again = controller(&vars).await;
+        assert_eq!(again.code, 0, "{again:?}");
+        assert_eq!(again.stderr.matches("adopting it").count(), 5, "{again:?}");
+        assert_eq!(pullers(&client, &ns, kind).await.len(), 5);
+
+        let other = controller(&with(vars.clone(), &[("RUN_ID", "rerun-2")])).await;
+        assert_eq!(other.code, 0, "{other:?}");
+        // A new run id is a new set of pullers; as each succeeds, it replaces the earlier run's kept one.
+        let left = eventually("rerun-1's pullers to be replaced", Duration::from_secs(30), || async {
+            let left = pullers(&client, &ns, kind).await;
+            (left.len() == 5).then_some(left)
+        })
+        .await;
+        assert!(left.iter().all(|(name, _)| name.starts_with("prepull-rerun-2-")), "{kind}: {left:?}");
+        assert_eq!(other.stdout.matches("replaced 1 older puller(s)").count(), 5, "{other:?}");
     }
-    let adopted = [&a, &b].iter().map(|r| r.stderr.matches("adopting it").count()).sum::<usize>();
-    assert!(adopted >= 1, "the slower instance adopts the other's Jobs:\n{a:?}\n{b:?}");
-    assert_eq!(jobs(&client, "e2e-rerun").await.len(), 5, "no duplicate Jobs");
-
-    let again = controller(&vars).await;
-    assert_eq!(again.code, 0, "{again:?}");
-    assert_eq!(again.stderr.matches("adopting it").count(), 5, "{again:?}");
-    assert_eq!(jobs(&client, "e2e-rerun").await.len(), 5);
-
-    let other = controller(&with(vars.clone(), &[("RUN_ID", "rerun-2")])).await;
-    assert_eq!(other.code, 0, "{other:?}");
-    // A new run id is a new set of Jobs; as each succeeds, it replaces the earlier run's kept one.
-    let all = jobs(&client, "e2e-rerun").await;
-    assert_eq!(all.len(), 5, "{:?}", all.iter().map(|j| j.name_any()).collect::<Vec<_>>());
-    assert!(all.iter().all(|j| j.labels()["quayctl-controller/run"] == "rerun-2"), "rerun-1's were replaced");
-    assert!(other.stdout.matches("replaced 1 older puller(s)").count() == 5, "{other:?}");
 }
 
 // 6 + 7. RBAC and Pod Security: apply k8s/deploy (server dry-run first), run with a token of ITS
@@ -503,7 +584,20 @@ async fn deploy_manifests_rbac_and_pod_security() {
     let (ok, out) = kubectl(&[sa, "taint", "node", "rbac-01", &format!("{STARTUP_TAINT}-")], None).await;
     assert!(ok, "removing only the startup taint is allowed: {out}");
     assert_eq!(taints_of(&client, "rbac-01").await, ["other=x:NoSchedule"]);
+    assert!(kubectl(&["taint", "node", "rbac-01", "other-"], None).await.0);
     assert_eq!(jobs(&client, "quayctl-controller").await.len(), 3, "namespace from the kubeconfig");
+
+    // PULLER_KIND=pod with the same ServiceAccount: the Role's pod verbs are enough. (Once the Job
+    // controller has marked the first run's Jobs, so that the new run sees them succeeded.)
+    eventually("the first run's Jobs to be Complete", Duration::from_secs(30), || async {
+        jobs(&client, "quayctl-controller").await.iter().all(|j| condition_true(j, "Complete")).then_some(())
+    })
+    .await;
+    let pod_vars = with(vars.clone(), &[("RUN_ID", "rbac-pod"), ("PULLER_KIND", "pod")]);
+    let run = controller(&pod_vars).await;
+    assert_eq!(run.code, 0, "PULLER_KIND=pod under the shipped RBAC: {run:?}");
+    assert!(run.stdout.contains("3/3 eligible nodes succeeded"), "{run:?}");
+    assert_eq!(run.stdout.matches("replaced 1 older puller(s)").count(), 3, "the Jobs of the first run go: {run:?}");
 
     // Remove one needed verb: creating Jobs.
     let patch = r#"[{"op":"replace","path":"/rules/0/verbs","value":["get","list","watch","delete"]}]"#;
@@ -523,10 +617,15 @@ async fn deploy_manifests_rbac_and_pod_security() {
     // And without `list` on nodes the run stops before creating anything.
     let (ok, out) = kubectl(&["delete", "clusterrolebinding", "quayctl-controller"], None).await;
     assert!(ok, "{out}");
+    let count = || async {
+        pullers(&client, "quayctl-controller", "job").await.len()
+            + pullers(&client, "quayctl-controller", "pod").await.len()
+    };
+    let before = count().await;
     let run = controller(&with(vars, &[("RUN_ID", "rbac-3")])).await;
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("forbidden: cannot list nodes"), "{run:?}");
-    assert_eq!(jobs(&client, "quayctl-controller").await.len(), 3, "nothing new was created");
+    assert_eq!(count().await, before, "nothing new was created");
     let _ = std::fs::remove_file(kubeconfig);
 }
 
@@ -547,6 +646,11 @@ async fn restricted_pod_security_admits_kubelet_strategy_pods() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-restricted");
     let admitted = pods.list(&ListParams::default().labels("quayctl-controller/run=pss-1")).await.unwrap();
     assert_eq!(admitted.items.len(), 2, "PodSecurity admitted both puller pods");
+    // PULLER_KIND=pod: the same pod spec, created directly, is admitted too.
+    let run = controller(&with(vars.clone(), &[("RUN_ID", "pss-pod"), ("PULLER_KIND", "pod")])).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let admitted = pods.list(&ListParams::default().labels("quayctl-controller/run=pss-pod")).await.unwrap();
+    assert_eq!(admitted.items.len(), 2, "PodSecurity admitted both bare puller pods");
 
     let quayctl = with(
         vars,
@@ -731,37 +835,42 @@ async fn static_binary_runs_in_an_empty_root() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("2/2 eligible nodes succeeded"));
 }
 
-// SIGTERM (a CronJob's activeDeadlineSeconds, a drained node): stop, print a partial report, exit 143,
-// and leave the created Jobs to finish and to their TTL.
+// Signals, both kinds (a CronJob's activeDeadlineSeconds, a drained node): SIGTERM stops the run, it
+// prints a partial report and exits 143, leaving the created pullers to finish.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn sigterm_prints_a_partial_report_and_exits_143() {
     let t = Setup::new("sigterm", &[], &["slow-t-0:slow".into(), "slow-t-1:slow".into(), "quick-t-0".into()]).await;
     let client = t.client.clone();
-    let child = spawn_controller(&t.base("sigterm-1"));
-    // Once the quick node's Job is Complete, the run is in its wait with the slow ones still open.
-    eventually("the quick node's Job to complete", Duration::from_secs(60), || async {
-        jobs(&client, "e2e-sigterm").await.iter().any(|j| condition_true(j, "Complete")).then_some(())
-    })
-    .await;
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
-    let out =
-        tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.expect("exits promptly").unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
-    assert!(stdout.contains("interrupted by SIGTERM"), "{stdout}");
-    for node in ["slow-t-0", "slow-t-1"] {
-        let row = stdout.lines().find(|l| l.starts_with(node)).unwrap_or_default();
-        assert!(row.contains("unfinished"), "{stdout}");
+    for kind in KINDS {
+        let ns = t.for_kind(kind, &[]).await;
+        let vars = with(t.run(&ns, kind, "sigterm-1"), &[("RUST_LOG", "info,quayctl_controller::tracker=debug")]);
+        let mut child = spawn_controller(&vars);
+        // Once the run has concluded the quick node, it waits with the slow ones still open.
+        let stderr = watch_stderr(&mut child, "node concluded node=quick-t-0").await;
+        let pid = child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let mut out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+            .await
+            .expect("exits promptly")
+            .unwrap();
+        out.stderr = stderr.await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(143), "{kind}: {stdout}\n{stderr}");
+        assert!(stdout.contains("interrupted by SIGTERM"), "{stdout}");
+        for node in ["slow-t-0", "slow-t-1"] {
+            let row = stdout.lines().find(|l| l.starts_with(node)).unwrap_or_default();
+            assert!(row.contains("unfinished"), "{stdout}");
+        }
+        assert!(stdout.lines().any(|l| l.starts_with("quick-t-0") && l.contains("succeeded")), "{stdout}");
+        assert_eq!(pullers(&client, &ns, kind).await.len(), 3, "{kind}: created pullers are left to finish");
+        if kind == "job" {
+            // KEEP_LAST_PULLER (the default): no TTL; a later run deletes them once they have finished.
+            let left = jobs(&client, &ns).await;
+            assert!(left.iter().all(|j| j.spec.as_ref().unwrap().ttl_seconds_after_finished.is_none()));
+        }
     }
-    assert!(stdout.lines().any(|l| l.starts_with("quick-t-0") && l.contains("succeeded")), "{stdout}");
-    let left = jobs(&client, "e2e-sigterm").await;
-    assert_eq!(left.len(), 3, "created Jobs are left to finish and to their TTL");
-    // KEEP_LAST_PULLER (the default): no TTL; a later run deletes them once they have finished.
-    assert!(left.iter().all(|j| j.spec.as_ref().unwrap().ttl_seconds_after_finished.is_none()));
 }
 
 // ---- The run loop (one event loop) and reach/pace features ----
@@ -1078,126 +1187,140 @@ async fn a_later_run_replaces_kept_pullers_only_where_it_succeeds() {
     );
 }
 
-// MAX_PARALLEL=3 on 20 nodes: from a watch of the pods, never more than 3 pullers unfinished at once.
+// MAX_PARALLEL=3 on 20 nodes, both kinds: from a watch of the pods, never more than 3 pullers
+// unfinished at once.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn max_parallel_bounds_the_pullers_in_flight() {
     use kube::runtime::watcher;
     let t = Setup::new("parallel", &[], &names("par", 20)).await;
-    let client = t.client.clone();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &t.ns);
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
-    let observer = tokio::spawn(async move {
-        let stream = watcher(pods, watcher::Config::default());
-        futures::pin_mut!(stream);
-        let mut open: std::collections::BTreeSet<String> = Default::default();
-        let (mut most, mut seen) = (0usize, std::collections::BTreeSet::new());
-        let mut listed = Some(listed_tx);
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                Some(Ok(event)) = futures::StreamExt::next(&mut stream) => match event {
-                    watcher::Event::InitDone => {
-                        if let Some(tx) = listed.take() { let _ = tx.send(()); }
-                    }
-                    watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-                        let name = pod.name_any();
-                        seen.insert(name.clone());
-                        let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
-                        if phase == "Succeeded" || phase == "Failed" { open.remove(&name); } else { open.insert(name); }
-                        most = most.max(open.len());
-                    }
-                    watcher::Event::Delete(pod) => { open.remove(&pod.name_any()); }
-                    watcher::Event::Init => {}
-                },
+    for kind in KINDS {
+        let ns = t.for_kind(kind, &[]).await;
+        let pods: Api<Pod> = Api::namespaced(t.client.clone(), &ns);
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
+        let observer = tokio::spawn(async move {
+            let stream = watcher(pods, watcher::Config::default());
+            futures::pin_mut!(stream);
+            let mut open: std::collections::BTreeSet<String> = Default::default();
+            let (mut most, mut seen) = (0usize, std::collections::BTreeSet::new());
+            let mut listed = Some(listed_tx);
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    Some(Ok(event)) = futures::StreamExt::next(&mut stream) => match event {
+                        watcher::Event::InitDone => {
+                            if let Some(tx) = listed.take() { let _ = tx.send(()); }
+                        }
+                        watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                            let name = pod.name_any();
+                            seen.insert(name.clone());
+                            let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+                            if phase == "Succeeded" || phase == "Failed" { open.remove(&name); } else { open.insert(name); }
+                            most = most.max(open.len());
+                        }
+                        watcher::Event::Delete(pod) => { open.remove(&pod.name_any()); }
+                        watcher::Event::Init => {}
+                    },
+                }
             }
-        }
-        (most, seen.len())
-    });
-    // The observer's initial list is done before the controller starts: it sees every pod.
-    listed_rx.await.expect("the observer's watch lists the namespace");
-    let vars = with(t.base("par-1"), &[("MAX_PARALLEL", "3")]);
-    let run = controller(&vars).await;
-    let _ = stop_tx.send(());
-    let (most, seen) = observer.await.unwrap();
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(seen, 20, "every node's puller pod was seen");
-    assert!(most <= 3, "{most} pullers unfinished at once");
-    assert!(most >= 2, "the limit was used, not serialised: {most}");
+            (most, seen.len())
+        });
+        // The observer's initial list is done before the controller starts: it sees every pod.
+        listed_rx.await.expect("the observer's watch lists the namespace");
+        let vars = with(t.run(&ns, kind, "par-1"), &[("MAX_PARALLEL", "3")]);
+        let run = controller(&vars).await;
+        let _ = stop_tx.send(());
+        let (most, seen) = observer.await.unwrap();
+        assert_eq!(run.code, 0, "{kind}: {run:?}");
+        assert_eq!(seen, 20, "{kind}: every node's puller pod was seen");
+        assert!(most <= 3, "{kind}: {most} pullers unfinished at once");
+        assert!(most >= 2, "{kind}: the limit was used, not serialised: {most}");
+    }
 }
 
-// SEED_NODES=2: exactly the 2 seed Jobs exist until the seeds are done; when both seeds fail the run
-// stops, the rest are not-started with "seed wave failed", exit 1.
+// SEED_NODES=2, both kinds: the fan-out waits until the seeds are done; when both seeds fail the
+// run stops, the rest are not-started with "seed wave failed", exit 1.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn seed_wave_gates_the_fan_out_and_stops_when_it_fails() {
     let mut specs: Vec<String> = vec!["fail-s-0:fail".into(), "fail-s-1:fail".into()];
     specs.extend(names("seedok", 6));
-    let t = Setup::new("seed", &[], &specs).await;
-    let vars = with(t.base("seed-1"), &[("SEED_NODES", "2")]);
-    let run = controller(&vars).await;
-    assert_eq!(run.code, 1, "{run:?}");
-    for node in names("seedok", 6) {
-        let row = run.row(&node);
-        assert!(row.contains("not-started") && row.contains("seed wave failed"), "{row}");
-    }
-    assert_eq!(audit_job_creates("e2e-seed"), 2, "only the seeds were created");
+    let failing = Setup::new("seed", &[], &specs).await;
+    let good = Setup::new("seed-ok", &[], &names("seedb", 6)).await;
+    for kind in KINDS {
+        let ns = failing.for_kind(kind, &[]).await;
+        let run = controller(&with(failing.run(&ns, kind, "seed-1"), &[("SEED_NODES", "2")])).await;
+        assert_eq!(run.code, 1, "{kind}: {run:?}");
+        for node in names("seedok", 6) {
+            let row = run.row(&node);
+            assert!(row.contains("not-started") && row.contains("seed wave failed"), "{row}");
+        }
+        assert_eq!(audit_puller_creates(&ns, kind), 2, "{kind}: only the seeds were created");
 
-    let t = Setup::new("seed-ok", &[], &names("seedb", 6)).await;
-    let vars = with(t.base("seed-2"), &[("SEED_NODES", "2"), ("LOG_FORMAT", "json")]);
-    let run = controller(&vars).await;
-    assert_eq!(run.code, 0, "{run:?}");
-    // The third Job is created only after both seed pods are done: compare the Jobs' creation with
-    // the seeds' completion as the apiserver recorded them.
-    let all = jobs(&t.client, &t.ns).await;
-    assert_eq!(all.len(), 6);
-    let created = |n: &str| {
-        all.iter()
-            .find(|j| j.metadata.name.as_deref() == Some(n))
-            .unwrap()
-            .metadata
-            .creation_timestamp
-            .clone()
-            .unwrap()
-            .0
-    };
-    let seeds_done = run.stderr.contains("seed wave done; fanning out");
-    assert!(seeds_done, "{run:?}");
-    let first_fanout = ["prepull-seed-2-seedb-02", "prepull-seed-2-seedb-03"].map(created).into_iter().min().unwrap();
-    let last_seed = ["prepull-seed-2-seedb-00", "prepull-seed-2-seedb-01"].map(created).into_iter().max().unwrap();
-    assert!(first_fanout > last_seed, "fan-out Jobs come after the seeds");
+        let ns = good.for_kind(kind, &[]).await;
+        let run =
+            controller(&with(good.run(&ns, kind, "seed-2"), &[("SEED_NODES", "2"), ("LOG_FORMAT", "json")])).await;
+        assert_eq!(run.code, 0, "{kind}: {run:?}");
+        assert!(run.stderr.contains("seed wave done; fanning out"), "{run:?}");
+        // The fan-out pullers are created only after both seeds are done: compare their creation
+        // as the apiserver recorded it.
+        let created = |name: &str| {
+            audit_first(|e| {
+                e["verb"] == "create"
+                    && e["objectRef"]["namespace"] == ns.as_str()
+                    && e["objectRef"]["name"] == name
+                    && e["responseStatus"]["code"] == 201
+            })
+            .unwrap_or_else(|| panic!("{name} was created"))
+        };
+        let first_fanout =
+            ["prepull-seed-2-seedb-02", "prepull-seed-2-seedb-03"].map(created).into_iter().min().unwrap();
+        let last_seed = ["prepull-seed-2-seedb-00", "prepull-seed-2-seedb-01"].map(created).into_iter().max().unwrap();
+        assert!(first_fanout > last_seed, "{kind}: fan-out pullers come after the seeds");
+    }
 }
 
-// Pull errors fail fast (not at the deadline), and after three nodes the image is not sent again.
+// Pull errors fail fast (not at the deadline), and after three nodes the image is not sent again;
+// both kinds.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn pull_errors_fail_fast_and_trip_the_image_breaker() {
     let specs: Vec<String> = (0..8).map(|i| format!("pullerr-{i:02}:pullerr")).collect();
     let t = Setup::new("pullerr", &[], &specs).await;
-    let report_file = std::env::temp_dir().join(format!("quayctl-e2e-pullerr-{}.json", std::process::id()));
-    let vars = with(
-        t.base("pullerr-1"),
-        &[
-            ("QUAY_IMAGES", "registry.example.com/ml/pytorch:2.4-typo"),
-            ("DEADLINE_SECONDS", "300"),
-            ("PULL_ERROR_GRACE_SECONDS", "3"),
-            ("MAX_PARALLEL", "3"),
-            ("REPORT_FILE", report_file.to_str().unwrap()),
-        ],
-    );
-    let run = controller(&vars).await;
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.elapsed < Duration::from_secs(60), "fail-fast, not DEADLINE_SECONDS: {run:?}");
-    let row = run.row("pullerr-00");
-    assert!(row.contains("failed") && row.contains("ErrImagePull") && row.contains("not found"), "{row}");
-    assert!(run.stdout.contains("not sent to the remaining nodes: it failed on the first 3 nodes"), "{run:?}");
-    let report = std::fs::read_to_string(&report_file).unwrap();
-    std::fs::remove_file(&report_file).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(report["counts"]["failed"], 8);
-    assert_eq!(report["nodes"][7]["images"][0]["result"], "not-sent", "{report}");
-    assert!(audit_job_creates("e2e-pullerr") < 8, "the broken image was not sent to every node");
+    for kind in KINDS {
+        let ns = t.for_kind(kind, &[]).await;
+        let report_file = std::env::temp_dir().join(format!("quayctl-e2e-pullerr-{kind}-{}.json", std::process::id()));
+        let vars = with(
+            t.run(&ns, kind, "pullerr-1"),
+            &[
+                ("QUAY_IMAGES", "registry.example.com/ml/pytorch:2.4-typo"),
+                ("DEADLINE_SECONDS", "300"),
+                ("PULL_ERROR_GRACE_SECONDS", "3"),
+                ("MAX_PARALLEL", "3"),
+                ("REPORT_FILE", report_file.to_str().unwrap()),
+            ],
+        );
+        let run = controller(&vars).await;
+        assert_eq!(run.code, 1, "{kind}: {run:?}");
+        assert!(run.elapsed < Duration::from_secs(60), "fail-fast, not DEADLINE_SECONDS: {run:?}");
+        let row = run.row("pullerr-00");
+        assert!(row.contains("failed") && row.contains("ErrImagePull") && row.contains("not found"), "{row}");
+        assert!(run.stdout.contains("not sent to the remaining nodes: it failed on the first 3 nodes"), "{run:?}");
+        let report = std::fs::read_to_string(&report_file).unwrap();
+        std::fs::remove_file(&report_file).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(report["counts"]["failed"], 8);
+        assert_eq!(report["settings"]["puller_kind"], kind);
+        assert_eq!(report["nodes"][7]["images"][0]["result"], "not-sent", "{report}");
+        assert!(audit_puller_creates(&ns, kind) < 8, "{kind}: the broken image was not sent to every node");
+        // What failed was deleted (so the kubelet stops retrying), nothing is left behind.
+        let left = eventually("the failed pullers to be deleted", Duration::from_secs(30), || async {
+            let left = pullers(&t.client, &ns, kind).await;
+            left.is_empty().then_some(())
+        });
+        left.await;
+    }
 }
 
 // SKIP_PRESENT: a node whose status.images lists every image gets no Job and is already-present.
@@ -1269,6 +1392,16 @@ async fn pull_secrets_and_priority_class() {
     }
 }
 
+/// When the first audit-log entry (ResponseComplete) matching `keep` was received.
+fn audit_first(keep: impl Fn(&serde_json::Value) -> bool) -> Option<String> {
+    let log = std::fs::read_to_string(env("QUAYCTL_E2E_AUDIT_LOG")).unwrap();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && keep(e))
+        .filter_map(|e| e["requestReceivedTimestamp"].as_str().map(String::from))
+        .min()
+}
+
 /// Audit-log entries (ResponseComplete) matching `keep`.
 fn audit(keep: impl Fn(&serde_json::Value) -> bool) -> usize {
     let log = std::fs::read_to_string(env("QUAYCTL_E2E_AUDIT_LOG")).unwrap();
@@ -1291,47 +1424,67 @@ async fn running_pod(client: &Client, ns: &str, node: &str) -> Pod {
 }
 
 // A node deleted mid-pull is concluded (`deleted`) when the pod garbage collector says so, not at
-// the deadline: the Job alone would keep making pods for a node that is gone.
+// the deadline (a Job alone would keep making pods for a node that is gone); both kinds.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn a_node_deleted_mid_run_is_concluded_without_waiting_for_the_deadline() {
-    let t = Setup::new("gone", &[], &["slow-g-0:slow".into(), "gone-ok".into()]).await;
-    let client = t.client.clone();
-    let vars = with(t.base("gone-1"), &[("DEADLINE_SECONDS", "600")]);
-    let child = spawn_controller(&vars);
-    running_pod(&client, "e2e-gone", "slow-g-0").await;
-    let deleted_at = Instant::now();
-    assert!(kubectl(&["delete", "node", "slow-g-0", "--wait=false"], None).await.0);
-    let out = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output()).await.expect("ends").unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let row = stdout.lines().find(|l| l.starts_with("slow-g-0 ")).unwrap_or_default();
-    assert!(row.contains("deleted") && row.contains("the node was deleted"), "{stdout}");
-    assert!(deleted_at.elapsed() < Duration::from_secs(120), "concluded {:?} after the delete", deleted_at.elapsed());
+    let t = Setup::new("gone", &[], &[]).await;
+    for kind in KINDS {
+        let (group, slow) = (format!("gone-{kind}"), format!("slow-g-{kind}"));
+        nodes(&t.client, &group, &[format!("{slow}:slow"), format!("gone-ok-{kind}")]).await;
+        let ns = t.for_kind(kind, &[]).await;
+        let selector = format!("e2e-group={group}");
+        let vars = with(base(&ns, &selector, "gone-1"), &[("DEADLINE_SECONDS", "600"), ("PULLER_KIND", kind)]);
+        let child = spawn_controller(&vars);
+        running_pod(&t.client, &ns, &slow).await;
+        let deleted_at = Instant::now();
+        assert!(kubectl(&["delete", "node", &slow, "--wait=false"], None).await.0);
+        let out =
+            tokio::time::timeout(Duration::from_secs(150), child.wait_with_output()).await.expect("ends").unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let row = stdout.lines().find(|l| l.starts_with(&format!("{slow} "))).unwrap_or_default();
+        assert!(row.contains(" deleted "), "{kind}: {stdout}");
+        assert!(row.contains("the node was deleted") || row.contains("pod deleted before it finished"), "{stdout}");
+        assert!(
+            deleted_at.elapsed() < Duration::from_secs(120),
+            "concluded {:?} after the delete",
+            deleted_at.elapsed()
+        );
+    }
 }
 
-// An evicted puller is not a failure: the Job's pod failure policy ignores the disruption and makes a
-// new pod, which pulls within the same deadline.
+// An evicted puller is not a failure, both kinds: the Job's pod failure policy ignores the
+// disruption and makes a new pod; with PULLER_KIND=pod the run replaces the pod itself. The new
+// pod pulls within the same deadline.
 #[tokio::test]
 #[ignore = "needs the local control plane: make e2e"]
 async fn an_evicted_puller_is_retried_within_the_deadline() {
     let t = Setup::new("evict", &[], &["late-e-0:late".into()]).await;
-    let client = t.client.clone();
-    let child = spawn_controller(&t.base("evict-1"));
-    let pod = running_pod(&client, "e2e-evict", "late-e-0").await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-evict");
-    pods.evict(&pod.name_any(), &kube::api::EvictParams::default()).await.unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("ends").unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("1/1 eligible nodes succeeded"), "{stdout}");
-    let pod_creates = audit(|e| {
-        e["verb"] == "create"
-            && e["objectRef"]["resource"] == "pods"
-            && e["objectRef"]["namespace"] == "e2e-evict"
-            && e["objectRef"]["subresource"].is_null()
-    });
-    assert!(pod_creates >= 2, "the Job made a new pod after the eviction: {pod_creates}");
+    for kind in KINDS {
+        let ns = t.for_kind(kind, &[]).await;
+        let child = spawn_controller(&t.run(&ns, kind, "evict-1"));
+        let pod = running_pod(&t.client, &ns, "late-e-0").await;
+        let pods: Api<Pod> = Api::namespaced(t.client.clone(), &ns);
+        pods.evict(&pod.name_any(), &kube::api::EvictParams::default()).await.unwrap();
+        let out =
+            tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("ends").unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{kind}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("1/1 eligible nodes succeeded"), "{stdout}");
+        let pod_creates = audit(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "pods"
+                && e["objectRef"]["namespace"] == ns.as_str()
+                && e["objectRef"]["subresource"].is_null()
+                && e["responseStatus"]["code"] == 201
+        });
+        assert!(pod_creates >= 2, "{kind}: a new pod after the eviction: {pod_creates}");
+        if kind == "pod" {
+            assert!(String::from_utf8_lossy(&out.stderr).contains("replacing it once it is gone"));
+            assert_eq!(audit_puller_creates(&ns, kind), pod_creates, "the run made both pods");
+        }
+    }
 }
 
 // API Priority and Fairness squeezing the controller's user: 429s are honoured by the client's own

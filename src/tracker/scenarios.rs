@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::config::Config;
 use crate::naming::images_of_container;
-use crate::pullers::{Leftover, LeftoverState, PullerKind, PullerTemplate, RunIdentity};
+use crate::pullers::{Leftover, LeftoverState, Puller, PullerKind, PullerTemplate, RunIdentity};
 
 /// One input of a scenario, named by node.
 enum In {
@@ -38,8 +38,11 @@ enum In {
     JobDeleted(&'static str),
     /// The Job watch relists: these nodes' Jobs are in the new list.
     Relist(&'static [&'static str]),
-    /// The node's pod (created at this step's time) with this status.
+    /// The node's pod (created, and for a bare puller pod scheduled, at this step's time) with this
+    /// status.
     Pod(&'static str, Value),
+    /// `PULLER_KIND=pod`: the node's pod deleted.
+    PodDeleted(&'static str),
     /// A watch error with (status code, message).
     WatchError(u16, &'static str),
     /// The startup taint's removal from the node answered: removed (`Ok(true)`), gone, or an error.
@@ -62,6 +65,8 @@ struct Scenario {
     gone: &'static [&'static str],
     /// (node, what the run did after the verdict, as the report's notes say it).
     after: &'static [(&'static str, &'static str)],
+    /// Settings of the run besides the defaults (`PULLER_KIND`, `KEEP_LAST_PULLER`).
+    vars: &'static [(&'static str, &'static str)],
 }
 
 impl Default for Scenario {
@@ -76,6 +81,7 @@ impl Default for Scenario {
             leftovers: Vec::new(),
             gone: &[],
             after: &[],
+            vars: &[],
         }
     }
 }
@@ -83,8 +89,13 @@ impl Default for Scenario {
 const IMAGES: &str = "nginx:1.27;ghcr.io/org/model:v1";
 
 fn template() -> PullerTemplate {
-    let vars = [("QUAY_IMAGES", IMAGES), ("HELPER_IMAGE", "h:1")];
-    let config = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    template_with(&[])
+}
+
+fn template_with(extra: &[(&str, &str)]) -> PullerTemplate {
+    let mut vars = vec![("QUAY_IMAGES", IMAGES), ("HELPER_IMAGE", "h:1")];
+    vars.extend_from_slice(extra);
+    let config = Config::from_vars(vars.into_iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
     let run =
         RunIdentity { run_id: "r".into(), namespace: "ops".into(), helper_image: Some("h:1".into()), owner: None };
     PullerTemplate::new(&config, &Policy::new(&config), run)
@@ -112,7 +123,7 @@ fn at(t: i64) -> Timestamp {
     "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_secs(t)
 }
 
-fn job_name(node: &str) -> String {
+fn puller_name(node: &str) -> String {
     format!("prepull-r-{node}")
 }
 
@@ -126,7 +137,7 @@ fn job(node: &str, t: i64, started: bool, conditions: &[(&str, &str)]) -> Job {
         status["startTime"] = json!(at(t).to_string());
     }
     serde_json::from_value(json!({
-        "metadata": {"name": job_name(node), "creationTimestamp": at(t).to_string()},
+        "metadata": {"name": puller_name(node), "creationTimestamp": at(t).to_string()},
         "status": status,
     }))
     .unwrap()
@@ -134,8 +145,22 @@ fn job(node: &str, t: i64, started: bool, conditions: &[(&str, &str)]) -> Job {
 
 fn pod(node: &str, t: i64, status: Value) -> Pod {
     serde_json::from_value(json!({
-        "metadata": {"name": format!("{}-xyz", job_name(node)), "creationTimestamp": at(t).to_string(),
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name(node), "uid": "u"}]},
+        "metadata": {"name": format!("{}-xyz", puller_name(node)), "creationTimestamp": at(t).to_string(),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": puller_name(node), "uid": "u"}]},
+        "status": status,
+    }))
+    .unwrap()
+}
+
+/// `PULLER_KIND=pod`: the node's bare puller pod, created and scheduled at `t`.
+fn bare_pod(node: &str, t: i64, mut status: Value) -> Pod {
+    let scheduled = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": at(t).to_string()});
+    match status["conditions"].as_array_mut() {
+        Some(conditions) => conditions.push(scheduled),
+        None => status["conditions"] = json!([scheduled]),
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": puller_name(node), "creationTimestamp": at(t).to_string()},
         "status": status,
     }))
     .unwrap()
@@ -168,20 +193,29 @@ fn api_error(code: u16, message: &str) -> Error {
 const NOT_FOUND: &str = "failed to pull and unpack image \"ghcr.io/org/model:v1\": not found";
 const RBAC: &str = "jobs.batch is forbidden: User \"system:serviceaccount:ops:q\" cannot create resource \"jobs\" in API group \"batch\"";
 
-fn input(step: In, t: i64) -> Vec<Input> {
+fn input(step: In, t: i64, kind: PullerKind) -> Vec<Input> {
+    let bare = kind == PullerKind::Pod;
     match step {
+        In::Ready if bare => vec![Input::Pods(Event::InitDone)],
         In::Ready => vec![Input::Jobs(Event::InitDone), Input::Pods(Event::InitDone)],
         In::JobsListed => vec![Input::Jobs(Event::InitDone)],
         In::Created(node) => {
-            let created = job(node, t, false, &[]);
-            vec![Input::Created { name: job_name(node), result: Ok(Created::New(Box::new(created))) }]
+            let created = if bare {
+                let mut pod = bare_pod(node, t, json!({}));
+                pod.status = None;
+                Puller::Pod(Box::new(pod))
+            } else {
+                Puller::Job(Box::new(job(node, t, false, &[])))
+            };
+            vec![Input::Created { name: puller_name(node), result: Ok(Created::New(Box::new(created))) }]
         }
         In::Exists(node, existing) => {
-            vec![Input::Created { name: job_name(node), result: Ok(Created::AlreadyExists(existing)) }]
+            let existing = Box::new(Puller::Job(existing));
+            vec![Input::Created { name: puller_name(node), result: Ok(Created::AlreadyExists(existing)) }]
         }
-        In::Vanished(node) => vec![Input::Created { name: job_name(node), result: Ok(Created::Vanished) }],
+        In::Vanished(node) => vec![Input::Created { name: puller_name(node), result: Ok(Created::Vanished) }],
         In::Failed(node, code, message) => {
-            vec![Input::Created { name: job_name(node), result: Err(api_error(code, message)) }]
+            vec![Input::Created { name: puller_name(node), result: Err(api_error(code, message)) }]
         }
         In::Job(node, conditions) => vec![Input::Jobs(Event::Apply(job(node, t, true, conditions)))],
         In::JobDeleted(node) => vec![Input::Jobs(Event::Delete(job(node, t, true, &[])))],
@@ -191,7 +225,9 @@ fn input(step: In, t: i64) -> Vec<Input> {
             events.push(Input::Jobs(Event::InitDone));
             events
         }
+        In::Pod(node, status) if bare => vec![Input::Pods(Event::Apply(bare_pod(node, t, status)))],
         In::Pod(node, status) => vec![Input::Pods(Event::Apply(pod(node, t, status)))],
+        In::PodDeleted(node) => vec![Input::Pods(Event::Delete(bare_pod(node, t, json!({}))))],
         In::WatchError(code, message) => {
             let status = kube::core::Status::failure(message, "").with_code(code).boxed();
             vec![Input::WatchFailed(Error::watch("watch jobs.batch", watcher_error(status)))]
@@ -208,20 +244,27 @@ fn watcher_error(status: Box<kube::core::Status>) -> kube::runtime::watcher::Err
     kube::runtime::watcher::Error::WatchError(status)
 }
 
-/// `create a`, `create a [2]`, `delete a`.
+/// `create a`, `create a [2]` (only image 2), `create a (296s)` (a replacement pod's deadline),
+/// `delete a`, `untaint a`.
 fn compact(action: &Action) -> String {
     match action {
-        Action::Create(job) => {
-            let node = job.metadata.name.as_deref().unwrap().trim_start_matches("prepull-r-").to_string();
-            let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        Action::Create(puller) => {
+            let node = puller.name().trim_start_matches("prepull-r-").to_string();
+            let spec = match puller {
+                Puller::Job(job) => job.spec.as_ref().unwrap().template.spec.as_ref().unwrap(),
+                Puller::Pod(pod) => pod.spec.as_ref().unwrap(),
+            };
             let mask = spec.containers.iter().fold(0, |m, c| m | images_of_container(&c.name, 2));
-            if mask == 0b11 {
-                format!("create {node}")
-            } else {
+            let mut line = format!("create {node}");
+            if mask != 0b11 {
                 let images: Vec<String> =
                     (0..2).filter(|i| mask & (1 << i) != 0).map(|i| (i + 1).to_string()).collect();
-                format!("create {node} [{}]", images.join(","))
+                line.push_str(&format!(" [{}]", images.join(",")));
             }
+            if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d != 300) {
+                line.push_str(&format!(" ({deadline}s)"));
+            }
+            line
         }
         Action::Delete { name, .. } => format!("delete {}", name.trim_start_matches("prepull-r-")),
         Action::RemoveTaint { node } => format!("untaint {node}"),
@@ -240,8 +283,9 @@ impl Scenario {
     fn check(self) {
         let name = self.name;
         let gone = self.gone;
-        let mut tracker =
-            Tracker::new(self.policy, template(), self.nodes, self.leftovers, |n| gone.contains(&n), at(0));
+        let template = template_with(self.vars);
+        let kind = template.kind;
+        let mut tracker = Tracker::new(self.policy, template, self.nodes, self.leftovers, |n| gone.contains(&n), at(0));
         let first: Vec<String> = tracker.take_actions().iter().map(compact).collect();
         let (expected_first, steps) = match self.steps.first() {
             Some((t, In::Tick, expected)) if *t < 0 => (expected.to_vec(), &self.steps[1..]),
@@ -252,7 +296,7 @@ impl Scenario {
             let (t, expected) = (*t, *expected);
             let step = clone_in(step);
             let mut actions = Vec::new();
-            for i in input(step, t) {
+            for i in input(step, t, kind) {
                 actions.extend(tracker.step(at(t), i));
             }
             let got: Vec<String> = actions.iter().map(compact).collect();
@@ -292,6 +336,7 @@ fn clone_in(step: &In) -> In {
         In::JobDeleted(n) => In::JobDeleted(n),
         In::Relist(n) => In::Relist(n),
         In::Pod(n, status) => In::Pod(n, status.clone()),
+        In::PodDeleted(n) => In::PodDeleted(n),
         In::WatchError(code, m) => In::WatchError(*code, m),
         In::Untainted(n, result) => In::Untainted(n, *result),
         In::Tick => In::Tick,
@@ -646,7 +691,7 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
     let mut foreign = template();
     foreign.run_id = "other".into();
     let mut squatter = foreign.build_for("b");
-    squatter.metadata.name = Some(job_name("b"));
+    squatter.metadata.name = Some(puller_name("b"));
     Scenario {
         name: "a 409 is adopted only for this run's Job with the same spec; a vanished one is created again",
         policy: policy(),
@@ -814,7 +859,7 @@ fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
 
 /// Feed one scenario step to `t` at `time`; the actions, compact.
 fn feed(t: &mut Tracker, time: i64, step: In) -> Vec<String> {
-    input(step, time).into_iter().flat_map(|i| t.step(at(time), i)).map(|a| compact(&a)).collect()
+    input(step, time, PullerKind::Job).into_iter().flat_map(|i| t.step(at(time), i)).map(|a| compact(&a)).collect()
 }
 
 #[test]
@@ -1002,4 +1047,170 @@ fn earlier_runs_pullers_are_kept_until_this_run_succeeds_on_their_node() {
         ..Scenario::default()
     }
     .check();
+}
+
+const POD: &[(&str, &str)] = &[("PULLER_KIND", "pod")];
+
+#[test]
+fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
+    Scenario {
+        name: "PULLER_KIND=pod: only the pod watch must list; success kept, a failure deleted at once",
+        vars: POD,
+        nodes: nodes(&["a", "b", "c"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::Pod("a", pulling(done(), done())), &[]),
+            (2, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b"]),
+            (3, In::Pod("c", json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"})), &["delete c"]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Succeeded, ""),
+            ("b", Outcome::Failed, "InvalidImageName"),
+            ("c", Outcome::TimedOut, "DeadlineExceeded"),
+        ],
+        after: &[("a", "puller kept"), ("b", ""), ("c", "")],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "PULLER_KIND=pod without KEEP_LAST_PULLER: a pod has no TTL, so the run deletes it as it concludes",
+        vars: &[("PULLER_KIND", "pod"), ("KEEP_LAST_PULLER", "false")],
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", json!({"phase": "Succeeded"})), &["delete a"]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        after: &[("a", "")],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "PULLER_KIND=pod: a pod deleted by someone, or missing from a relist, is deleted",
+        vars: POD,
+        nodes: nodes(&["a", "b", "c"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::PodDeleted("a"), &[]),
+            (3, In::Pod("c", json!({"phase": "Running"})), &[]),
+        ],
+        verdicts: &[("a", Outcome::Deleted, "pod deleted before it finished")],
+        ending: "still running",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "PULLER_KIND=pod: no Job controller to pace to, only CREATE_CONCURRENCY bounds the creates",
+        vars: POD,
+        policy: Policy { create_concurrency: 2, ..policy() },
+        nodes: nodes(&["a", "b", "c", "d", "e", "f"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &["create c"]),
+            (1, In::Created("b"), &["create d"]),
+            (1, In::Created("c"), &["create e"]),
+            (1, In::Created("d"), &["create f"]),
+        ],
+        verdicts: &[],
+        ending: "still running",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "PULLER_KIND=pod: no verdict by the node deadline, counted from the pod's creation",
+        vars: POD,
+        nodes: nodes(&["a"]),
+        steps: vec![(0, In::Ready, &["create a"]), (1, In::Created("a"), &[]), (61, In::Tick, &["delete a"])],
+        verdicts: &[(
+            "a",
+            Outcome::TimedOut,
+            "no verdict 60s after the pod was created (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack)",
+        )],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+}
+
+#[test]
+fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
+    let evicted = || {
+        json!({"phase": "Failed", "reason": "Evicted",
+        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]})
+    };
+    Scenario {
+        name: "the run deletes the evicted pod, then makes a new one with the deadline that is left",
+        vars: POD,
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
+            (6, In::Pod("a", evicted()), &["delete a"]),
+            (7, In::PodDeleted("a"), &["create a (295s)"]),
+            (8, In::Created("a"), &[]),
+            (40, In::Tick, &[]),
+            (41, In::Pod("a", pulling(done(), done())), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        after: &[("a", "puller kept")],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "evicted with no time left to pull again: timed out",
+        vars: POD,
+        policy: Policy { pull_deadline: Duration::from_secs(10), ..policy() },
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", json!({"phase": "Running"})), &[]),
+            (12, In::Pod("a", evicted()), &["delete a"]),
+            (13, In::PodDeleted("a"), &[]),
+        ],
+        verdicts: &[("a", Outcome::TimedOut, "evicted or preempted, with no time left to pull again")],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+}
+
+#[test]
+fn a_run_that_will_not_fit_its_own_jobs_deadline_says_so_once() {
+    let ends = at(60);
+    let tight = Policy { create_concurrency: 1, run_deadline: Some((ends, "cron-1".into())), ..policy() };
+    let names: Vec<String> = (0..200).map(|i| format!("n{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let t = &mut Tracker::new(tight, template(), nodes(&refs), Vec::new(), |_| false, at(0));
+    feed(t, 0, In::Ready);
+    // One create at a time, each started a second later: 1 start/s for 200 nodes, 60 s left.
+    for (i, name) in names.iter().take(6).enumerate() {
+        let node: &'static str = Box::leak(name.clone().into_boxed_str());
+        feed(t, i as i64 + 1, In::Created(node));
+        feed(t, i as i64 + 1, In::Job(node, &[]));
+    }
+    assert!(!t.deadline_warned, "no tick yet");
+    feed(t, 7, In::Tick);
+    assert!(t.deadline_warned, "194 nodes at about 1/s do not fit the 53 s left");
+    let quick = Policy { run_deadline: Some((at(100_000), "cron-2".into())), ..policy() };
+    let t = &mut Tracker::new(quick, template(), nodes(&refs), Vec::new(), |_| false, at(0));
+    feed(t, 0, In::Ready);
+    for name in names.iter().take(6) {
+        let node: &'static str = Box::leak(name.clone().into_boxed_str());
+        feed(t, 1, In::Created(node));
+        feed(t, 1, In::Job(node, &[]));
+    }
+    feed(t, 2, In::Tick);
+    assert!(!t.deadline_warned, "plenty of time");
 }
