@@ -9,6 +9,8 @@ cd "$root"
 echo "[e2e] building the static release binary (what the image ships)"
 build_static_binary
 export QUAYCTL_BIN=$bin
+QUAYCTL_HELM=$("$hack/build-helm.sh" | tail -n 1)
+export QUAYCTL_HELM
 start_cluster "e2e-${K8S:-newest}"
 echo "[e2e] Kubernetes $(kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') (K8S=${K8S:-newest} of hack/versions.env)"
 export QUAYCTL_REPO=$root
