@@ -8,7 +8,8 @@
 #                                payload-large  4 layers, 4 x 50 MiB (~200 MiB)
 #                              layers of random bytes, gzip-compressed (compression cannot shrink them)
 #   images.sh push STATE       push those layouts to the run's registry (skopeo), write STATE/real/images.env
-#                              (payload-small also as quayctl-e2e/only-a:1, only-b:1 and gc:1; the runnable
+#                              (payload-small also as quayctl-e2e/only-a:1, only-b:1, gc:1, pod-kind:1, helm-a:1
+#                              and helm-b:1; the runnable
 #                              pause as quayctl-e2e/join:3.10 and, to the private registry with its
 #                              credentials, as quayctl-e2e/private:3.10: workloads run them)
 #   images.sh controller STATE the controller image from the project's Dockerfile, built by the run's
@@ -111,7 +112,8 @@ push() {
   : > "$state/real/images.env.tmp"
   # only-a/only-b: payload-small under names of their own (a node has them only if it pulled them).
   for spec in pause:3.10:PAUSE payload-small:1:SMALL payload-medium:1:MEDIUM payload-large:1:LARGE \
-    payload-small:1:ONLY_A:only-a payload-small:1:ONLY_B:only-b payload-small:1:GC:gc pause:3.10:JOIN:join \
+    payload-small:1:ONLY_A:only-a payload-small:1:ONLY_B:only-b payload-small:1:GC:gc payload-small:1:POD_KIND:pod-kind payload-small:1:HELM_A:helm-a \
+    payload-small:1:HELM_B:helm-b pause:3.10:JOIN:join \
     pause:3.10:PRIVATE:private:private; do
     IFS=: read -r name tag var repo private <<< "$spec"
     local registry=$QUAYCTL_REGISTRY creds=()

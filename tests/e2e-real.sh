@@ -44,6 +44,9 @@ job_condition() { # job_condition NS JOB -> Complete|Failed|"" (first terminal c
     grep -xE 'Complete|Failed' | head -n 1 || true
 }
 job_done() { [ -n "$(job_condition "$@")" ]; }
+pullers_in_phase() { # pullers_in_phase NS PHASE COUNT: exactly COUNT puller pods in NS are in PHASE
+  [ "$(k -n "$1" get pods -l quayctl-controller/run -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -cx "$2")" = "$3" ]
+}
 run_objects_gone() { [ -z "$(k -n "$1" get jobs,pods -l "quayctl-controller/run=$2" -o name)" ]; }
 pullers_complete() { # pullers_complete NS RUN_ID COUNT: COUNT puller Jobs of the run, all Complete
   local names j
@@ -410,6 +413,59 @@ test_private_registry_pre_pull_and_what_it_gives_workloads() {
   echo "$events" | grep -qiE "^Failed: Failed to pull image .*(401|unauthorized)" || fail "the kubelet's events do not say the registry refused it"
 }
 
+# 8. PULLER_KIND=pod on real nodes: bare puller pods under `restricted`, the images really pulled,
+#    no Job anywhere, the pods kept (KEEP_LAST_PULLER).
+test_pod_kind_pulls_for_real() {
+  local ns=e2e-pod-kind nd
+  new_namespace "$ns"
+  for nd in "${NODES[@]}"; do node_has_image "$nd" "$QUAYCTL_IMAGE_POD_KIND" && fail "$QUAYCTL_IMAGE_POD_KIND already on $nd"; done
+  run_controller "$state/pod-kind" QUAY_IMAGES="$QUAYCTL_IMAGE_POD_KIND" NAMESPACE="$ns" PULLER_KIND=pod NODE_SELECTOR="$POOL" ||
+    { cat "$state/pod-kind.err" "$state/pod-kind.out" >&2; fail "the pod-kind run failed"; }
+  note "$(tail -n 1 "$state/pod-kind.out")"
+  grep -q '2/2 eligible nodes succeeded' "$state/pod-kind.out" || fail "report does not say 2/2 succeeded"
+  for nd in "${NODES[@]}"; do node_has_image "$nd" "$QUAYCTL_IMAGE_POD_KIND" || fail "not pulled on $nd"; done
+  [ -z "$(k -n "$ns" get jobs -o name)" ] || fail "PULLER_KIND=pod made a Job"
+  # The run concludes from the image containers' exit; the pod's phase follows from the kubelet.
+  poll 60 "both puller pods to be Succeeded" pullers_in_phase "$ns" Succeeded 2 || true
+  local lines
+  lines=$(k -n "$ns" get pods -l quayctl-controller/run -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} {.metadata.ownerReferences}{"\n"}{end}')
+  note "pods: $(echo "$lines" | tr '\n' ';')"
+  [ "$(echo "$lines" | grep -c ' Succeeded ')" = 2 ] || fail "expected 2 Succeeded puller pods, kept: $lines"
+  [ "$(echo "$lines" | awk '{print $2}' | sort | tr '\n' ' ')" = "real-1 real-2 " ] || fail "pods not on both nodes: $lines"
+}
+
+# 9. Helm (the chart, Helm built from its Go module): install; a run from its CronJob exits 0 and
+#    the images are on the nodes; an upgrade with other images takes effect on the next run (which
+#    replaces the kept pullers); uninstall leaves no object of ours, pullers included.
+test_helm_install_upgrade_uninstall() {
+  local ns=quayctl-helm rel=qc name=quayctl-helm nd
+  h() { HELM_CACHE_HOME=$state/helm/cache HELM_CONFIG_HOME=$state/helm/config HELM_DATA_HOME=$state/helm/data "$helm" "$@"; }
+  # The release record in `default`, everything else in the namespace the chart creates.
+  local chart_args=(--namespace default --set "namespace.name=$ns" --set "name=$name" --set "image.repository=${QUAYCTL_IMAGE_CONTROLLER%:*}"
+    --set "image.tag=${QUAYCTL_IMAGE_CONTROLLER##*:}" --set config.deadlineSeconds=120 --set-string "config.nodeSelector=$POOL")
+  h install "$rel" "$root/charts/quayctl-controller" "${chart_args[@]}" --set-string "config.quayImages=$QUAYCTL_IMAGE_HELM_A" >/dev/null
+  [ "$(k get ns "$ns" -o jsonpath='{.metadata.labels.pod-security\.kubernetes\.io/enforce}')" = restricted ] || fail "namespace $ns not restricted"
+  helm_run() { # helm_run JOB: one run from the chart's CronJob; exit 0
+    k -n "$ns" create job "$1" --from=cronjob/"$name" >/dev/null
+    wait_until "Job $1 to finish" 180 job_done "$ns" "$1"
+    k -n "$ns" logs "job/$1" > "$state/$1.log" 2>&1 || true
+    [ "$(job_condition "$ns" "$1")" = Complete ] || { cat "$state/$1.log" >&2; fail "Job $1 is not Complete"; }
+    note "$1: $(grep -E '^run ' "$state/$1.log")"
+  }
+  helm_run helm-1
+  for nd in "${NODES[@]}"; do node_has_image "$nd" "$QUAYCTL_IMAGE_HELM_A" || fail "$QUAYCTL_IMAGE_HELM_A not on $nd"; done
+  h upgrade "$rel" "$root/charts/quayctl-controller" "${chart_args[@]}" --set-string "config.quayImages=$QUAYCTL_IMAGE_HELM_B" >/dev/null
+  helm_run helm-2
+  for nd in "${NODES[@]}"; do node_has_image "$nd" "$QUAYCTL_IMAGE_HELM_B" || fail "$QUAYCTL_IMAGE_HELM_B not on $nd after the upgrade"; done
+  [ "$(grep -c 'replaced 1 older puller' "$state/helm-2.log")" = 2 ] || fail "the second run did not replace the first run's kept pullers"
+  h uninstall "$rel" --namespace default --wait >/dev/null
+  wait_until "namespace $ns to be gone" 120 sh -c "! kubectl get namespace $ns"
+  local left
+  left=$(k get clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding -o name | grep -F "$name" || true)
+  [ -z "$left" ] || fail "left behind by helm uninstall: $left"
+  note "helm install, two runs, upgrade and uninstall: nothing of release $rel left"
+}
+
 # ------------------------------------------------------------------------------------------ runner
 
 run_test() {
@@ -448,12 +504,14 @@ finish() {
 # The GC test's two halves frame the rest: the kubelets' GC loop runs every 5 minutes.
 all_tests=(test_image_gc_prepull test_cronjob_as_users_run_it test_docker_run_against_a_kubeconfig test_real_pull_failures
   test_two_real_nodes test_a_joining_node_gets_its_images_before_any_workload
-  test_private_registry_pre_pull_and_what_it_gives_workloads test_image_gc_verdict)
+  test_private_registry_pre_pull_and_what_it_gives_workloads test_pod_kind_pulls_for_real test_helm_install_upgrade_uninstall
+  test_image_gc_verdict)
 tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("${all_tests[@]}")
 for t in "${tests[@]}"; do declare -F "$t" >/dev/null || { echo "unknown test $t (have: ${all_tests[*]})" >&2; exit 2; }; done
 
 real_preflight
 real_binaries
+helm=$("$hack/build-helm.sh" | tail -n 1)
 cd "$root"
 trap finish EXIT
 trap 'exit 130' INT
