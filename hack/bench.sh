@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # `make bench`: figures for the controller against the alternatives, on a real local control plane
-# with kwok nodes, for each N in BENCH_NODES (default "100 1000 5000") and each controller-manager rate
-# in BENCH_KCM (default "defaults raised": upstream defaults — 20 requests/s, 5 concurrent Job
-# syncs, scheduler 50/s — and raised to 200/s, 20 syncs). One cluster per (rate, N); in it, one
-# after the other:
-#   1. the controller (2 images, pulls that finish almost at once): T_created (start -> every Job
-#      exists), T_done (start -> exit), exit lag (the apiserver's last terminal Job condition -> exit;
-#      negative when the controller decided from the pods first), requests by verb and resource
-#      under its own user (audit log), peak RSS, the Job controller's lag (creation -> start); then
-#      it waits for the Job controller to finish every Job, and counts the Job controller's writes
-#      for them (audit log, by user agent);
+# (Kubernetes K8S=newest of hack/versions.env unless set) with kwok nodes, for each N in BENCH_NODES
+# (default "100 1000 5000") and each controller-manager rate in BENCH_KCM (default "defaults
+# raised": upstream defaults — 20 requests/s, 5 concurrent Job syncs, scheduler 50/s — and raised to
+# 200/s, 20 syncs, scheduler 200/s). One cluster per (rate, N); in it, one after the other:
+#   1. the controller, once per puller kind in BENCH_KINDS (default "job pod", a namespace each; 2
+#      images, pulls that finish almost at once): T_created (start -> every puller exists), T_done
+#      (start -> exit), requests by verb and resource under its own user (audit log), peak RSS, the
+#      start lag (creation -> the Job controller starts the Job, or the scheduler binds the pod);
+#      for Jobs it then waits for the Job controller to finish every Job (exit lag: the last terminal
+#      condition -> exit, negative when the controller decided from the pods first). What each costs
+#      the controller-manager (Job controller) and the scheduler is counted from the audit log, by
+#      user agent;
 #   2. the DaemonSet baseline: the same images as init containers of a DaemonSet; time until every
 #      pod has run them (numberReady = N);
 #   3. the raw floor: the same N Job objects (suspended, so the Job controller stays quiet) created
-#      by examples/raw_floor.rs, once per concurrency
-#      in BENCH_RAW_CONCURRENCY (default "4 16 64", a namespace each); the best is the floor, the
-#      others show what CREATE_CONCURRENCY buys.
-# The controller runs with its defaults (DEADLINE_SECONDS=300, CREATE_CONCURRENCY=16; BENCH_CONCURRENCY
-# overrides the latter). Results: bench/results.jsonl (appended), bench/results.md and bench/results.png (rendered from it).
+#      by examples/raw_floor.rs, once per concurrency in BENCH_RAW_CONCURRENCY (default "4 16 64", a
+#      namespace each); the best is the floor, the others show what CREATE_CONCURRENCY buys.
+# The controller runs with its defaults (DEADLINE_SECONDS=300, CREATE_CONCURRENCY=16, KEEP_LAST_PULLER;
+# BENCH_CONCURRENCY overrides the concurrency). Results: bench/results.jsonl (appended, one row per
+# rate, N and kind), bench/results.md and bench/results.png (rendered from it).
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +27,7 @@ cd "$root"
 sizes=${BENCH_NODES:-100 1000 5000}
 rates=${BENCH_KCM:-defaults raised}
 raw_concurrencies=${BENCH_RAW_CONCURRENCY:-4 16 64}
+kinds=${BENCH_KINDS:-job pod}
 results=$root/bench/results.jsonl
 mkdir -p "$root/bench"
 build_static_binary
@@ -46,7 +49,7 @@ now() { date +%s.%N; }
 # How many of the bench's Jobs have a terminal condition.
 finished_jobs() {
   local terminal='{range .items[*]}{range .status.conditions[?(@.status=="True")]}{.type}{"\n"}{end}{end}'
-  kubectl -n bench get jobs -o jsonpath="$terminal" | grep -cE '^(Complete|Failed)$' || true
+  kubectl -n bench-job get jobs -o jsonpath="$terminal" | grep -cE '^(Complete|Failed)$' || true
 }
 
 bench_one() { # RATE N
@@ -54,24 +57,30 @@ bench_one() { # RATE N
   KCM_RATE=$rate start_cluster "bench-$rate-$n" >/dev/null
   echo "[bench] $rate controller-manager, $n nodes: creating the nodes" >&2
   create_kwok_nodes "$n"
-  kubectl create namespace bench >/dev/null
   kubectl create namespace bench-ds >/dev/null
+  kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])' > "$state/k8s-version"
 
-  echo "[bench] running the controller (user quayctl-controller in the audit log)" >&2
-  local start end
-  start=$(now)
-  /usr/bin/time -f '%M' -o "$state/maxrss" env -i KUBECONFIG="$state/controller.kubeconfig" \
-    QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench NAMESPACE=bench RUN_ID=bench \
-    LOG_FORMAT=json REPORT_FILE="$state/report.json" \
-    ${BENCH_CONCURRENCY:+CREATE_CONCURRENCY=$BENCH_CONCURRENCY} \
-    "$bin" > "$state/report.txt" 2> "$state/controller.log" || { tail -n 30 "$state/controller.log" >&2; return 1; }
-  end=$(now)
-  # The controller exits once every node is decided from its pod; the Job controller may still be
-  # writing the Jobs' terminal conditions. Wait for them (the exit lag and the Job controller's
-  # writes per Job need them), so that the baseline below also starts on a quiet control plane.
-  echo "[bench] waiting for the Job controller to finish our Jobs" >&2
-  wait_count "$n" 1800 "Jobs finished" finished_jobs
-  kubectl -n bench get jobs -o json > "$state/jobs.json"
+  local kind start end
+  for kind in $kinds; do
+    kubectl create namespace "bench-$kind" >/dev/null
+    echo "[bench] running the controller, PULLER_KIND=$kind (user quayctl-controller in the audit log)" >&2
+    start=$(now)
+    /usr/bin/time -f '%M' -o "$state/$kind.maxrss" env -i KUBECONFIG="$state/controller.kubeconfig" \
+      QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench NAMESPACE="bench-$kind" RUN_ID=bench \
+      PULLER_KIND="$kind" LOG_FORMAT=json REPORT_FILE="$state/$kind.report.json" \
+      ${BENCH_CONCURRENCY:+CREATE_CONCURRENCY=$BENCH_CONCURRENCY} \
+      "$bin" > "$state/$kind.report.txt" 2> "$state/$kind.controller.log" || { tail -n 30 "$state/$kind.controller.log" >&2; return 1; }
+    end=$(now)
+    echo "$start $end" > "$state/$kind.times"
+    if [ "$kind" = job ]; then
+      # The controller exits once every node is decided from its pod; the Job controller may still be
+      # writing the Jobs' terminal conditions. Wait for them (the exit lag and the Job controller's
+      # writes per Job need them), so that what follows also starts on a quiet control plane.
+      echo "[bench] waiting for the Job controller to finish our Jobs" >&2
+      wait_count "$n" 1800 "Jobs finished" finished_jobs
+      kubectl -n bench-job get jobs -o json > "$state/jobs.json"
+    fi
+  done
 
   echo "[bench] DaemonSet baseline" >&2
   local ds_start ds_end
@@ -103,58 +112,72 @@ DS
     KUBECONFIG="$state/admin.kubeconfig" "$raw_floor" bench "$n" "bench-raw-$c" "$c" > "$state/raw-$c.json"
   done
 
-  python3 - "$state" "$rate" "$n" "$start" "$end" "$ds_start" "$ds_end" "$raw_concurrencies" >> "$results" <<'PY'
-import json, sys, collections, datetime
+  python3 - "$state" "$rate" "$n" "$ds_start" "$ds_end" "$raw_concurrencies" "$kinds" >> "$results" <<'PY'
+import collections, datetime, glob, json, sys
 state, rate, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-start, end, ds_start, ds_end = map(float, sys.argv[4:8])
-raw_concurrencies = [int(c) for c in sys.argv[8].split()]
+ds_start, ds_end = map(float, sys.argv[4:6])
+raw_concurrencies = [int(c) for c in sys.argv[6].split()]
+kinds = sys.argv[7].split()
+k8s = open(f"{state}/k8s-version").read().strip()
 ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-log = [json.loads(l) for l in open(f"{state}/controller.log") if l.startswith("{")]
-created = next((ts(e["timestamp"]) for e in log if e.get("message") == "no more creates to send"), None)
-jobs = json.load(open(f"{state}/jobs.json"))["items"]
-terminal = [ts(c["lastTransitionTime"]) for j in jobs for c in j.get("status", {}).get("conditions", [])
-            if c["type"] in ("Complete", "Failed") and c["status"] == "True"]
 WRITES = ("create", "update", "patch", "delete")
-counts = collections.Counter()
-# The controller-manager's own writes on behalf of each contender: the Job controller's for the
-# controller's Jobs (namespace bench), the DaemonSet controller's for the baseline (bench-ds). Each
+# Per namespace: the controller's own requests (its user), and the control plane's writes on behalf
+# of each contender, by user agent: the Job controller's for the Jobs (bench-job), the scheduler's
+# bindings for every puller pod, the DaemonSet controller's for the baseline (bench-ds). Each
 # controller of the KCM has a client of its own (user agent ".../job-controller"), so its own
 # --kube-api-qps budget: at N x writes-per-object / qps it is the floor of that contender.
-kcm = collections.Counter()
-for line in open(f"{state}/logs/audit.jsonl"):
+mine = collections.defaultdict(collections.Counter)
+plane = collections.Counter()
+# Every audit file, should the apiserver ever have rotated one (hack/cluster.sh asks it not to).
+audit = sorted(glob.glob(f"{state}/logs/audit*.jsonl"))
+for line in (l for path in audit for l in open(path)):
     e = json.loads(line)
     if e["stage"] != "ResponseComplete":
         continue
     ref = e.get("objectRef", {})
+    ns = ref.get("namespace")
     what = f'{e["verb"]} {ref.get("resource", "?")}' + (f'/{ref["subresource"]}' if ref.get("subresource") else "")
     if e["user"]["username"] == "quayctl-controller":
-        counts[f'{e["verb"]} {ref.get("resource", "?")}'] += 1
-    elif e["verb"] in WRITES and ref.get("namespace") in ("bench", "bench-ds"):
-        # "kube-controller-manager/v1.34.4 (linux/amd64) kubernetes/abc/job-controller" -> job-controller;
-        # "kwok/v0.8.0 (linux/amd64) ..." -> kwok.
+        # Cluster-scoped requests (the node lists) belong to the run that made them, in order.
+        kind = next((k for k in kinds if ns == f"bench-{k}"), "nodes")
+        mine[kind][f'{e["verb"]} {ref.get("resource", "?")}'] += 1
+    elif e["verb"] in WRITES and ns and ns.startswith("bench-") and not ns.startswith("bench-raw"):
+        # "kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/abc/job-controller" -> job-controller;
+        # "kube-scheduler/v1.37.2 ..." -> kube-scheduler; "kwok/v0.8.0 ..." -> kwok.
         agent = e.get("userAgent", "")
         agent = agent.rsplit("/", 1)[-1] if agent.startswith("kube-controller-manager/") else agent.split("/", 1)[0]
-        kcm[(ref["namespace"], agent, what)] += 1
+        plane[(ns, agent, what)] += 1
 def control_plane(namespace):  # per node and the floors: bench-render.py
-    return {"writes": {f"{agent}: {what}": c for (ns, agent, what), c in kcm.items() if ns == namespace}}
-report = json.load(open(f"{state}/report.json"))
+    return {"writes": {f"{agent}: {what}": c for (ns, agent, what), c in plane.items() if ns == namespace}}
 raw = {c: json.load(open(f"{state}/raw-{c}.json")) for c in raw_concurrencies}
 best = min(raw_concurrencies, key=lambda c: raw[c]["seconds"])
-writes = sum(c for k, c in counts.items() if k.split()[0] in WRITES)
-jobs_cp, ds_cp = control_plane("bench"), control_plane("bench-ds")
-print(json.dumps({
-    "kcm": rate, "nodes": n, "succeeded": report["counts"]["succeeded"], "exit_code": report["exit_code"],
-    "t_created": round(created - start, 1) if created else None,
-    "t_done": round(end - start, 1),
-    "exit_lag": round(end - max(terminal), 1) if terminal else None,
-    "rss_mib": round(int(open(f"{state}/maxrss").read().split()[-1]) / 1024, 1),
-    "requests": dict(counts), "writes_per_node": round(writes / n, 2), "reads": sum(counts.values()) - writes,
-    "job_start_lag_ms": report["job_start_lag"],
-    "daemonset_done": round(ds_end - ds_start, 1),
-    "raw_floor": raw[best]["seconds"], "raw_concurrency": best, "raw_failed": sum(r["failed"] for r in raw.values()),
-    "raw_floor_by_concurrency": {str(c): raw[c]["seconds"] for c in raw_concurrencies},
-    "job_controller": jobs_cp, "daemonset_controller": ds_cp,
-}))
+for kind in kinds:
+    start, end = map(float, open(f"{state}/{kind}.times").read().split())
+    log = [json.loads(l) for l in open(f"{state}/{kind}.controller.log") if l.startswith("{")]
+    created = next((ts(e["timestamp"]) for e in log if e.get("message") == "no more creates to send"), None)
+    terminal = []
+    if kind == "job":
+        jobs = json.load(open(f"{state}/jobs.json"))["items"]
+        terminal = [ts(c["lastTransitionTime"]) for j in jobs for c in j.get("status", {}).get("conditions", [])
+                    if c["type"] in ("Complete", "Failed") and c["status"] == "True"]
+    report = json.load(open(f"{state}/{kind}.report.json"))
+    # The node lists are the same for every run: counted with each (per run: N/100 pages).
+    counts = mine[kind] + collections.Counter({k: c // len(kinds) for k, c in mine["nodes"].items()})
+    writes = sum(c for k, c in counts.items() if k.split()[0] in WRITES)
+    print(json.dumps({
+        "kcm": rate, "nodes": n, "kind": kind, "k8s": k8s,
+        "succeeded": report["counts"]["succeeded"], "exit_code": report["exit_code"],
+        "t_created": round(created - start, 1) if created else None,
+        "t_done": round(end - start, 1),
+        "exit_lag": round(end - max(terminal), 1) if terminal else None,
+        "rss_mib": round(int(open(f"{state}/{kind}.maxrss").read().split()[-1]) / 1024, 1),
+        "requests": dict(counts), "writes_per_node": round(writes / n, 2), "reads": sum(counts.values()) - writes,
+        "job_start_lag_ms": report["job_start_lag"],
+        "daemonset_done": round(ds_end - ds_start, 1),
+        "raw_floor": raw[best]["seconds"], "raw_concurrency": best, "raw_failed": sum(r["failed"] for r in raw.values()),
+        "raw_floor_by_concurrency": {str(c): raw[c]["seconds"] for c in raw_concurrencies},
+        "control_plane": control_plane(f"bench-{kind}"), "daemonset_controller": control_plane("bench-ds"),
+    }))
 PY
   stop_cluster_now
 }
