@@ -10,7 +10,7 @@
 //! tests run in parallel on one cluster without seeing each other's nodes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,12 @@ async fn nodes(client: &Client, group: &str, specs: &[String]) {
     .await;
 }
 
+/// A path for a test's file in the cluster's state directory (beside the admin kubeconfig), which
+/// the harness removes with the cluster, also when a test fails before its own clean-up.
+fn state_path(name: &str) -> PathBuf {
+    Path::new(&env("KUBECONFIG")).with_file_name(format!("e2e-{name}"))
+}
+
 /// A kubeconfig authenticating as ServiceAccount `sa` of `namespace` (a token from the TokenRequest
 /// API), with `namespace` as its default namespace.
 async fn token_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
@@ -106,8 +112,8 @@ async fn token_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
     let admin = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
     let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap();
     let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap();
-    let kubeconfig =
-        std::env::temp_dir().join(format!("quayctl-e2e-{namespace}-{sa}-{}.kubeconfig", std::process::id()));
+    // Owner-only: it holds a token.
+    let kubeconfig = state_path(&format!("{namespace}-{sa}.kubeconfig"));
     std::fs::write(
         &kubeconfig,
         format!(
@@ -118,6 +124,7 @@ async fn token_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
         ),
     )
     .unwrap();
+    std::fs::set_permissions(&kubeconfig, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     kubeconfig
 }
 
@@ -799,7 +806,7 @@ async fn dry_run_prints_jobs_the_apiserver_accepts() {
 #[ignore = "needs the local control plane: make e2e"]
 async fn static_binary_runs_in_an_empty_root() {
     let t = Setup::new("static", &[], &names("static", 2)).await;
-    let root = std::env::temp_dir().join(format!("quayctl-e2e-root-{}", std::process::id()));
+    let root = state_path("static-root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::copy(env("QUAYCTL_BIN"), root.join("quayctl-controller")).unwrap();
     let admin = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
@@ -1290,7 +1297,7 @@ async fn pull_errors_fail_fast_and_trip_the_image_breaker() {
     let t = Setup::new("pullerr", &[], &specs).await;
     for kind in KINDS {
         let ns = t.for_kind(kind, &[]).await;
-        let report_file = std::env::temp_dir().join(format!("quayctl-e2e-pullerr-{kind}-{}.json", std::process::id()));
+        let report_file = state_path(&format!("pullerr-{kind}.json"));
         let vars = with(
             t.run(&ns, kind, "pullerr-1"),
             &[
