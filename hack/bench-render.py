@@ -17,6 +17,7 @@ for line in open(results_path):
         r = json.loads(line)
         r.setdefault("kind", "job")
         r.setdefault("control_plane", r.get("job_controller"))
+        r.setdefault("kwok_pod_parallelism", 4)  # kwok's default, before the bench set it
         latest[(r["kcm"], r["nodes"], r["kind"])] = r
 rows = sorted(latest.values(), key=lambda r: (r["kcm"] != "defaults", r["nodes"], r["kind"]))
 # The controller-manager's and the scheduler's --kube-api-qps in each setting (hack/cluster.sh).
@@ -62,7 +63,8 @@ md = [
     f"Kubernetes: {', '.join(versions)} (control plane built from Go modules, hack/versions.env).",
     f"Machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores ({cpu or platform.machine()}), "
     "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the contender all on it; kwok nodes; "
-    "2 images; pulls finish 0.5–3 s after the pod starts (kwok stages).",
+    "2 images; pulls finish 0.5–3 s after the pod starts (kwok stages). kwok workers: how many pod stages kwok "
+    "plays at once (`BENCH_KWOK_PARALLELISM`; every simulated kubelet is that one process).",
     "`defaults`: kube-controller-manager at `--kube-api-qps 20 --kube-api-burst 30 --concurrent-job-syncs 5`, "
     "scheduler at 50/s (what most clusters run); `raised`: 200/400 and 20 syncs, scheduler 200/400.",
     "",
@@ -71,12 +73,13 @@ md = [
     "writes + Events), the scheduler's bindings for the puller pods. Floors: N × object writes ÷ that "
     "component's `--kube-api-qps` (each controller of the kube-controller-manager has a client and a rate "
     "limit of its own; the scheduler binds at its own). Controller writes: the controller's own, per node. "
-    "Exit lag: the last Job's terminal condition → exit (negative: decided from the pods first). Start lag: "
+    "Exit lag: the last Job's terminal condition (pods: kwok's last status write, the last pod's success) → exit "
+    "(negative: decided from the pods first). Start lag: "
     "creation → the Job controller starts the Job (job), or the scheduler binds the pod (pod).",
     "",
     "| KCM | N | kind | succeeded | T_done | DaemonSet | T_done / DS | Job controller writes/node | its floor | T_done / its floor "
-    "| scheduler floor | controller writes/node | exit lag | start lag median / max | peak RSS |",
-    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| scheduler floor | controller writes/node | exit lag | start lag median / max | peak RSS | kwok workers |",
+    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for r in rows:
     lag = r["job_start_lag_ms"]
@@ -87,7 +90,7 @@ for r in rows:
         f"| {r['kcm']} | {r['nodes']} | {r['kind']} | {r['succeeded']} | {r['t_done']} s | {r['daemonset_done']} s "
         f"| {r['t_done'] / r['daemonset_done']:.2f} | {fmt_writes(r, 'control_plane', 'job-controller')} | {secs(jf)} "
         f"| {to_floor} | {secs(scheduler_floor(r))} | {r['writes_per_node']} | {exit_lag} "
-        f"| {lag['median_ms'] / 1000:.1f} s / {lag['max_ms'] / 1000:.1f} s | {r['rss_mib']} MiB |"
+        f"| {lag['median_ms'] / 1000:.1f} s / {lag['max_ms'] / 1000:.1f} s | {r['rss_mib']} MiB | {r['kwok_pod_parallelism']} |"
     )
 
 md += ["", "**Goals** (issue 15): `PULLER_KIND=pod` end to end ≤ 0.6× the DaemonSet at controller-manager defaults "
@@ -120,16 +123,19 @@ md += [
     "",
     "**Creating the pullers.** `T_created`: start → every puller exists (Jobs paced to the Job controller; pods "
     "bounded by `CREATE_CONCURRENCY` only); raw floor: the same N Job objects from `examples/raw_floor.rs`, a "
-    "bare parallel client, at each concurrency tried (best in bold); requests: under the controller's own user.",
+    "bare parallel client, at each concurrency tried (best in bold); last bound: start → the scheduler's last "
+    "binding of a puller pod (audit log); requests: under the controller's own user.",
     "",
-    "| KCM | N | kind | T_created | raw floor by concurrency | T_created / best raw | writes/node | reads |",
-    "|---|---:|---|---:|---|---:|---:|---:|",
+    "| KCM | N | kind | T_created | last bound | raw floor by concurrency | T_created / best raw | writes/node | reads |",
+    "|---|---:|---|---:|---:|---|---:|---:|---:|",
 ]
 for r in rows:
     by = r.get("raw_floor_by_concurrency") or {str(r["raw_concurrency"]): r["raw_floor"]}
     floors = ", ".join((f"**{v:.1f} s @{c}**" if int(c) == r["raw_concurrency"] else f"{v:.1f} s @{c}") for c, v in by.items())
     ratio = f"{r['t_created'] / r['raw_floor']:.1f}" if r.get("t_created") and r["raw_floor"] else "-"
-    md.append(f"| {r['kcm']} | {r['nodes']} | {r['kind']} | {r['t_created']} s | {floors} | {ratio} | {r['writes_per_node']} | {r['reads']} |")
+    bound = "-" if r.get("t_last_bound") is None else f"{r['t_last_bound']} s"
+    md.append(f"| {r['kcm']} | {r['nodes']} | {r['kind']} | {r['t_created']} s | {bound} | {floors} | {ratio} "
+              f"| {r['writes_per_node']} | {r['reads']} |")
 md += ["", "Requests under the controller's own user, by verb and resource:", ""]
 for r in rows:
     reqs = ", ".join(f"{k} {v}" for k, v in sorted(r["requests"].items(), key=lambda kv: -kv[1]))

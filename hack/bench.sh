@@ -28,6 +28,7 @@ sizes=${BENCH_NODES:-100 1000 5000}
 rates=${BENCH_KCM:-defaults raised}
 raw_concurrencies=${BENCH_RAW_CONCURRENCY:-4 16 64}
 kinds=${BENCH_KINDS:-job pod}
+kwok_parallelism=${BENCH_KWOK_PARALLELISM:-4}
 results=$root/bench/results.jsonl
 mkdir -p "$root/bench"
 build_static_binary
@@ -54,7 +55,7 @@ finished_jobs() {
 
 bench_one() { # RATE N
   local rate=$1 n=$2
-  KCM_RATE=$rate start_cluster "bench-$rate-$n" >/dev/null
+  KCM_RATE=$rate KWOK_POD_PARALLELISM=$kwok_parallelism start_cluster "bench-$rate-$n" >/dev/null
   echo "[bench] $rate controller-manager, $n nodes: creating the nodes" >&2
   create_kwok_nodes "$n"
   kubectl create namespace bench-ds >/dev/null
@@ -112,12 +113,13 @@ DS
     KUBECONFIG="$state/admin.kubeconfig" "$raw_floor" bench "$n" "bench-raw-$c" "$c" > "$state/raw-$c.json"
   done
 
-  python3 - "$state" "$rate" "$n" "$ds_start" "$ds_end" "$raw_concurrencies" "$kinds" >> "$results" <<'PY'
+  python3 - "$state" "$rate" "$n" "$ds_start" "$ds_end" "$raw_concurrencies" "$kinds" "$kwok_parallelism" >> "$results" <<'PY'
 import collections, datetime, glob, json, sys
 state, rate, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ds_start, ds_end = map(float, sys.argv[4:6])
 raw_concurrencies = [int(c) for c in sys.argv[6].split()]
 kinds = sys.argv[7].split()
+kwok_parallelism = int(sys.argv[8])
 k8s = open(f"{state}/k8s-version").read().strip()
 ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 WRITES = ("create", "update", "patch", "delete")
@@ -128,6 +130,9 @@ WRITES = ("create", "update", "patch", "delete")
 # --kube-api-qps budget: at N x writes-per-object / qps it is the floor of that contender.
 mine = collections.defaultdict(collections.Counter)
 plane = collections.Counter()
+# The last binding and the last status write (kwok's, the simulated kubelets') per namespace: when
+# the last puller pod was bound and when it concluded (pods; for Jobs their conditions say it).
+last = {}
 # Every audit file, should the apiserver ever have rotated one (hack/cluster.sh asks it not to).
 audit = sorted(glob.glob(f"{state}/logs/audit*.jsonl"))
 for line in (l for path in audit for l in open(path)):
@@ -147,6 +152,8 @@ for line in (l for path in audit for l in open(path)):
         agent = e.get("userAgent", "")
         agent = agent.rsplit("/", 1)[-1] if agent.startswith("kube-controller-manager/") else agent.split("/", 1)[0]
         plane[(ns, agent, what)] += 1
+        if what in ("create pods/binding", "patch pods/status"):
+            last[(ns, what)] = max(last.get((ns, what), 0.0), ts(e["stageTimestamp"]))
 def control_plane(namespace):  # per node and the floors: bench-render.py
     return {"writes": {f"{agent}: {what}": c for (ns, agent, what), c in plane.items() if ns == namespace}}
 raw = {c: json.load(open(f"{state}/raw-{c}.json")) for c in raw_concurrencies}
@@ -160,15 +167,19 @@ for kind in kinds:
         jobs = json.load(open(f"{state}/jobs.json"))["items"]
         terminal = [ts(c["lastTransitionTime"]) for j in jobs for c in j.get("status", {}).get("conditions", [])
                     if c["type"] in ("Complete", "Failed") and c["status"] == "True"]
+    elif (f"bench-{kind}", "patch pods/status") in last:
+        terminal = [last[(f"bench-{kind}", "patch pods/status")]]
+    bound = last.get((f"bench-{kind}", "create pods/binding"))
     report = json.load(open(f"{state}/{kind}.report.json"))
     # The node lists are the same for every run: counted with each (per run: N/100 pages).
     counts = mine[kind] + collections.Counter({k: c // len(kinds) for k, c in mine["nodes"].items()})
     writes = sum(c for k, c in counts.items() if k.split()[0] in WRITES)
     print(json.dumps({
-        "kcm": rate, "nodes": n, "kind": kind, "k8s": k8s,
+        "kcm": rate, "nodes": n, "kind": kind, "k8s": k8s, "kwok_pod_parallelism": kwok_parallelism,
         "succeeded": report["counts"]["succeeded"], "exit_code": report["exit_code"],
         "t_created": round(created - start, 1) if created else None,
         "t_done": round(end - start, 1),
+        "t_last_bound": round(bound - start, 1) if bound else None,
         "exit_lag": round(end - max(terminal), 1) if terminal else None,
         "rss_mib": round(int(open(f"{state}/{kind}.maxrss").read().split()[-1]) / 1024, 1),
         "requests": dict(counts), "writes_per_node": round(writes / n, 2), "reads": sum(counts.values()) - writes,

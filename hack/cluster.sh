@@ -230,9 +230,32 @@ A
     --kubeconfig "$state/scheduler.kubeconfig" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "$scheduler_port" \
     "${scheduler_rate[@]}"
+  # KWOK_POD_PARALLELISM (make bench): how many pod stages kwok plays at once (its default: 4). kwok
+  # is every simulated node's kubelet in one process; on a real cluster each node reports its own pods.
+  local kwok_options=()
+  if [ -n "${KWOK_POD_PARALLELISM:-}" ]; then
+    [[ $KWOK_POD_PARALLELISM =~ ^[1-9][0-9]*$ ]] || { log "KWOK_POD_PARALLELISM=$KWOK_POD_PARALLELISM: not a positive integer"; exit 2; }
+    # A KwokConfiguration given by --config is not defaulted: kwok's other defaults (v0.8.0) are spelt out.
+    cat > "$state/kwok-options.yaml" <<E
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: $KWOK_POD_PARALLELISM
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+  enableDebuggingHandlers: true
+  enableProfilingHandler: true
+  enableContentionProfiling: false
+  manageAllNodes: false
+E
+    kwok_options=(--config "$state/kwok-options.yaml")
+  fi
   start kwok "$bin/kwok" --kubeconfig "$state/kwok.kubeconfig" \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --config "$here/kwok/stages.yaml" --server-address "127.0.0.1:$kwok_port" \
+    --config "$here/kwok/stages.yaml" "${kwok_options[@]}" --server-address "127.0.0.1:$kwok_port" \
     --cidr 10.244.0.0/16 --node-ip 10.240.0.1
 
   if [ "${REAL_NODES:-0}" = 1 ]; then
