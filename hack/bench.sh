@@ -18,7 +18,8 @@
 #      by examples/raw_floor.rs, once per concurrency in BENCH_RAW_CONCURRENCY (default "4 16 64", a
 #      namespace each); the best is the floor, the others show what CREATE_CONCURRENCY buys.
 # The controller runs with its defaults (DEADLINE_SECONDS=300, CREATE_CONCURRENCY=16, KEEP_LAST_PULLER;
-# BENCH_CONCURRENCY overrides the concurrency). Results: bench/results.jsonl (appended, one row per
+# BENCH_CONCURRENCY overrides the concurrency). BENCH_KWOK_PARALLELISM: kwok's pod stage workers (default 4,
+# kwok's own; every simulated kubelet is that one process). Results: bench/results.jsonl (appended, one row per
 # rate, N and kind), bench/results.md and bench/results.png (rendered from it).
 set -euo pipefail
 # shellcheck source=hack/lib.sh

@@ -143,6 +143,9 @@ real_pki() {
 }
 
 up() {
+  if [ -n "${KWOK_POD_PARALLELISM:-}" ] && ! [[ $KWOK_POD_PARALLELISM =~ ^[1-9][0-9]*$ ]]; then
+    log "ERROR: KWOK_POD_PARALLELISM=$KWOK_POD_PARALLELISM: not a positive integer"; exit 2
+  fi
   # The oldest version runs only kwok suites: no kubelet or kube-proxy for it unless REAL_NODES=1. The
   # newest builds all eight at once (its real-node suite follows, and the Go build cache is dropped
   # after a build).
@@ -234,7 +237,6 @@ A
   # is every simulated node's kubelet in one process; on a real cluster each node reports its own pods.
   local kwok_options=()
   if [ -n "${KWOK_POD_PARALLELISM:-}" ]; then
-    [[ $KWOK_POD_PARALLELISM =~ ^[1-9][0-9]*$ ]] || { log "KWOK_POD_PARALLELISM=$KWOK_POD_PARALLELISM: not a positive integer"; exit 2; }
     # A KwokConfiguration given by --config is not defaulted: kwok's other defaults (v0.8.0) are spelt out.
     cat > "$state/kwok-options.yaml" <<E
 apiVersion: config.kwok.x-k8s.io/v1alpha1
