@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`, real-node part: the pull floor (issue 8, item 5). For the ~200 MiB payload image
+# `make bench`, real-node part: the pull floor (issue 8, item 5), and the status writes a real kubelet
+# makes per puller pod and per DaemonSet pod (what make bench's kwok stages charge each). For the ~200 MiB payload image
 # (4 layers of random data, gzip), on real nodes (kubelet + containerd, registry on the run's bridge):
 #   direct      `ctr images pull` of the image into a node's containerd that has none of its blobs
 #               (node floor-a; fetch + unpack, the same registry, the same network path)
@@ -69,3 +70,52 @@ quayctl-controller pull floor: $QUAYCTL_IMAGE_LARGE ($((size / 1048576)) MiB com
   kubelet's own figure for the pull               ${kubelet:-n/a}
 R
 tail -n 1 "$state/floor.out"
+
+# What a real kubelet writes per pod, for make bench's kwok model (hack/kwok/stages.yaml): the status
+# writes for a puller pod (PULLER_KIND=pod, floor-a) and for a DaemonSet pod running the same pulls
+# as init containers (floor-b), the same two images, new to both nodes; from the audit log.
+images="$QUAYCTL_IMAGE_MEDIUM;$QUAYCTL_IMAGE_POD_KIND"
+controller_run status PULLER_KIND=pod QUAY_IMAGES="$images" NODE_SELECTOR=kubernetes.io/hostname=floor-a ||
+  { cat "$state/status.err" "$state/status.out"; rlog "ERROR: controller run failed"; exit 1; }
+noop='{name: noop, mountPath: /.quayctl-noop, readOnly: true}'
+kubectl create namespace bench-real-ds >/dev/null
+kubectl -n bench-real-ds apply -f - >/dev/null <<DS
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: prepull}
+spec:
+  selector: {matchLabels: {app: prepull}}
+  template:
+    metadata: {labels: {app: prepull}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: floor-b}
+      volumes: [{name: noop, emptyDir: {}}]
+      initContainers:
+      - {name: install, image: "$QUAYCTL_IMAGE_CONTROLLER", command: [/quayctl-noop, --install, /.quayctl-noop/quayctl-noop], volumeMounts: [{name: noop, mountPath: /.quayctl-noop}]}
+      - {name: pull-0, image: "$QUAYCTL_IMAGE_MEDIUM", command: [/.quayctl-noop/quayctl-noop], volumeMounts: [$noop]}
+      - {name: pull-1, image: "$QUAYCTL_IMAGE_POD_KIND", command: [/.quayctl-noop/quayctl-noop], volumeMounts: [$noop]}
+      containers:
+      - {name: pause, image: "$QUAYCTL_REGISTRY/quayctl-e2e/pause:3.10"}
+DS
+for _ in $(seq 120); do
+  [ "$(kubectl -n bench-real-ds get ds prepull -o jsonpath='{.status.numberReady}')" = 1 ] && break
+  sleep 1
+done
+[ "$(kubectl -n bench-real-ds get ds prepull -o jsonpath='{.status.numberReady}')" = 1 ] ||
+  { kubectl -n bench-real-ds describe pods >&2; rlog "ERROR: the DaemonSet pod is not ready after 120 s"; exit 1; }
+sleep 12 # the kubelet's status manager syncs every 10 s: let a late write land
+python3 - "$state" <<'PY'
+import collections, glob, json, sys
+writes = collections.Counter()
+for line in (l for path in sorted(glob.glob(f"{sys.argv[1]}/logs/audit*.jsonl")) for l in open(path)):
+    e = json.loads(line)
+    ref = e.get("objectRef", {})
+    if (e["stage"] == "ResponseComplete" and e["verb"] in ("patch", "update") and ref.get("resource") == "pods"
+            and ref.get("subresource") == "status" and e["user"]["username"].startswith("system:node:")):
+        writes[(ref.get("namespace"), ref.get("name", ""))] += 1
+puller = [c for (ns, name), c in writes.items() if ns == "bench-real" and name.startswith("prepull-status-")]
+daemon = [c for (ns, name), c in writes.items() if ns == "bench-real-ds"]
+if len(puller) != 1 or len(daemon) != 1:
+    sys.exit(f"expected one puller pod and one DaemonSet pod in the audit log, found {len(puller)} and {len(daemon)}")
+print(f"  kubelet status writes, 2 new images: puller pod {puller[0]}, DaemonSet pod {daemon[0]}")
+PY
