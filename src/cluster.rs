@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -202,8 +202,9 @@ impl Cluster {
                 let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
                 let start = job.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
                 let ends = match (start, deadline) {
+                    // Checked: the API bounds neither; a deadline past the year 9999 is no deadline.
                     (Some(start), Some(seconds)) => {
-                        Some((start + SignedDuration::from_secs(seconds), name.to_string()))
+                        start.checked_add(SignedDuration::from_secs(seconds)).ok().map(|ends| (ends, name.to_string()))
                     }
                     _ => None,
                 };
@@ -262,14 +263,22 @@ impl Cluster {
     }
 
     /// Delete a concluded puller whose pod would otherwise go on retrying a failed pull. Background
-    /// propagation: the garbage collector removes what it owns. Best effort: a failure is only logged.
-    pub async fn delete<K: Object>(&self, name: &str) {
+    /// propagation: the garbage collector removes what it owns. With `uid`, only that incarnation
+    /// (a precondition: another object of the same name is left alone). Best effort: a failure is
+    /// only logged.
+    pub async fn delete<K: Object>(&self, name: &str, uid: Option<&str>) {
         let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
         let kind = plural::<K>();
         let action = format!("delete {kind} {name:?} in namespace {:?}", self.namespace);
-        match request(action, api.delete(name, &DeleteParams::background())).await {
+        let mut params = DeleteParams::background();
+        if let Some(uid) = uid {
+            params = params.preconditions(Preconditions { uid: Some(uid.to_string()), resource_version: None });
+        }
+        match request(action, api.delete(name, &params)).await {
             Ok(_) => debug!(name, kind, "deleted a concluded puller"),
             Err(e) if e.class() == ErrorClass::NotFound => {}
+            // The precondition failed: that incarnation is gone, and this one is not ours to delete.
+            Err(e) if uid.is_some() && e.class() == ErrorClass::Conflict => debug!(name, kind, "already replaced"),
             Err(e) => warn!(name, kind, error = %e, "could not delete a concluded puller"),
         }
     }
@@ -300,10 +309,10 @@ impl Cluster {
     }
 
     /// Delete a puller of either kind (see [`Cluster::delete`]).
-    pub async fn delete_puller(&self, kind: PullerKind, name: &str) {
+    pub async fn delete_puller(&self, kind: PullerKind, name: &str, uid: Option<&str>) {
         match kind {
-            PullerKind::Job => self.delete::<Job>(name).await,
-            PullerKind::Pod => self.delete::<Pod>(name).await,
+            PullerKind::Job => self.delete::<Job>(name, uid).await,
+            PullerKind::Pod => self.delete::<Pod>(name, uid).await,
         }
     }
 

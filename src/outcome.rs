@@ -87,6 +87,9 @@ const INVALID: [&str; 3] = ["InvalidImageName", "ErrImageNeverPull", "ErrImageIn
 pub struct PodView {
     /// Evicted or preempted (`DisruptionTarget`): the Job's pod failure policy retries it.
     pub disrupted: bool,
+    /// The pod's UID (with a status): a delete of this pod must not reach its replacement, which
+    /// has the same name.
+    pub uid: Option<String>,
     /// The pod garbage collector removed it because its node no longer exists: no retry can help.
     pub node_gone: Option<String>,
     pub succeeded: bool,
@@ -142,6 +145,7 @@ pub fn read_pod(pod: &Pod, image_count: usize) -> PodView {
         .filter(|v| matches!(v, ContainerView::PullError(_) | ContainerView::Invalid(_)));
     PodView {
         disrupted,
+        uid: pod.metadata.uid.clone(),
         node_gone,
         succeeded: phase == "Succeeded",
         // A pod killed while being deleted (the Job controller ends it at the Job's deadline, or

@@ -308,16 +308,17 @@ impl PullerTemplate {
         let ours = self.labels(node).iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
         let annotations = existing.annotations.as_ref();
         let hash = annotations.and_then(|a| a.get(ANNOTATION_SPEC_HASH));
-        let delete = format!("kubectl -n {} delete job {name}", self.namespace);
+        let noun = self.kind.noun();
+        let delete = format!("kubectl -n {} delete {} {name}", self.namespace, noun.to_ascii_lowercase());
         if !ours {
             return Adoption::Refuse(format!(
-                "a Job named {name} exists but does not belong to run {} on this node; delete it ({delete}) or use another RUN_ID",
+                "a {noun} named {name} exists but does not belong to run {} on this node; delete it ({delete}) or use another RUN_ID",
                 self.run_id
             ));
         }
         if hash != Some(&self.spec_hash()) {
             return Adoption::Refuse(format!(
-                "Job {name} of run {} pulls other images or uses another strategy than this run asks for; \
+                "{noun} {name} of run {} pulls other images or uses another strategy than this run asks for; \
                  use a new RUN_ID or delete it ({delete})",
                 self.run_id
             ));

@@ -230,7 +230,9 @@ async fn drive(
                     };
                     (name, result)
                 }),
-                Action::Delete { kind, name } => deletes.push(async move { cluster.delete_puller(kind, &name).await }),
+                Action::Delete { kind, name, uid } => {
+                    deletes.push(async move { cluster.delete_puller(kind, &name, uid.as_deref()).await })
+                }
                 Action::RemoveTaint { node } => untaints.push(async move {
                     let taint = startup_taint.expect("only nodes with the startup taint have it removed");
                     let result = cluster.remove_startup_taint(&node, taint).await;

@@ -68,8 +68,9 @@ pub enum Action {
     /// Create this puller; its answer comes back as [`Input::Created`].
     Create(Puller),
     /// Delete a puller (best effort): a concluded one whose pod would go on retrying a pull, one that
-    /// is not kept, or an older one a success replaces.
-    Delete { kind: PullerKind, name: String },
+    /// is not kept, or an older one a success replaces. `uid`: only that incarnation (an evicted
+    /// pod, so that a late delete cannot reach the replacement of the same name).
+    Delete { kind: PullerKind, name: String, uid: Option<String> },
     /// Every image is on this node: remove the startup taint; the answer comes back as
     /// [`Input::TaintRemoved`].
     RemoveTaint { node: String },
@@ -780,7 +781,9 @@ impl Tracker {
         }
     }
 
-    /// The relist is complete: a puller confirmed before it began and missing from it is gone.
+    /// The relist is complete: a puller confirmed before it began and missing from it is gone, as
+    /// if its delete event had come (a relist sends none): a disrupted pod waiting to go is
+    /// replaced, any other puller is `deleted`.
     fn relist_done(&mut self, now: Timestamp) {
         let Some((seen, before)) = self.relist.take() else { return };
         let gone: Vec<usize> = (0..self.nodes.len())
@@ -788,13 +791,16 @@ impl Tracker {
                 let e = &self.nodes[i];
                 matches!(e.state, State::Unstarted | State::Running)
                     && e.confirmed <= before
-                    && !e.replacing
                     && !seen.contains(&(i as u32))
             })
             .collect();
         for i in gone {
-            self.nodes[i].deleting = true;
-            self.conclude(i, Outcome::Deleted, self.deleted_reason(), now);
+            if self.nodes[i].replacing {
+                self.replace(i, now);
+            } else {
+                self.nodes[i].deleting = true;
+                self.conclude(i, Outcome::Deleted, self.deleted_reason(), now);
+            }
         }
     }
 
@@ -928,7 +934,7 @@ impl Tracker {
             if self.template.kind == PullerKind::Pod && !entry.replacing {
                 entry.replacing = true;
                 info!(node = %entry.name, "puller pod evicted or preempted: replacing it once it is gone");
-                self.outbox.push(Action::Delete { kind: PullerKind::Pod, name: entry.job.clone() });
+                self.outbox.push(Action::Delete { kind: PullerKind::Pod, name: entry.job.clone(), uid: view.uid });
             }
             return;
         }
@@ -994,6 +1000,19 @@ impl Tracker {
             self.nodes[i].deleting = true;
             let reason = "its pod was evicted or preempted, with no time left to pull again".to_string();
             self.conclude(i, Outcome::TimedOut, reason, now);
+            return;
+        }
+        // No puller is created any more (creates stopped, or the run was interrupted): the node gets
+        // its verdict now, or it would wait in the queue for a create that never comes.
+        if let Some((outcome, reason)) = self.stopped.clone() {
+            self.nodes[i].deleting = true;
+            self.conclude(i, outcome, format!("its pod was evicted or preempted and not replaced: {reason}"), now);
+            return;
+        }
+        if self.interrupted.is_some() {
+            self.nodes[i].deleting = true;
+            let reason = "its pod was evicted or preempted; the run was interrupted before it made a new one";
+            self.conclude(i, Outcome::Unfinished, reason.to_string(), now);
             return;
         }
         entry.pulled = 0;
@@ -1183,7 +1202,7 @@ impl Tracker {
             let entry = &mut self.nodes[i];
             for (kind, name) in std::mem::take(&mut entry.older) {
                 entry.replaced.push(name.clone());
-                self.outbox.push(Action::Delete { kind, name });
+                self.outbox.push(Action::Delete { kind, name, uid: None });
             }
         }
         if !created || matches!(outcome, Outcome::Unfinished | Outcome::NotStarted | Outcome::Deleted) {
@@ -1225,7 +1244,7 @@ impl Tracker {
         let entry = &mut self.nodes[i];
         if !entry.deleting {
             entry.deleting = true;
-            self.outbox.push(Action::Delete { kind: self.template.kind, name: entry.job.clone() });
+            self.outbox.push(Action::Delete { kind: self.template.kind, name: entry.job.clone(), uid: None });
         }
     }
 
@@ -1268,7 +1287,7 @@ impl Tracker {
                 LeftoverState::Succeeded | LeftoverState::Failed => {}
             }
             now += 1;
-            self.outbox.push(Action::Delete { kind: l.kind, name: l.name });
+            self.outbox.push(Action::Delete { kind: l.kind, name: l.name, uid: None });
         }
         if now + later > 0 {
             info!(

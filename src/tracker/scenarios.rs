@@ -36,7 +36,8 @@ enum In {
     Job(&'static str, &'static [(&'static str, &'static str)]),
     /// The node's Job deleted (no terminal condition).
     JobDeleted(&'static str),
-    /// The Job watch relists: these nodes' Jobs are in the new list.
+    /// The puller watch (Jobs, or pods with `PULLER_KIND=pod`) relists: these nodes' pullers are in
+    /// the new list.
     Relist(&'static [&'static str]),
     /// The node's pod (created, and for a bare puller pod scheduled, at this step's time) with this
     /// status.
@@ -160,7 +161,7 @@ fn bare_pod(node: &str, t: i64, mut status: Value) -> Pod {
         None => status["conditions"] = json!([scheduled]),
     }
     serde_json::from_value(json!({
-        "metadata": {"name": puller_name(node), "creationTimestamp": at(t).to_string()},
+        "metadata": {"name": puller_name(node), "uid": format!("uid-{node}"), "creationTimestamp": at(t).to_string()},
         "status": status,
     }))
     .unwrap()
@@ -219,6 +220,13 @@ fn input(step: In, t: i64, kind: PullerKind) -> Vec<Input> {
         }
         In::Job(node, conditions) => vec![Input::Jobs(Event::Apply(job(node, t, true, conditions)))],
         In::JobDeleted(node) => vec![Input::Jobs(Event::Delete(job(node, t, true, &[])))],
+        In::Relist(present) if bare => {
+            let mut events = vec![Input::Pods(Event::Init)];
+            let running = || json!({"phase": "Running"});
+            events.extend(present.iter().map(|n| Input::Pods(Event::InitApply(bare_pod(n, t, running())))));
+            events.push(Input::Pods(Event::InitDone));
+            events
+        }
         In::Relist(present) => {
             let mut events = vec![Input::Jobs(Event::Init)];
             events.extend(present.iter().map(|n| Input::Jobs(Event::InitApply(job(n, t, true, &[])))));
@@ -266,7 +274,10 @@ fn compact(action: &Action) -> String {
             }
             line
         }
-        Action::Delete { name, .. } => format!("delete {}", name.trim_start_matches("prepull-r-")),
+        Action::Delete { name, uid, .. } => {
+            let name = name.trim_start_matches("prepull-r-");
+            uid.as_ref().map_or_else(|| format!("delete {name}"), |uid| format!("delete {name} ({uid})"))
+        }
         Action::RemoveTaint { node } => format!("untaint {node}"),
     }
 }
@@ -1155,7 +1166,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
-            (6, In::Pod("a", evicted()), &["delete a"]),
+            (6, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (7, In::PodDeleted("a"), &["create a (295s)"]),
             (8, In::Created("a"), &[]),
             (40, In::Tick, &[]),
@@ -1176,11 +1187,76 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", json!({"phase": "Running"})), &[]),
-            (12, In::Pod("a", evicted()), &["delete a"]),
+            (12, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (13, In::PodDeleted("a"), &[]),
         ],
         verdicts: &[("a", Outcome::TimedOut, "evicted or preempted, with no time left to pull again")],
         ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "evicted and gone while the watch was down: the relist shows it missing, it is replaced",
+        vars: POD,
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", json!({"phase": "Running"})), &[]),
+            (6, In::Pod("a", evicted()), &["delete a (uid-a)"]),
+            (7, In::Relist(&[]), &["create a (295s)"]),
+            (8, In::Created("a"), &[]),
+            (9, In::Pod("a", pulling(done(), done())), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    let quota = |node: &str| -> &'static str {
+        Box::leak(format!("pods \"prepull-r-{node}\" is forbidden: exceeded quota: q, used: 1").into_boxed_str())
+    };
+    Scenario {
+        name: "evicted after the creates stopped: no new pod, the node gets the verdict of the stop",
+        vars: POD,
+        policy: Policy { create_concurrency: 1, ..policy() },
+        nodes: nodes(&["a", "b", "c", "d", "e"]),
+        steps: vec![
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &["create b"]),
+            (2, In::Failed("b", 403, quota("b")), &["create c"]),
+            (3, In::Failed("c", 403, quota("c")), &["create d"]),
+            (4, In::Failed("d", 403, quota("d")), &[]),
+            (5, In::Pod("a", json!({"phase": "Running"})), &[]),
+            (6, In::Pod("a", evicted()), &["delete a (uid-a)"]),
+            (7, In::PodDeleted("a"), &[]),
+        ],
+        verdicts: &[
+            ("e", Outcome::NotCreated, "not attempted: the last 3 creates were refused the same way"),
+            ("a", Outcome::NotCreated, "evicted or preempted and not replaced: not attempted: the last 3 creates"),
+        ],
+        ending: "done",
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "evicted, then the run is interrupted: no new pod, the node is unfinished and says why",
+        vars: POD,
+        nodes: nodes(&["a", "b"]),
+        steps: vec![
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", json!({"phase": "Running"})), &[]),
+            (3, In::Pod("a", evicted()), &["delete a (uid-a)"]),
+            (4, In::Signal(Signal::Terminate), &[]),
+            (5, In::PodDeleted("a"), &[]),
+            (6, In::Created("b"), &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Unfinished, "evicted or preempted; the run was interrupted before it made a new one"),
+            ("b", Outcome::Unfinished, "run interrupted before the pod finished"),
+        ],
+        ending: "SIGTERM",
         ..Scenario::default()
     }
     .check();
