@@ -63,7 +63,8 @@ md = [
     f"Kubernetes: {', '.join(versions)} (control plane built from Go modules, hack/versions.env).",
     f"Machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores ({cpu or platform.machine()}), "
     "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the contender all on it; kwok nodes; "
-    "2 images; pulls finish 0.5–3 s after the pod starts (kwok stages). kwok workers: how many pod stages kwok "
+    "2 images; pulls finish 0.6–3.1 s after the binding (kwok stages), and a puller pod and a DaemonSet pod cost "
+    "kwok two status writes each (rows from before that show 1 per DaemonSet pod under its writes below). kwok workers: how many pod stages kwok "
     "plays at once (`BENCH_KWOK_PARALLELISM`; every simulated kubelet is that one process).",
     "`defaults`: kube-controller-manager at `--kube-api-qps 20 --kube-api-burst 30 --concurrent-job-syncs 5`, "
     "scheduler at 50/s (what most clusters run); `raised`: 200/400 and 20 syncs, scheduler 200/400.",
