@@ -174,6 +174,8 @@ struct Entry {
     /// `PULLER_KIND=pod`: its pod was evicted or preempted and is being deleted; once it is gone,
     /// a new one is created with what is left of the pull deadline.
     replacing: bool,
+    /// `PULLER_KIND=pod`: the replacement is not created before this time (see [`REUSE_DELAY`]).
+    not_before: Option<Timestamp>,
     taint: Taint,
     /// The deletion of its own puller was asked for.
     deleting: bool,
@@ -248,6 +250,11 @@ pub struct RunResult {
     /// Images the circuit breaker stopped: (image index, reason said once).
     pub held_back: Vec<(usize, String)>,
 }
+
+/// How long the name of an evicted puller pod rests before its replacement takes it. Whoever
+/// deletes the old pod by name alone (a kubelet sends its UID as a precondition, kwok does not)
+/// must not reach the replacement: seen with kwok, which deletes twice, milliseconds apart.
+const REUSE_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct Tracker {
@@ -380,6 +387,7 @@ impl Tracker {
                 early_job: None,
                 early_pod: None,
                 replacing: false,
+                not_before: None,
                 taint: if node.startup_tainted { Taint::Carried } else { Taint::None },
                 deleting: false,
                 older: Vec::new(),
@@ -578,6 +586,9 @@ impl Tracker {
         let pace = self.pace_limit(now);
         while let Some(&next) = self.queue.front() {
             let entry = &self.nodes[next as usize];
+            if entry.not_before.is_some_and(|t| now < t) {
+                break;
+            }
             let creating = self.count(State::Creating);
             let parallel_full = self.policy.max_parallel.is_some_and(|m| creating + self.active() >= m);
             // Pods have no Job controller to pace to: the create concurrency and MAX_PARALLEL bound them.
@@ -1016,6 +1027,7 @@ impl Tracker {
             return;
         }
         entry.pulled = 0;
+        entry.not_before = Some(now + span(REUSE_DELAY));
         self.set(i, State::Queued);
         self.queue.push_front(i as u32);
     }
