@@ -1001,31 +1001,30 @@ impl Tracker {
     }
 
     /// Node `i`'s disrupted pod is gone: queue it first for a new pod with what is left of the pull
-    /// deadline (counted from its first pod's start), or time it out when nothing is left.
+    /// deadline (counted from its first pod's start), or conclude it when no new pod can come: no
+    /// time left, creates stopped, or the run interrupted (it would wait in the queue for a create
+    /// that never comes).
     fn replace(&mut self, i: usize, now: Timestamp) {
         let entry = &mut self.nodes[i];
         entry.replacing = false;
         let since = entry.started_at.or(entry.created_at).unwrap_or(now);
         let used = now.duration_since(since).as_secs().max(0) as u64;
-        if self.policy.pull_deadline.as_secs() <= used {
-            self.nodes[i].deleting = true;
-            let reason = "its pod was evicted or preempted, with no time left to pull again".to_string();
-            self.conclude(i, Outcome::TimedOut, reason, now);
-            return;
-        }
-        // No puller is created any more (creates stopped, or the run was interrupted): the node gets
-        // its verdict now, or it would wait in the queue for a create that never comes.
-        if let Some((outcome, reason)) = self.stopped.clone() {
-            self.nodes[i].deleting = true;
-            self.conclude(i, outcome, format!("its pod was evicted or preempted and not replaced: {reason}"), now);
-            return;
-        }
-        if self.interrupted.is_some() {
-            self.nodes[i].deleting = true;
+        let not_replaced = if self.policy.pull_deadline.as_secs() <= used {
+            Some((Outcome::TimedOut, "its pod was evicted or preempted, with no time left to pull again".to_string()))
+        } else if let Some((outcome, reason)) = &self.stopped {
+            Some((*outcome, format!("its pod was evicted or preempted and not replaced: {reason}")))
+        } else if self.interrupted.is_some() {
             let reason = "its pod was evicted or preempted; the run was interrupted before it made a new one";
-            self.conclude(i, Outcome::Unfinished, reason.to_string(), now);
+            Some((Outcome::Unfinished, reason.to_string()))
+        } else {
+            None
+        };
+        if let Some((outcome, reason)) = not_replaced {
+            self.nodes[i].deleting = true;
+            self.conclude(i, outcome, reason, now);
             return;
         }
+        let entry = &mut self.nodes[i];
         entry.pulled = 0;
         entry.not_before = Some(now + span(REUSE_DELAY));
         self.set(i, State::Queued);
