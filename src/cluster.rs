@@ -123,6 +123,10 @@ impl<K> Created<K> {
     }
 }
 
+/// The User-Agent of every request; the apiserver takes what precedes the `/` as the field
+/// manager of what the controller writes.
+pub const USER_AGENT: &str = concat!("quayctl-controller/", env!("CARGO_PKG_VERSION"));
+
 /// Run one request that is not a watch, bounded by [`REQUEST_TIMEOUT`]; errors keep their source.
 async fn request<T>(action: impl Into<String>, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T> {
     match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
@@ -133,8 +137,12 @@ async fn request<T>(action: impl Into<String>, call: impl Future<Output = Result
 
 impl Cluster {
     /// Connect with the in-cluster config or the kubeconfig; `namespace` `None` = kubeconfig's.
+    /// Every request carries [`USER_AGENT`]: audit logs name the controller, and the apiserver
+    /// records the fields it sets under that manager (not "unknown").
     pub async fn connect(namespace: Option<&str>) -> Result<Cluster> {
-        let client = Client::try_default().await.map_err(Error::Connect)?;
+        let mut config = kube::Config::infer().await.map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+        config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+        let client = Client::try_from(config).map_err(Error::Connect)?;
         Ok(Cluster::new(client, namespace))
     }
 

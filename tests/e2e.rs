@@ -368,10 +368,24 @@ async fn happy_path_twenty_nodes_three_skipped() {
         for pod in pods.list(&ListParams::default().labels(RUN_SELECTOR_PREFIX)).await.unwrap() {
             let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
             assert_eq!(pod.labels()["quayctl-controller/node"], node);
+            if kind == "pod" {
+                // Its User-Agent names the controller as the manager of the fields it set.
+                let managers: Vec<_> =
+                    pod.metadata.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
+                assert!(managers.iter().any(|m| m == "quayctl-controller"), "{managers:?}");
+            }
             assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Succeeded"), "{kind}: kept, finished");
         }
     }
     assert_eq!(audit_puller_creates("e2e-happy-pod", "pod"), 17, "one create per node");
+    let named = audit(|e| {
+        e["verb"] == "create"
+            && e["objectRef"]["resource"] == "pods"
+            && e["objectRef"]["namespace"] == "e2e-happy-pod"
+            && e["objectRef"]["subresource"].is_null()
+            && e["userAgent"].as_str().is_some_and(|a| a.starts_with("quayctl-controller/"))
+    });
+    assert_eq!(named, 17, "every create names the controller in its User-Agent");
     let job_controller_writes = audit(|e| {
         e["objectRef"]["namespace"] == "e2e-happy-pod"
             && e["user"]["username"] == "system:kube-controller-manager"
