@@ -54,6 +54,23 @@ finished_jobs() {
   kubectl -n bench-job get jobs -o jsonpath="$terminal" | grep -cE '^(Complete|Failed)$' || true
 }
 
+# cpu_snapshot FILE: the CPU seconds (user + system) each control-plane process has used so far.
+cpu_snapshot() {
+  local name pid hz
+  hz=$(getconf CLK_TCK)
+  while read -r name pid; do
+    if [ -r "/proc/$pid/stat" ]; then awk -v n="$name" -v hz="$hz" '{print n, ($14 + $15) / hz}' "/proc/$pid/stat"; fi
+  done < "$state/pids" > "$1"
+}
+# object_bytes NAMESPACE: the median size of a pod of NAMESPACE as stored (compact JSON with its
+# managedFields) -> $state/bytes.NAMESPACE. Every write and every watch event carries the whole pod.
+object_bytes() {
+  kubectl get --raw "/api/v1/namespaces/$1/pods?limit=50" | python3 -c '
+import json, statistics, sys
+items = json.load(sys.stdin)["items"]
+print(int(statistics.median(len(json.dumps(i, separators=(",", ":"))) for i in items)) if items else 0)' > "$state/bytes.$1"
+}
+
 bench_one() { # RATE N
   local rate=$1 n=$2
   KCM_RATE=$rate KWOK_POD_PARALLELISM=$kwok_parallelism start_cluster "bench-$rate-$n" >/dev/null
@@ -65,15 +82,18 @@ bench_one() { # RATE N
   local kind start end
   for kind in $kinds; do
     kubectl create namespace "bench-$kind" >/dev/null
+    cpu_snapshot "$state/cpu.$kind.before"
     echo "[bench] running the controller, PULLER_KIND=$kind (user quayctl-controller in the audit log)" >&2
     start=$(now)
-    /usr/bin/time -f '%M' -o "$state/$kind.maxrss" env -i KUBECONFIG="$state/controller.kubeconfig" \
+    /usr/bin/time -f '%U %S %M' -o "$state/$kind.maxrss" env -i KUBECONFIG="$state/controller.kubeconfig" \
       QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench NAMESPACE="bench-$kind" RUN_ID=bench \
       PULLER_KIND="$kind" LOG_FORMAT=json REPORT_FILE="$state/$kind.report.json" \
       ${BENCH_CONCURRENCY:+CREATE_CONCURRENCY=$BENCH_CONCURRENCY} \
       "$bin" > "$state/$kind.report.txt" 2> "$state/$kind.controller.log" || { tail -n 30 "$state/$kind.controller.log" >&2; return 1; }
     end=$(now)
+    cpu_snapshot "$state/cpu.$kind"
     echo "$start $end" > "$state/$kind.times"
+    object_bytes "bench-$kind"
     if [ "$kind" = job ]; then
       # The controller exits once every node is decided from its pod; the Job controller may still be
       # writing the Jobs' terminal conditions. Wait for them (the exit lag and the Job controller's
@@ -84,10 +104,49 @@ bench_one() { # RATE N
     fi
   done
 
-  echo "[bench] DaemonSet baseline" >&2
-  local ds_start ds_end
+  # The DaemonSet baselines, each timed until every pod has run the pulls (numberReady = N, seen
+  # through a watch: polling with kubectl would charge the baseline a process every 0.2 s).
+  #   ds       the puller pod itself (DRY_RUN of PULLER_KIND=pod for one node): same containers,
+  #            security context, resources and volume; the pulls as init containers, then a pause
+  #            container under the same restrictions. What a user would run instead under the same
+  #            policies, and objects of the same size as the pullers'.
+  #   ds-bare  the pulls as bare init containers and a pause container: no resources, no security
+  #            context (smaller objects: each write and watch event of its pods costs less).
+  local ds_start ds_end bare_start bare_end
+  # As admin, so the audit log's quayctl-controller user is the timed runs alone.
+  env -i KUBECONFIG="$state/admin.kubeconfig" QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench \
+    NAMESPACE=bench-ds RUN_ID=bench PULLER_KIND=pod DRY_RUN=true NODE_SELECTOR=kubernetes.io/hostname=bench-00001 \
+    "$bin" 2>/dev/null | kubectl create --dry-run=client -o json -f - > "$state/puller-pod.json"
+  python3 - "$state/puller-pod.json" > "$state/ds.json" <<'PY'
+import json, sys
+pod = json.load(open(sys.argv[1]))
+spec = pod["spec"]
+pull = spec["containers"]
+pause = {"name": "pause", "image": "registry.k8s.io/pause:3.10", "imagePullPolicy": "IfNotPresent",
+         "resources": pull[0]["resources"], "securityContext": pull[0]["securityContext"]}
+for k in ("affinity", "activeDeadlineSeconds", "nodeName"):
+    spec.pop(k, None)
+spec.update(initContainers=spec.get("initContainers", []) + pull, containers=[pause], restartPolicy="Always")
+print(json.dumps({
+    "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "prepull"},
+    "spec": {"selector": {"matchLabels": {"app": "prepull"}},
+             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}},
+             "template": {"metadata": {"labels": {"app": "prepull"}}, "spec": spec}},
+}))
+PY
+  echo "[bench] DaemonSet baseline: the puller pod's spec" >&2
+  cpu_snapshot "$state/cpu.ds.before"
   ds_start=$(now)
-  kubectl -n bench-ds apply -f - >/dev/null <<'DS'
+  kubectl -n bench-ds apply -f "$state/ds.json" >/dev/null
+  kubectl -n bench-ds wait --for=jsonpath='{.status.numberReady}'="$n" ds/prepull --timeout=1800s >/dev/null
+  ds_end=$(now)
+  cpu_snapshot "$state/cpu.ds"
+
+  echo "[bench] DaemonSet baseline: bare init containers" >&2
+  kubectl create namespace bench-ds-bare >/dev/null
+  cpu_snapshot "$state/cpu.ds-bare.before"
+  bare_start=$(now)
+  kubectl -n bench-ds-bare apply -f - >/dev/null <<'DS'
 apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: prepull}
@@ -103,8 +162,10 @@ spec:
       containers:
       - {name: pause, image: "registry.k8s.io/pause:3.10"}
 DS
-  wait_count "$n" 1800 "DaemonSet pods ready" kubectl -n bench-ds get ds prepull -o jsonpath='{.status.numberReady}'
-  ds_end=$(now)
+  kubectl -n bench-ds-bare wait --for=jsonpath='{.status.numberReady}'="$n" ds/prepull --timeout=1800s >/dev/null
+  bare_end=$(now)
+  cpu_snapshot "$state/cpu.ds-bare"
+  object_bytes bench-ds; object_bytes bench-ds-bare
 
   local c
   for c in $raw_concurrencies; do
@@ -114,13 +175,21 @@ DS
     KUBECONFIG="$state/admin.kubeconfig" "$raw_floor" bench "$n" "bench-raw-$c" "$c" > "$state/raw-$c.json"
   done
 
-  python3 - "$state" "$rate" "$n" "$ds_start" "$ds_end" "$raw_concurrencies" "$kinds" "$kwok_parallelism" >> "$results" <<'PY'
+  python3 - "$state" "$rate" "$n" "$ds_start" "$ds_end" "$raw_concurrencies" "$kinds" "$kwok_parallelism" "$bare_start" "$bare_end" >> "$results" <<'PY'
 import collections, datetime, glob, json, sys
 state, rate, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ds_start, ds_end = map(float, sys.argv[4:6])
 raw_concurrencies = [int(c) for c in sys.argv[6].split()]
 kinds = sys.argv[7].split()
 kwok_parallelism = int(sys.argv[8])
+bare_start, bare_end = map(float, sys.argv[9:11])
+def cpu(name, own=0.0):  # CPU seconds per control-plane process while NAME ran, and the contender's own
+    read = lambda f: {k: float(v) for k, v in (l.split() for l in open(f"{state}/cpu.{f}"))}
+    before, after = read(f"{name}.before"), read(name)
+    used = {k: round(after[k] - before.get(k, 0.0), 1) for k in after}
+    used["contender"] = round(own, 1)
+    return used
+size = lambda ns: int(open(f"{state}/bytes.{ns}").read())
 k8s = open(f"{state}/k8s-version").read().strip()
 ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 WRITES = ("create", "update", "patch", "delete")
@@ -172,6 +241,7 @@ for kind in kinds:
         terminal = [last[(f"bench-{kind}", "patch pods/status")]]
     bound = last.get((f"bench-{kind}", "create pods/binding"))
     report = json.load(open(f"{state}/{kind}.report.json"))
+    timing = open(f"{state}/{kind}.maxrss").read().split()  # user s, system s, max RSS KiB
     # The node lists are the same for every run: counted with each (per run: N/100 pages).
     counts = mine[kind] + collections.Counter({k: c // len(kinds) for k, c in mine["nodes"].items()})
     writes = sum(c for k, c in counts.items() if k.split()[0] in WRITES)
@@ -182,7 +252,11 @@ for kind in kinds:
         "t_done": round(end - start, 1),
         "t_last_bound": round(bound - start, 1) if bound else None,
         "exit_lag": round(end - max(terminal), 1) if terminal else None,
-        "rss_mib": round(int(open(f"{state}/{kind}.maxrss").read().split()[-1]) / 1024, 1),
+        "rss_mib": round(int(timing[-1]) / 1024, 1),
+        "cpu_seconds": cpu(kind, float(timing[-3]) + float(timing[-2])),
+        "daemonset_cpu_seconds": cpu("ds"), "daemonset_bare_cpu_seconds": cpu("ds-bare"),
+        "pod_bytes": size(f"bench-{kind}"), "daemonset_pod_bytes": size("bench-ds"), "daemonset_bare_pod_bytes": size("bench-ds-bare"),
+        "daemonset_bare_done": round(bare_end - bare_start, 1), "daemonset_baseline": "puller-pod-spec",
         "requests": dict(counts), "writes_per_node": round(writes / n, 2), "reads": sum(counts.values()) - writes,
         "job_start_lag_ms": report["job_start_lag"],
         "daemonset_done": round(ds_end - ds_start, 1),
