@@ -85,7 +85,7 @@ bench_one() { # RATE N
     cpu_snapshot "$state/cpu.$kind.before"
     echo "[bench] running the controller, PULLER_KIND=$kind (user quayctl-controller in the audit log)" >&2
     start=$(now)
-    /usr/bin/time -f '%U %S %M' -o "$state/$kind.maxrss" env -i KUBECONFIG="$state/controller.kubeconfig" \
+    /usr/bin/time -f '%U %S %M' -o "$state/$kind.time" env -i KUBECONFIG="$state/controller.kubeconfig" \
       QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench NAMESPACE="bench-$kind" RUN_ID=bench \
       PULLER_KIND="$kind" LOG_FORMAT=json REPORT_FILE="$state/$kind.report.json" \
       ${BENCH_CONCURRENCY:+CREATE_CONCURRENCY=$BENCH_CONCURRENCY} \
@@ -116,7 +116,8 @@ bench_one() { # RATE N
   # As admin, so the audit log's quayctl-controller user is the timed runs alone.
   env -i KUBECONFIG="$state/admin.kubeconfig" QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench \
     NAMESPACE=bench-ds RUN_ID=bench PULLER_KIND=pod DRY_RUN=true NODE_SELECTOR=kubernetes.io/hostname=bench-00001 \
-    "$bin" 2>/dev/null | kubectl create --dry-run=client -o json -f - > "$state/puller-pod.json"
+    "$bin" 2> "$state/dry-run.log" | kubectl create --dry-run=client -o json -f - > "$state/puller-pod.json" ||
+    { cat "$state/dry-run.log" >&2; return 1; }
   python3 - "$state/puller-pod.json" > "$state/ds.json" <<'PY'
 import json, sys
 pod = json.load(open(sys.argv[1]))
@@ -241,7 +242,7 @@ for kind in kinds:
         terminal = [last[(f"bench-{kind}", "patch pods/status")]]
     bound = last.get((f"bench-{kind}", "create pods/binding"))
     report = json.load(open(f"{state}/{kind}.report.json"))
-    timing = open(f"{state}/{kind}.maxrss").read().split()  # user s, system s, max RSS KiB
+    timing = open(f"{state}/{kind}.time").read().split()  # user s, system s, max RSS KiB
     # The node lists are the same for every run: counted with each (per run: N/100 pages).
     counts = mine[kind] + collections.Counter({k: c // len(kinds) for k, c in mine["nodes"].items()})
     writes = sum(c for k, c in counts.items() if k.split()[0] in WRITES)
