@@ -51,10 +51,15 @@ def fmt_writes(r, key, agent):
     return "-" if w is None else f"{w[0]:.2f} + {w[1]:.2f}"
 
 
+def mark(r):
+    """† where the DaemonSets ran behind the earlier contenders' objects."""
+    return "" if r.get("namespaces_cleared") else " †"
+
+
 def bare(r):
     """The bare DaemonSet's time and T_done over it (rows from before it: the one baseline was bare)."""
     b = r.get("daemonset_bare_done") or (None if r.get("daemonset_baseline") else r["daemonset_done"])
-    return "- | -" if not b else f"{b} s | {r['t_done'] / b:.2f}"
+    return "- | -" if not b else f"{b} s{mark(r)} | {r['t_done'] / b:.2f}"
 
 
 def secs(v):
@@ -80,7 +85,8 @@ md = [
     "`DRY_RUN` of `PULLER_KIND=pod`: same images, security context, resources and volume; the pulls as init "
     "containers, then a pause container); `bare DS`: the pulls as bare init containers, no resources, no security "
     "context, so smaller objects (sizes below). Rows from before there were two baselines compared against the bare "
-    "one, polled with kubectl every 0.2 s. "
+    "one, polled with kubectl every 0.2 s. †: the DaemonSets ran behind what the earlier contenders had left in the "
+    "cluster (before the bench deleted each contender's namespace before the next). "
     "Control-plane writes per node (audit log, by user agent): the Job controller's for our Jobs (object "
     "writes + Events), the scheduler's bindings for the puller pods. Floors: N × object writes ÷ that "
     "component's `--kube-api-qps` (each controller of the kube-controller-manager has a client and a rate "
@@ -99,7 +105,7 @@ for r in rows:
     to_floor = "-" if not jf else f"{r['t_done'] / jf:.2f}"
     exit_lag = "-" if r["exit_lag"] is None else f"{r['exit_lag']} s"
     md.append(
-        f"| {r['kcm']} | {r['nodes']} | {r['kind']} | {r['succeeded']} | {r['t_done']} s | {r['daemonset_done']} s "
+        f"| {r['kcm']} | {r['nodes']} | {r['kind']} | {r['succeeded']} | {r['t_done']} s | {r['daemonset_done']} s{mark(r)} "
         f"| {r['t_done'] / r['daemonset_done']:.2f} | {bare(r)} | {fmt_writes(r, 'control_plane', 'job-controller')} | {secs(jf)} "
         f"| {to_floor} | {secs(scheduler_floor(r))} | {r['writes_per_node']} | {exit_lag} "
         f"| {lag['median_ms'] / 1000:.1f} s / {lag['max_ms'] / 1000:.1f} s | {r['rss_mib']} MiB | {r['kwok_pod_parallelism']} |"

@@ -12,11 +12,14 @@
 #      condition -> exit, negative when the controller decided from the pods first). What each costs
 #      the controller-manager (Job controller) and the scheduler is counted from the audit log, by
 #      user agent;
-#   2. the DaemonSet baseline: the same images as init containers of a DaemonSet; time until every
-#      pod has run them (numberReady = N);
+#   2. two DaemonSet baselines, the same images as init containers: one of the puller pod itself
+#      (its DRY_RUN), one bare; time until every pod has run them (numberReady = N, through a watch);
 #   3. the raw floor: the same N Job objects (suspended, so the Job controller stays quiet) created
 #      by examples/raw_floor.rs, once per concurrency in BENCH_RAW_CONCURRENCY (default "4 16 64", a
 #      namespace each); the best is the floor, the others show what CREATE_CONCURRENCY buys.
+# For each contender: the CPU seconds of every control-plane process while it ran, and the stored size
+# of one of its pods. Each contender's namespace is deleted (and gone) before the next one starts, so
+# that each starts on a control plane holding the nodes alone.
 # The controller runs with its defaults (DEADLINE_SECONDS=300, CREATE_CONCURRENCY=16, KEEP_LAST_PULLER;
 # BENCH_CONCURRENCY overrides the concurrency). BENCH_KWOK_PARALLELISM: kwok's pod stage workers (default 4,
 # kwok's own; every simulated kubelet is that one process). Results: bench/results.jsonl (appended, one row per
@@ -71,6 +74,15 @@ items = json.load(sys.stdin)["items"]
 print(int(statistics.median(len(json.dumps(i, separators=(",", ":"))) for i in items)) if items else 0)' > "$state/bytes.$1"
 }
 
+# clear_namespace NAMESPACE: delete a contender's namespace and wait until all in it is gone, so that
+# the next contender starts on a control plane that holds the nodes alone (every pod left behind
+# costs each pod watcher and kwok's resyncs CPU: DaemonSets measured behind 5,000 finished Jobs and
+# their pods took 10-18 % longer). The audit log is read only up to that moment for NAMESPACE.
+clear_namespace() {
+  now > "$state/cleared.$1"
+  kubectl delete namespace "$1" --timeout=1800s >/dev/null
+}
+
 bench_one() { # RATE N
   local rate=$1 n=$2
   KCM_RATE=$rate KWOK_POD_PARALLELISM=$kwok_parallelism start_cluster "bench-$rate-$n" >/dev/null
@@ -102,6 +114,7 @@ bench_one() { # RATE N
       wait_count "$n" 1800 "Jobs finished" finished_jobs
       kubectl -n bench-job get jobs -o json > "$state/jobs.json"
     fi
+    clear_namespace "bench-$kind"
   done
 
   # The DaemonSet baselines, each timed until every pod has run the pulls (numberReady = N, seen
@@ -142,6 +155,8 @@ PY
   kubectl -n bench-ds wait --for=jsonpath='{.status.numberReady}'="$n" ds/prepull --timeout=1800s >/dev/null
   ds_end=$(now)
   cpu_snapshot "$state/cpu.ds"
+  object_bytes bench-ds
+  clear_namespace bench-ds
 
   echo "[bench] DaemonSet baseline: bare init containers" >&2
   kubectl create namespace bench-ds-bare >/dev/null
@@ -166,7 +181,8 @@ DS
   kubectl -n bench-ds-bare wait --for=jsonpath='{.status.numberReady}'="$n" ds/prepull --timeout=1800s >/dev/null
   bare_end=$(now)
   cpu_snapshot "$state/cpu.ds-bare"
-  object_bytes bench-ds; object_bytes bench-ds-bare
+  object_bytes bench-ds-bare
+  clear_namespace bench-ds-bare
 
   local c
   for c in $raw_concurrencies; do
@@ -191,6 +207,8 @@ def cpu(name, own=0.0):  # CPU seconds per control-plane process while NAME ran,
     used["contender"] = round(own, 1)
     return used
 size = lambda ns: int(open(f"{state}/bytes.{ns}").read())
+# When each contender's namespace was deleted (clear_namespace): what follows is its removal.
+cleared = {p.rsplit("/cleared.", 1)[1]: float(open(p).read()) for p in glob.glob(f"{state}/cleared.*")}
 k8s = open(f"{state}/k8s-version").read().strip()
 ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 WRITES = ("create", "update", "patch", "delete")
@@ -212,6 +230,8 @@ for line in (l for path in audit for l in open(path)):
         continue
     ref = e.get("objectRef", {})
     ns = ref.get("namespace")
+    if ns in cleared and ts(e["stageTimestamp"]) >= cleared[ns]:
+        continue
     what = f'{e["verb"]} {ref.get("resource", "?")}' + (f'/{ref["subresource"]}' if ref.get("subresource") else "")
     if e["user"]["username"] == "quayctl-controller":
         # Cluster-scoped requests (the node lists) belong to the run that made them, in order.
@@ -258,6 +278,7 @@ for kind in kinds:
         "daemonset_cpu_seconds": cpu("ds"), "daemonset_bare_cpu_seconds": cpu("ds-bare"),
         "pod_bytes": size(f"bench-{kind}"), "daemonset_pod_bytes": size("bench-ds"), "daemonset_bare_pod_bytes": size("bench-ds-bare"),
         "daemonset_bare_done": round(bare_end - bare_start, 1), "daemonset_baseline": "puller-pod-spec",
+        "namespaces_cleared": True,
         "requests": dict(counts), "writes_per_node": round(writes / n, 2), "reads": sum(counts.values()) - writes,
         "job_start_lag_ms": report["job_start_lag"],
         "daemonset_done": round(ds_end - ds_start, 1),
