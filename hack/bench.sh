@@ -83,12 +83,27 @@ clear_namespace() {
   kubectl delete namespace "$1" --timeout=1800s >/dev/null
 }
 
+# time_daemonset NAME MANIFEST: apply the DaemonSet MANIFEST in namespace bench-NAME, wait through one
+# watch until every pod has run its init containers (numberReady = N), and record its start and end
+# (NAME.times), the CPU every process used meanwhile (cpu.NAME) and one pod's size; then clear it.
+time_daemonset() {
+  local name=$1 manifest=$2 start
+  kubectl create namespace "bench-$name" >/dev/null
+  cpu_snapshot "$state/cpu.$name.before"
+  start=$(now)
+  kubectl -n "bench-$name" apply -f "$manifest" >/dev/null
+  kubectl -n "bench-$name" wait --for=jsonpath='{.status.numberReady}'="$n" ds/prepull --timeout=1800s >/dev/null
+  echo "$start $(now)" > "$state/$name.times"
+  cpu_snapshot "$state/cpu.$name"
+  object_bytes "bench-$name"
+  clear_namespace "bench-$name"
+}
+
 bench_one() { # RATE N
   local rate=$1 n=$2
   KCM_RATE=$rate KWOK_POD_PARALLELISM=$kwok_parallelism start_cluster "bench-$rate-$n" >/dev/null
   echo "[bench] $rate controller-manager, $n nodes: creating the nodes" >&2
   create_kwok_nodes "$n"
-  kubectl create namespace bench-ds >/dev/null
   kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])' > "$state/k8s-version"
 
   local kind start end
@@ -125,7 +140,6 @@ bench_one() { # RATE N
   #            policies, and objects of the same size as the pullers'.
   #   ds-bare  the pulls as bare init containers and a pause container: no resources, no security
   #            context (smaller objects: each write and watch event of its pods costs less).
-  local ds_start ds_end bare_start bare_end
   # As admin, so the audit log's quayctl-controller user is the timed runs alone.
   env -i KUBECONFIG="$state/admin.kubeconfig" QUAY_IMAGES='nginx:1.27;redis:7' HELPER_IMAGE=quayctl-controller:bench \
     NAMESPACE=bench-ds RUN_ID=bench PULLER_KIND=pod DRY_RUN=true NODE_SELECTOR=kubernetes.io/hostname=bench-00001 \
@@ -148,21 +162,7 @@ print(json.dumps({
              "template": {"metadata": {"labels": {"app": "prepull"}}, "spec": spec}},
 }))
 PY
-  echo "[bench] DaemonSet baseline: the puller pod's spec" >&2
-  cpu_snapshot "$state/cpu.ds.before"
-  ds_start=$(now)
-  kubectl -n bench-ds apply -f "$state/ds.json" >/dev/null
-  kubectl -n bench-ds wait --for=jsonpath='{.status.numberReady}'="$n" ds/prepull --timeout=1800s >/dev/null
-  ds_end=$(now)
-  cpu_snapshot "$state/cpu.ds"
-  object_bytes bench-ds
-  clear_namespace bench-ds
-
-  echo "[bench] DaemonSet baseline: bare init containers" >&2
-  kubectl create namespace bench-ds-bare >/dev/null
-  cpu_snapshot "$state/cpu.ds-bare.before"
-  bare_start=$(now)
-  kubectl -n bench-ds-bare apply -f - >/dev/null <<'DS'
+  cat > "$state/ds-bare.yaml" <<'DS'
 apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: prepull}
@@ -178,11 +178,10 @@ spec:
       containers:
       - {name: pause, image: "registry.k8s.io/pause:3.10"}
 DS
-  kubectl -n bench-ds-bare wait --for=jsonpath='{.status.numberReady}'="$n" ds/prepull --timeout=1800s >/dev/null
-  bare_end=$(now)
-  cpu_snapshot "$state/cpu.ds-bare"
-  object_bytes bench-ds-bare
-  clear_namespace bench-ds-bare
+  echo "[bench] DaemonSet baseline: the puller pod's spec" >&2
+  time_daemonset ds "$state/ds.json"
+  echo "[bench] DaemonSet baseline: bare init containers" >&2
+  time_daemonset ds-bare "$state/ds-bare.yaml"
 
   local c
   for c in $raw_concurrencies; do
@@ -192,14 +191,15 @@ DS
     KUBECONFIG="$state/admin.kubeconfig" "$raw_floor" bench "$n" "bench-raw-$c" "$c" > "$state/raw-$c.json"
   done
 
-  python3 - "$state" "$rate" "$n" "$ds_start" "$ds_end" "$raw_concurrencies" "$kinds" "$kwok_parallelism" "$bare_start" "$bare_end" >> "$results" <<'PY'
+  python3 - "$state" "$rate" "$n" "$raw_concurrencies" "$kinds" "$kwok_parallelism" >> "$results" <<'PY'
 import collections, datetime, glob, json, sys
 state, rate, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ds_start, ds_end = map(float, sys.argv[4:6])
-raw_concurrencies = [int(c) for c in sys.argv[6].split()]
-kinds = sys.argv[7].split()
-kwok_parallelism = int(sys.argv[8])
-bare_start, bare_end = map(float, sys.argv[9:11])
+raw_concurrencies = [int(c) for c in sys.argv[4].split()]
+kinds = sys.argv[5].split()
+kwok_parallelism = int(sys.argv[6])
+times = lambda name: tuple(map(float, open(f"{state}/{name}.times").read().split()))  # start, end
+ds_start, ds_end = times("ds")
+bare_start, bare_end = times("ds-bare")
 def cpu(name, own=0.0):  # CPU seconds per control-plane process while NAME ran, and the contender's own
     read = lambda f: {k: float(v) for k, v in (l.split() for l in open(f"{state}/cpu.{f}"))}
     before, after = read(f"{name}.before"), read(name)
@@ -250,7 +250,7 @@ def control_plane(namespace):  # per node and the floors: bench-render.py
 raw = {c: json.load(open(f"{state}/raw-{c}.json")) for c in raw_concurrencies}
 best = min(raw_concurrencies, key=lambda c: raw[c]["seconds"])
 for kind in kinds:
-    start, end = map(float, open(f"{state}/{kind}.times").read().split())
+    start, end = times(kind)
     log = [json.loads(l) for l in open(f"{state}/{kind}.controller.log") if l.startswith("{")]
     created = next((ts(e["timestamp"]) for e in log if e.get("message") == "no more creates to send"), None)
     terminal = []
