@@ -11,10 +11,13 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use quayctl_controller::cluster::SelfInfo;
 use quayctl_controller::config::Config;
+use quayctl_controller::images::all_images;
+use quayctl_controller::nodes::EligibleNode;
 use quayctl_controller::policy::Policy;
-use quayctl_controller::pullers::{PullerTemplate, RunIdentity};
+use quayctl_controller::pullers::{Puller, PullerTemplate, RunIdentity};
+use quayctl_controller::tracker::Tracker;
+use quayctl_controller::types::SelfInfo;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -33,12 +36,22 @@ async fn main() -> anyhow::Result<()> {
         Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut run = RunIdentity::decide(&config, &SelfInfo::default(), namespace, Default::default())?;
     run.run_id = "raw".into();
-    let template = PullerTemplate::new(&config, &Policy::new(&config), run);
+    // The pullers the tracker would create first, deadlines included.
+    let tracker = Tracker::new(Policy::from(&config), PullerTemplate::new(&config, run));
+    let images = all_images(config.images.len());
+    let nodes: Vec<EligibleNode> =
+        (1..=count).map(|i| EligibleNode { name: format!("{prefix}-{i:05}"), images, ..Default::default() }).collect();
+    let jobs: Vec<Job> = tracker
+        .pullers(&nodes)
+        .filter_map(|puller| match puller {
+            Puller::Job(job) => Some(*job),
+            Puller::Pod(_) => None,
+        })
+        .collect();
     let api: Api<Job> = Api::namespaced(Client::try_default().await?, namespace);
     let started = Instant::now();
-    let failures = futures::stream::iter(1..=count)
-        .map(|i| {
-            let mut job = template.build_for(&format!("{prefix}-{i:05}"));
+    let failures = futures::stream::iter(jobs)
+        .map(|mut job| {
             // Suspended: the apiserver does the same work to create it, but the Job controller
             // does not start N more pods under the next measurement (bench runs several in a row).
             if let Some(spec) = job.spec.as_mut() {

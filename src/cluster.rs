@@ -1,6 +1,8 @@
 //! Step 4 of the data path, and the only module that talks to the Kubernetes API: list, create, get,
-//! delete, watch, events. A timeout on every request that is not a watch; what an error means is
-//! decided in [`crate::error`].
+//! delete, watch, patch, events. It decides nothing: every answer goes back, with its error, to the
+//! tracker (or to `run.rs` before the tracker starts), and what an error means is decided in
+//! [`crate::error`]. A timeout on every request that is not a watch. It imports the core (the types
+//! it hands over), never the reverse.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -20,14 +22,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-use crate::config::PodRef;
 use crate::error::{Error, ErrorClass, Result};
-use crate::pullers::{Leftover, PullerKind};
+use crate::pullers::Leftover;
 use crate::taints::{StartupTaint, removal_patch};
-
-/// Attempts at removing a node's startup taint when a concurrent change to its taints fails the
-/// patch's `test` (each attempt reads the node again).
-const TAINT_ATTEMPTS: usize = 5;
+use crate::types::{Created, PodRef, PullerKind, SelfInfo, TaintRemoval};
 
 /// Nodes per list page: at 5,000 nodes that is 50 requests. A real node's status (its image list,
 /// up to 50 images with their names) can weigh tens of KiB, so a page is the run's largest buffer.
@@ -41,21 +39,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     client: Client,
     namespace: String,
-}
-
-/// What the controller learns from its own pod (and the Job that owns it).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SelfInfo {
-    /// The Job that owns the controller's pod (the CronJob's Job), if any.
-    pub owner_job: Option<OwnerReference>,
-    /// The CronJob that owns that Job, if any (the owner of retained pullers).
-    pub cronjob: Option<OwnerReference>,
-    /// When that Job's `activeDeadlineSeconds` ends the run, and the Job's name.
-    pub run_deadline: Option<(Timestamp, String)>,
-    /// The image of the controller's container: the default helper image.
-    pub image: Option<String>,
-    /// Where to publish the run's Kubernetes Event.
-    pub event_target: Option<ObjectReference>,
 }
 
 /// The namespaced objects the run creates and watches (its pullers, their pods).
@@ -88,39 +71,10 @@ pub fn plural<K: Object>() -> String {
     if group.is_empty() { K::plural(&()).into_owned() } else { format!("{}.{group}", K::plural(&())) }
 }
 
-/// Result of a create call that did not fail.
-#[derive(Debug)]
-pub enum Created<K> {
-    /// Created now; carries the object the apiserver returned.
-    New(Box<K>),
-    /// 409: an object of that name exists (passed back so the caller can decide whether to adopt it).
-    AlreadyExists(Box<K>),
-    /// 409, then 404 on the GET: the object was deleted in between (TTL, GC). Create again.
-    Vanished,
-}
-
-/// A JSON patch whose `test` failed (the apiserver answers 422 Invalid, "the server rejected our
-/// request due to an error in our request", the failed test in its causes) or a write conflict: the
-/// object changed since it was read. The patch itself is well-formed, so a 422 means that.
-fn is_test_failure(e: &Error) -> bool {
-    matches!(e, Error::Api { source: kube::Error::Api(status), .. } if status.code == 409 || status.code == 422)
-}
-
 /// An owner reference to the same object that never claims to be its controller: the pullers stay
 /// outside the CronJob's own Job accounting, and nothing blocks the owner's deletion.
 fn reference(o: &OwnerReference) -> OwnerReference {
     OwnerReference { controller: None, block_owner_deletion: None, ..o.clone() }
-}
-
-impl<K> Created<K> {
-    /// The same answer about the object as another type (a Job or a pod as a puller).
-    pub fn map<T>(self, f: impl FnOnce(Box<K>) -> T) -> Created<T> {
-        match self {
-            Created::New(object) => Created::New(Box::new(f(object))),
-            Created::AlreadyExists(object) => Created::AlreadyExists(Box::new(f(object))),
-            Created::Vanished => Created::Vanished,
-        }
-    }
 }
 
 /// The User-Agent of every request; the apiserver takes what precedes the `/` as the field
@@ -270,25 +224,17 @@ impl Cluster {
         }
     }
 
-    /// Delete a concluded puller whose pod would otherwise go on retrying a failed pull. Background
-    /// propagation: the garbage collector removes what it owns. With `uid`, only that incarnation
-    /// (a precondition: another object of the same name is left alone). Best effort: a failure is
-    /// only logged.
-    pub async fn delete<K: Object>(&self, name: &str, uid: Option<&str>) {
+    /// Delete one object, with background propagation (the garbage collector removes what it
+    /// owns). With `uid`, only that incarnation: a precondition, so that another object of the same
+    /// name is left alone (the apiserver answers 409 then). The answer goes back to the tracker.
+    pub async fn delete<K: Object>(&self, name: &str, uid: Option<&str>) -> Result<()> {
         let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
-        let kind = plural::<K>();
-        let action = format!("delete {kind} {name:?} in namespace {:?}", self.namespace);
+        let action = format!("delete {} {name:?} in namespace {:?}", plural::<K>(), self.namespace);
         let mut params = DeleteParams::background();
         if let Some(uid) = uid {
             params = params.preconditions(Preconditions { uid: Some(uid.to_string()), resource_version: None });
         }
-        match request(action, api.delete(name, &params)).await {
-            Ok(_) => debug!(name, kind, "deleted a concluded puller"),
-            Err(e) if e.class() == ErrorClass::NotFound => {}
-            // The precondition failed: that incarnation is gone, and this one is not ours to delete.
-            Err(e) if uid.is_some() && e.class() == ErrorClass::Conflict => debug!(name, kind, "already replaced"),
-            Err(e) => warn!(name, kind, error = %e, "could not delete a concluded puller"),
-        }
+        request(action, api.delete(name, &params)).await.map(|_| debug!(name, "deleted"))
     }
 
     /// Every object of kind `K` matching `selector` in the puller namespace, one page at a time, each
@@ -317,34 +263,24 @@ impl Cluster {
     }
 
     /// Delete a puller of either kind (see [`Cluster::delete`]).
-    pub async fn delete_puller(&self, kind: PullerKind, name: &str, uid: Option<&str>) {
+    pub async fn delete_puller(&self, kind: PullerKind, name: &str, uid: Option<&str>) -> Result<()> {
         match kind {
             PullerKind::Job => self.delete::<Job>(name, uid).await,
             PullerKind::Pod => self.delete::<Pod>(name, uid).await,
         }
     }
 
-    /// Remove the startup taint from `node`, and nothing else: read its taints, patch them with a
-    /// `test` of the list as read ([`removal_patch`]); a concurrent change fails the test (or
-    /// conflicts), and the node is read again. `Ok(false)`: no such taint any more.
-    pub async fn remove_startup_taint(&self, node: &str, taint: &StartupTaint) -> Result<bool> {
+    /// One attempt at removing the startup taint from `node`, and nothing else: read its taints,
+    /// patch them with a `test` of the list as read ([`removal_patch`]). A concurrent change fails
+    /// the test (or conflicts): the tracker decides whether to try again.
+    pub async fn remove_startup_taint(&self, node: &str, taint: &StartupTaint) -> Result<TaintRemoval> {
         let api: Api<Node> = Api::all(self.client.clone());
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let current = request(format!("get nodes {node:?}"), api.get(node)).await?;
-            let taints = current.spec.and_then(|s| s.taints).unwrap_or_default();
-            let Some(patch) = removal_patch(&taints, taint) else { return Ok(false) };
-            let action = format!("patch nodes {node:?} (remove the startup taint {taint})");
-            match request(action, api.patch(node, &PatchParams::default(), &Patch::Json::<()>(patch))).await {
-                Ok(_) => return Ok(true),
-                // 422: the `test` saw another list; 409: the object changed under the write.
-                Err(e) if attempt < TAINT_ATTEMPTS && is_test_failure(&e) => {
-                    debug!(node, attempt, error = %e, "the node's taints changed meanwhile; reading them again");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let current = request(format!("get nodes {node:?}"), api.get(node)).await?;
+        let taints = current.spec.and_then(|s| s.taints).unwrap_or_default();
+        let Some(patch) = removal_patch(&taints, taint) else { return Ok(TaintRemoval::AlreadyGone) };
+        let action = format!("patch nodes {node:?} (remove the startup taint {taint})");
+        request(action, api.patch(node, &PatchParams::default(), &Patch::Json::<()>(patch))).await?;
+        Ok(TaintRemoval::Removed)
     }
 
     /// Does each of these Secrets exist in the puller namespace? Reads metadata only.

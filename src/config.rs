@@ -7,22 +7,19 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::grammar::{is_dns_label, is_dns_subdomain, is_label_value, is_quantity, validate_label_selector};
 use crate::images::{Image, PullPolicy, parse_image_list};
-use crate::pullers::PullerKind;
 use crate::taints::{StartupTaint, Toleration, parse_tolerations};
+use crate::types::{PodRef, PullerKind};
 
-pub const DEFAULT_DEADLINE_SECONDS: i64 = 300;
-pub const MAX_DEADLINE_SECONDS: i64 = 86_400;
-pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: i32 = 3600;
-pub const DEFAULT_CREATE_CONCURRENCY: usize = 16;
+pub const MAX_DEADLINE_SECONDS: u64 = 86_400;
 pub const MAX_CREATE_CONCURRENCY: usize = 256;
-pub const DEFAULT_WAIT_GRACE_SECONDS: u64 = 60;
-pub const DEFAULT_PULL_ERROR_GRACE_SECONDS: u64 = 30;
 /// More containers than this in one pod is not a pre-pull any more; it also bounds per-node state.
 pub const MAX_IMAGES: usize = 64;
+/// At most this many `TOLERATIONS` entries.
+pub const MAX_TOLERATIONS: usize = 32;
 
 /// The raw variables, all as strings so that a bad value is reported in our words, not serde's.
 #[derive(Deserialize, Debug, Default)]
@@ -62,12 +59,19 @@ struct RawEnv {
 }
 
 /// How the images get onto a node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "&'static str")]
 pub enum PullStrategy {
     /// One no-op container per image: the kubelet pulls with the node's runtime and credentials.
     Kubelet,
     /// The original: a `quayctl` container talks to the node's docker socket.
     Quayctl { image: String },
+}
+
+impl From<PullStrategy> for &'static str {
+    fn from(strategy: PullStrategy) -> Self {
+        strategy.name()
+    }
 }
 
 impl PullStrategy {
@@ -90,65 +94,154 @@ pub enum HelperImage {
     NotNeeded,
 }
 
-/// Where the controller itself runs, from the downward API.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodRef {
-    pub name: String,
-    pub namespace: String,
-}
-
+/// The validated configuration, grouped by the step of the data path that reads it. Each group is
+/// handed on whole (never field by field), and its `Default` holds the defaults, so a new setting is
+/// added in one place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// `QUAY_IMAGES`, normalized and de-duplicated.
     pub images: Vec<Image>,
     /// Entries of `QUAY_IMAGES` dropped as duplicates (logged as a warning).
     pub duplicate_images: Vec<String>,
-    pub deadline_seconds: i64,
+    pub placement: Placement,
+    pub selection: Selection,
+    pub puller: PullerSettings,
+    pub timing: Timing,
+    pub pacing: Pacing,
+    pub output: Output,
+}
+
+/// Where the controller runs and where the pullers go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
     /// `NAMESPACE`, else `POD_NAMESPACE`; `None` means the kubeconfig's namespace.
     pub namespace: Option<String>,
+    /// `POD_NAME` and `POD_NAMESPACE`, both set: the controller runs in that pod.
     pub pod: Option<PodRef>,
-    pub strategy: PullStrategy,
-    pub helper_image: HelperImage,
-    pub ttl_seconds_after_finished: i32,
-    pub run_id: Option<String>,
-    pub dry_run: bool,
+}
+
+/// Step 2: which nodes get a puller, and what it pulls there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Selection {
+    /// `NODE_SELECTOR`: a label selector the node list is asked with.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<String>,
-    pub create_concurrency: usize,
-    pub wait_grace_seconds: u64,
-    /// How long an image may keep failing to pull (the kubelet retries) before it counts as failed.
-    pub pull_error_grace_seconds: u64,
-    pub report_format: ReportFormat,
-    /// Also write the JSON report to this file.
-    pub report_file: Option<String>,
+    /// `TOLERATIONS`: the taints the pullers may accept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    pub image_pull_secrets: Vec<String>,
-    pub priority_class_name: Option<String>,
-    pub pull_policy: PullPolicy,
-    pub resources: PullerResources,
-    /// At most this many nodes pulling at once; `None` = no limit beyond pacing.
-    pub max_parallel: Option<usize>,
-    /// Pull on this many nodes first, then fan out (0 = no seed wave).
-    pub seed_nodes: usize,
+    /// `SKIP_PRESENT`: leave out images the node lists in `status.images`.
     pub skip_present: bool,
     /// `STARTUP_TAINT`: the taint new nodes carry until the run has put every image on them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_taint: Option<StartupTaint>,
     /// `STARTUP_TAINT_ONLY`: consider only the nodes carrying the startup taint (joining nodes).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub startup_taint_only: bool,
-    /// `KEEP_LAST_PULLER` (default on): each node's latest successful puller stays until a later run
-    /// succeeds there, so the kubelet's image GC sees the images in use.
-    pub keep_last_puller: bool,
-    /// `PULLER_KIND`: `job` (default, one node-pinned Job per node) or `pod` (one node-pinned pod).
-    pub puller_kind: PullerKind,
+}
+
+/// Step 3: what every puller is, besides its node and its images.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PullerSettings {
+    /// `PULLER_KIND`: `job` (one node-pinned Job per node) or `pod` (one node-pinned pod).
+    #[serde(rename = "puller_kind")]
+    pub kind: PullerKind,
+    /// `PULL_STRATEGY` (with `QUAYCTL_IMAGE`).
+    pub strategy: PullStrategy,
+    /// `HELPER_IMAGE`, or where it comes from (resolved with the run's identity).
+    #[serde(skip)]
+    pub helper_image: HelperImage,
+    /// `PULL_POLICY`.
+    pub pull_policy: PullPolicy,
+    /// `PULLER_CPU_REQUEST` and the three others.
+    pub resources: PullerResources,
+    /// `IMAGE_PULL_SECRETS`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+    /// `PRIORITY_CLASS_NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// `TTL_SECONDS_AFTER_FINISHED` (Jobs, without `KEEP_LAST_PULLER`).
+    pub ttl_seconds_after_finished: i32,
+    /// `KEEP_LAST_PULLER`: each node's latest successful puller stays until a later run succeeds
+    /// there, so the kubelet's image GC sees the images in use.
+    #[serde(rename = "keep_last_puller")]
+    pub keep_last: bool,
+}
+
+impl Default for PullerSettings {
+    fn default() -> Self {
+        PullerSettings {
+            kind: PullerKind::Job,
+            strategy: PullStrategy::Kubelet,
+            helper_image: HelperImage::NotNeeded,
+            pull_policy: PullPolicy::Auto,
+            resources: PullerResources::default(),
+            image_pull_secrets: Vec::new(),
+            priority_class_name: None,
+            ttl_seconds_after_finished: 3600,
+            keep_last: true,
+        }
+    }
+}
+
+/// The run's clock settings, in seconds; [`crate::policy::Policy`] derives every bound from them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Timing {
+    /// `DEADLINE_SECONDS`: each puller pod's `activeDeadlineSeconds`.
+    pub deadline_seconds: u64,
+    /// `WAIT_GRACE_SECONDS`: the Job's `activeDeadlineSeconds` is the pull deadline plus this.
+    pub wait_grace_seconds: u64,
+    /// `PULL_ERROR_GRACE_SECONDS`: how long an image may keep failing to pull before it counts.
+    pub pull_error_grace_seconds: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { deadline_seconds: 300, wait_grace_seconds: 60, pull_error_grace_seconds: 30 }
+    }
+}
+
+/// How fast the pullers go out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Pacing {
+    /// `CREATE_CONCURRENCY`: creates in flight.
+    pub create_concurrency: usize,
+    /// `MAX_PARALLEL`: at most this many nodes pulling at once; `None` = no limit beyond pacing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<usize>,
+    /// `SEED_NODES`: pull on this many nodes first, then fan out (0 = no seed wave).
+    pub seed_nodes: usize,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing { create_concurrency: 16, max_parallel: None, seed_nodes: 0 }
+    }
+}
+
+/// Who the run says it is and what it prints.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Output {
+    /// `RUN_ID`.
+    pub run_id: Option<String>,
+    /// `DRY_RUN`: print the pullers, create nothing.
+    pub dry_run: bool,
+    /// `REPORT_FORMAT`.
+    pub report_format: ReportFormat,
+    /// `REPORT_FILE`: also write the JSON report to this file.
+    pub report_file: Option<String>,
 }
 
 /// How the final report is printed on stdout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReportFormat {
+    #[default]
     Text,
     Json,
 }
 
 /// Requests and limits of every puller container (Kubernetes quantities, validated).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PullerResources {
     pub cpu_request: String,
     pub memory_request: String,
@@ -221,11 +314,12 @@ impl Validator {
         let Some(text) = value else { return default };
         match text.trim().parse::<T>() {
             Ok(n) if n >= range.0 && n <= range.1 => n,
-            Ok(_) => {
+            // A whole number the type cannot hold (`-1` for a count) is out of range all the same.
+            Ok(_) | Err(_) if text.trim().parse::<i128>().is_ok() => {
                 self.fail(variable, &text, format!("must be between {} and {}", range.0, range.1));
                 default
             }
-            Err(_) => {
+            Ok(_) | Err(_) => {
                 self.fail(variable, &text, format!("must be a whole number between {} and {}", range.0, range.1));
                 default
             }
@@ -300,7 +394,7 @@ impl Validator {
     }
 
     /// Where the controller runs (`POD_NAME`/`POD_NAMESPACE`) and where the pullers go (`NAMESPACE`).
-    fn placement(&mut self, raw: &mut RawEnv) -> (Option<PodRef>, Option<String>) {
+    fn placement(&mut self, raw: &mut RawEnv) -> Placement {
         let pod_name = Self::present(raw.pod_name.take());
         let pod_namespace = Self::present(raw.pod_namespace.take());
         for (variable, value) in [("POD_NAME", &pod_name), ("POD_NAMESPACE", &pod_namespace)] {
@@ -316,7 +410,7 @@ impl Validator {
         if let Some(ns) = namespace.as_deref().filter(|ns| !is_dns_label(ns)) {
             self.fail("NAMESPACE", ns, "not a valid namespace name (lowercase DNS-1123 label, at most 63 characters)");
         }
-        (pod, namespace)
+        Placement { namespace, pod }
     }
 
     /// `PULL_STRATEGY` with its image (`QUAYCTL_IMAGE`), and where the helper image comes from.
@@ -353,27 +447,9 @@ impl Validator {
         (strategy, helper)
     }
 
-    /// `STARTUP_TAINT` and `STARTUP_TAINT_ONLY` (which needs the former).
-    fn startup_taint(&mut self, raw: &mut RawEnv) -> (Option<StartupTaint>, bool) {
-        let taint = match Self::present(raw.startup_taint.take()) {
-            None => None,
-            Some(text) => match StartupTaint::parse(&text) {
-                Ok(taint) => Some(taint),
-                Err(problem) => {
-                    self.fail("STARTUP_TAINT", &text, problem);
-                    None
-                }
-            },
-        };
-        let only = self.boolean("STARTUP_TAINT_ONLY", raw.startup_taint_only.take());
-        if only && taint.is_none() {
-            self.unset("STARTUP_TAINT", "required with STARTUP_TAINT_ONLY=true: the taint joining nodes carry");
-        }
-        (taint, only)
-    }
-
-    /// Which nodes: `NODE_SELECTOR`, `TOLERATIONS`, `SKIP_PRESENT`.
-    fn selection(&mut self, raw: &mut RawEnv) -> (Option<String>, Vec<Toleration>, bool) {
+    /// Which nodes: `NODE_SELECTOR`, `TOLERATIONS`, `SKIP_PRESENT`, `STARTUP_TAINT` and
+    /// `STARTUP_TAINT_ONLY` (which needs the former).
+    fn selection(&mut self, raw: &mut RawEnv) -> Selection {
         let node_selector = Self::present(raw.node_selector.take());
         if let Some(selector) = node_selector.as_deref()
             && let Err(problem) = validate_label_selector(selector)
@@ -383,8 +459,8 @@ impl Validator {
         let tolerations = match Self::present(raw.tolerations.take()) {
             None => Vec::new(),
             Some(text) => match parse_tolerations(&text) {
-                Ok(list) if list.len() > 32 => {
-                    self.fail("TOLERATIONS", &text, "at most 32 entries");
+                Ok(list) if list.len() > MAX_TOLERATIONS => {
+                    self.fail("TOLERATIONS", &text, format!("at most {MAX_TOLERATIONS} entries"));
                     Vec::new()
                 }
                 Ok(list) => list,
@@ -395,12 +471,30 @@ impl Validator {
             },
         };
         let skip_present = self.boolean("SKIP_PRESENT", raw.skip_present.take());
-        (node_selector, tolerations, skip_present)
+        let startup_taint = match Self::present(raw.startup_taint.take()) {
+            None => None,
+            Some(text) => match StartupTaint::parse(&text) {
+                Ok(taint) => Some(taint),
+                Err(problem) => {
+                    self.fail("STARTUP_TAINT", &text, problem);
+                    None
+                }
+            },
+        };
+        let startup_taint_only = self.boolean("STARTUP_TAINT_ONLY", raw.startup_taint_only.take());
+        if startup_taint_only && startup_taint.is_none() {
+            self.unset("STARTUP_TAINT", "required with STARTUP_TAINT_ONLY=true: the taint joining nodes carry");
+        }
+        Selection { node_selector, tolerations, skip_present, startup_taint, startup_taint_only }
     }
 
-    /// What goes into every puller pod besides the images: pull secrets, priority class, pull policy,
-    /// resources.
-    fn puller_pod(&mut self, raw: &mut RawEnv) -> (Vec<String>, Option<String>, PullPolicy, PullerResources) {
+    /// What every puller is: kind, strategy and helper, pull policy, resources, pull secrets,
+    /// priority class, TTL and retention.
+    fn puller(&mut self, raw: &mut RawEnv, in_pod: bool) -> PullerSettings {
+        let defaults = PullerSettings::default();
+        let (strategy, helper_image) = self.strategy(raw, in_pod);
+        let kind =
+            self.choice("PULLER_KIND", raw.puller_kind.take(), &[("job", PullerKind::Job), ("pod", PullerKind::Pod)]);
         let image_pull_secrets: Vec<String> = match Self::present(raw.image_pull_secrets.take()) {
             None => Vec::new(),
             Some(text) => {
@@ -424,18 +518,88 @@ impl Validator {
             raw.pull_policy.take(),
             &[("auto", PullPolicy::Auto), ("Always", PullPolicy::Always), ("IfNotPresent", PullPolicy::IfNotPresent)],
         );
-        let defaults = PullerResources::default();
+        let r = defaults.resources;
         let resources = PullerResources {
-            cpu_request: self.quantity("PULLER_CPU_REQUEST", raw.puller_cpu_request.take(), defaults.cpu_request),
-            memory_request: self.quantity(
-                "PULLER_MEMORY_REQUEST",
-                raw.puller_memory_request.take(),
-                defaults.memory_request,
-            ),
-            cpu_limit: self.quantity("PULLER_CPU_LIMIT", raw.puller_cpu_limit.take(), defaults.cpu_limit),
-            memory_limit: self.quantity("PULLER_MEMORY_LIMIT", raw.puller_memory_limit.take(), defaults.memory_limit),
+            cpu_request: self.quantity("PULLER_CPU_REQUEST", raw.puller_cpu_request.take(), r.cpu_request),
+            memory_request: self.quantity("PULLER_MEMORY_REQUEST", raw.puller_memory_request.take(), r.memory_request),
+            cpu_limit: self.quantity("PULLER_CPU_LIMIT", raw.puller_cpu_limit.take(), r.cpu_limit),
+            memory_limit: self.quantity("PULLER_MEMORY_LIMIT", raw.puller_memory_limit.take(), r.memory_limit),
         };
-        (image_pull_secrets, priority_class_name, pull_policy, resources)
+        let ttl_seconds_after_finished = self.integer(
+            "TTL_SECONDS_AFTER_FINISHED",
+            raw.ttl_seconds_after_finished.take(),
+            defaults.ttl_seconds_after_finished,
+            (0, i32::MAX),
+        );
+        let keep_last = match raw.keep_last_puller.take() {
+            None => defaults.keep_last,
+            value => self.boolean("KEEP_LAST_PULLER", value),
+        };
+        PullerSettings {
+            kind,
+            strategy,
+            helper_image,
+            pull_policy,
+            resources,
+            image_pull_secrets,
+            priority_class_name,
+            ttl_seconds_after_finished,
+            keep_last,
+        }
+    }
+
+    /// `DEADLINE_SECONDS`, `WAIT_GRACE_SECONDS`, `PULL_ERROR_GRACE_SECONDS`.
+    fn timing(&mut self, raw: &mut RawEnv) -> Timing {
+        let d = Timing::default();
+        Timing {
+            deadline_seconds: self.integer(
+                "DEADLINE_SECONDS",
+                raw.deadline_seconds.take(),
+                d.deadline_seconds,
+                (1, MAX_DEADLINE_SECONDS),
+            ),
+            wait_grace_seconds: self.integer(
+                "WAIT_GRACE_SECONDS",
+                raw.wait_grace_seconds.take(),
+                d.wait_grace_seconds,
+                (0, 3600),
+            ),
+            pull_error_grace_seconds: self.integer(
+                "PULL_ERROR_GRACE_SECONDS",
+                raw.pull_error_grace_seconds.take(),
+                d.pull_error_grace_seconds,
+                (0, 3600),
+            ),
+        }
+    }
+
+    /// `CREATE_CONCURRENCY`, `MAX_PARALLEL`, `SEED_NODES`.
+    fn pacing(&mut self, raw: &mut RawEnv) -> Pacing {
+        let d = Pacing::default();
+        let create_concurrency = self.integer(
+            "CREATE_CONCURRENCY",
+            raw.create_concurrency.take(),
+            d.create_concurrency,
+            (1, MAX_CREATE_CONCURRENCY),
+        );
+        let max_parallel = match self.integer("MAX_PARALLEL", raw.max_parallel.take(), 0usize, (0, 100_000)) {
+            0 => d.max_parallel,
+            n => Some(n),
+        };
+        let seed_nodes = self.integer("SEED_NODES", raw.seed_nodes.take(), d.seed_nodes, (0, 10_000));
+        Pacing { create_concurrency, max_parallel, seed_nodes }
+    }
+
+    /// `RUN_ID`, `DRY_RUN`, `REPORT_FORMAT`, `REPORT_FILE`.
+    fn output(&mut self, raw: &mut RawEnv) -> Output {
+        let run_id = self.run_id(raw.run_id.take());
+        let dry_run = self.boolean("DRY_RUN", raw.dry_run.take());
+        let report_format = self.choice(
+            "REPORT_FORMAT",
+            raw.report_format.take(),
+            &[("text", ReportFormat::Text), ("json", ReportFormat::Json)],
+        );
+        Output { run_id, dry_run, report_format, report_file: Self::present(raw.report_file.take()) }
     }
 
     fn run_id(&mut self, value: Option<String>) -> Option<String> {
@@ -452,90 +616,16 @@ impl Validator {
 
     fn validate(mut self, mut raw: RawEnv) -> Result<Config, Vec<ConfigError>> {
         let (images, duplicate_images) = self.images(raw.quay_images.take());
-        let deadline_seconds = self.integer(
-            "DEADLINE_SECONDS",
-            raw.deadline_seconds.take(),
-            DEFAULT_DEADLINE_SECONDS,
-            (1, MAX_DEADLINE_SECONDS),
-        );
-        let wait_grace_seconds =
-            self.integer("WAIT_GRACE_SECONDS", raw.wait_grace_seconds.take(), DEFAULT_WAIT_GRACE_SECONDS, (0, 3600));
-        let pull_error_grace_seconds = self.integer(
-            "PULL_ERROR_GRACE_SECONDS",
-            raw.pull_error_grace_seconds.take(),
-            DEFAULT_PULL_ERROR_GRACE_SECONDS,
-            (0, 3600),
-        );
-        let ttl_seconds_after_finished = self.integer(
-            "TTL_SECONDS_AFTER_FINISHED",
-            raw.ttl_seconds_after_finished.take(),
-            DEFAULT_TTL_SECONDS_AFTER_FINISHED,
-            (0, i32::MAX),
-        );
-        let (pod, namespace) = self.placement(&mut raw);
-        let (strategy, helper_image) = self.strategy(&mut raw, pod.is_some());
-        let (node_selector, tolerations, skip_present) = self.selection(&mut raw);
-        let (startup_taint, startup_taint_only) = self.startup_taint(&mut raw);
-        let puller_kind =
-            self.choice("PULLER_KIND", raw.puller_kind.take(), &[("job", PullerKind::Job), ("pod", PullerKind::Pod)]);
-        let keep_last_puller = match raw.keep_last_puller.take() {
-            None => true,
-            value => self.boolean("KEEP_LAST_PULLER", value),
-        };
-        let create_concurrency = self.integer(
-            "CREATE_CONCURRENCY",
-            raw.create_concurrency.take(),
-            DEFAULT_CREATE_CONCURRENCY,
-            (1, MAX_CREATE_CONCURRENCY),
-        );
-        let max_parallel = match self.integer("MAX_PARALLEL", raw.max_parallel.take(), 0usize, (0, 100_000)) {
-            0 => None,
-            n => Some(n),
-        };
-        let seed_nodes = self.integer("SEED_NODES", raw.seed_nodes.take(), 0usize, (0, 10_000));
-        let (image_pull_secrets, priority_class_name, pull_policy, resources) = self.puller_pod(&mut raw);
-        let run_id = self.run_id(raw.run_id.take());
-        let dry_run = self.boolean("DRY_RUN", raw.dry_run.take());
-        let report_format = self.choice(
-            "REPORT_FORMAT",
-            raw.report_format.take(),
-            &[("text", ReportFormat::Text), ("json", ReportFormat::Json)],
-        );
-        let report_file = Self::present(raw.report_file.take());
-
+        let timing = self.timing(&mut raw);
+        let placement = self.placement(&mut raw);
+        let puller = self.puller(&mut raw, placement.pod.is_some());
+        let selection = self.selection(&mut raw);
+        let pacing = self.pacing(&mut raw);
+        let output = self.output(&mut raw);
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        Ok(Config {
-            images,
-            duplicate_images,
-            deadline_seconds,
-            namespace,
-            pod,
-            strategy,
-            helper_image,
-            ttl_seconds_after_finished,
-            run_id,
-            dry_run,
-            node_selector,
-            create_concurrency,
-            wait_grace_seconds,
-            pull_error_grace_seconds,
-            report_format,
-            report_file,
-            tolerations,
-            image_pull_secrets,
-            priority_class_name,
-            pull_policy,
-            resources,
-            max_parallel,
-            seed_nodes,
-            skip_present,
-            startup_taint,
-            startup_taint_only,
-            keep_last_puller,
-            puller_kind,
-        })
+        Ok(Config { images, duplicate_images, placement, selection, puller, timing, pacing, output })
     }
 }
 
@@ -571,18 +661,18 @@ mod tests {
     fn defaults() {
         let c = ok(&BASE);
         assert_eq!(c.images.len(), 1);
-        assert_eq!(c.deadline_seconds, 300);
-        assert_eq!(c.ttl_seconds_after_finished, 3600);
-        assert_eq!(c.strategy, PullStrategy::Kubelet);
-        assert_eq!(c.namespace, None);
-        assert_eq!(c.pod, None);
-        assert_eq!(c.run_id, None);
-        assert!(!c.dry_run);
-        assert_eq!(c.create_concurrency, DEFAULT_CREATE_CONCURRENCY);
-        assert_eq!(c.wait_grace_seconds, DEFAULT_WAIT_GRACE_SECONDS);
-        assert_eq!((c.startup_taint, c.startup_taint_only, c.keep_last_puller), (None, false, true));
-        assert_eq!(c.puller_kind, PullerKind::Job);
-        assert_eq!(ok(&with(&[("PULLER_KIND", "pod")])).puller_kind, PullerKind::Pod);
+        assert_eq!(c.timing, Timing::default());
+        assert_eq!(c.timing.deadline_seconds, 300);
+        assert_eq!(c.puller.ttl_seconds_after_finished, 3600);
+        assert_eq!(c.puller.strategy, PullStrategy::Kubelet);
+        assert_eq!(c.placement, Placement::default());
+        assert_eq!(c.output.run_id, None);
+        assert!(!c.output.dry_run);
+        assert_eq!(c.pacing, Pacing::default());
+        assert_eq!(c.selection, Selection::default());
+        assert!(c.puller.keep_last);
+        assert_eq!(c.puller.kind, PullerKind::Job);
+        assert_eq!(ok(&with(&[("PULLER_KIND", "pod")])).puller.kind, PullerKind::Pod);
     }
 
     #[test]
@@ -592,9 +682,9 @@ mod tests {
             ("STARTUP_TAINT_ONLY", "true"),
             ("KEEP_LAST_PULLER", "false"),
         ]));
-        let taint = c.startup_taint.expect("parsed");
+        let taint = c.selection.startup_taint.expect("parsed");
         assert_eq!(taint.key, "startup-taint.cluster-autoscaler.kubernetes.io/quayctl-images");
-        assert!(c.startup_taint_only && !c.keep_last_puller);
+        assert!(c.selection.startup_taint_only && !c.puller.keep_last);
     }
 
     #[test]
@@ -616,25 +706,25 @@ mod tests {
         ]);
         assert_eq!(c.images.len(), 2);
         assert_eq!(c.duplicate_images, ["nginx:latest"]);
-        assert_eq!(c.deadline_seconds, 600);
-        assert_eq!(c.namespace.as_deref(), Some("prepull"));
+        assert_eq!(c.timing.deadline_seconds, 600);
+        assert_eq!(c.placement.namespace.as_deref(), Some("prepull"));
         assert_eq!(
-            c.pod,
+            c.placement.pod,
             Some(PodRef { name: "quayctl-controller-123-abcde".into(), namespace: "kube-system".into() })
         );
-        assert_eq!(c.strategy, PullStrategy::Quayctl { image: "quay.io/coreos/quayctl:v0.0.1".into() });
-        assert_eq!(c.ttl_seconds_after_finished, 0);
-        assert_eq!(c.run_id.as_deref(), Some("nightly-1"));
-        assert!(c.dry_run);
-        assert_eq!(c.create_concurrency, 4);
-        assert_eq!(c.wait_grace_seconds, 5);
+        assert_eq!(c.puller.strategy, PullStrategy::Quayctl { image: "quay.io/coreos/quayctl:v0.0.1".into() });
+        assert_eq!(c.puller.ttl_seconds_after_finished, 0);
+        assert_eq!(c.output.run_id.as_deref(), Some("nightly-1"));
+        assert!(c.output.dry_run);
+        assert_eq!(c.pacing.create_concurrency, 4);
+        assert_eq!(c.timing.wait_grace_seconds, 5);
     }
 
     #[test]
     fn namespace_falls_back_to_pod_namespace() {
         let c = ok(&[("QUAY_IMAGES", "nginx"), ("POD_NAME", "p"), ("POD_NAMESPACE", "ops")]);
-        assert_eq!(c.namespace.as_deref(), Some("ops"));
-        assert_eq!(c.helper_image, HelperImage::OwnPod, "read from the pod at run time");
+        assert_eq!(c.placement.namespace.as_deref(), Some("ops"));
+        assert_eq!(c.puller.helper_image, HelperImage::OwnPod, "read from the pod at run time");
     }
 
     #[test]

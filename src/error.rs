@@ -69,7 +69,8 @@ pub enum ErrorClass {
     /// Overload or a broken connection that kube's own retry layer (429/503/504 with Retry-After)
     /// did not get through, or a timeout: worth another attempt later.
     Transient,
-    /// 409: the object exists.
+    /// 409: the object exists, or it changed under the write; and the 422 of a JSON patch whose
+    /// `test` no longer holds (the object changed since it was read): read again, try again.
     Conflict,
     /// 404: the object (or its namespace) does not exist.
     NotFound,
@@ -85,12 +86,19 @@ fn is_rbac_denial(message: &str) -> bool {
     message.contains(" cannot ") && message.contains("resource")
 }
 
-/// Classify a client error by status code (and, for 403, by who denied it).
+/// The apiserver's words for a JSON patch it could not apply (`handlers/patch.go` answers 422 with
+/// this generic message and the patch library's error, e.g. a failed `test`, in its causes). Our
+/// patches are well-formed, so for them it means the object changed since it was read. An admission
+/// policy's or a validation's 422 says what it refused instead.
+const PATCH_NOT_APPLIED: &str = "the server rejected our request due to an error in our request";
+
+/// Classify a client error by status code (and, for 403 and 422, by who refused it).
 pub fn classify(e: &kube::Error) -> ErrorClass {
     match e {
         kube::Error::Api(status) => match status.code {
             401 => ErrorClass::Fatal,
             403 if is_rbac_denial(&status.message) => ErrorClass::Fatal,
+            422 if status.message.contains(PATCH_NOT_APPLIED) => ErrorClass::Conflict,
             403 | 400 | 422 => ErrorClass::PerNode,
             404 => ErrorClass::NotFound,
             409 => ErrorClass::Conflict,
@@ -188,6 +196,12 @@ mod tests {
                 ErrorClass::PerNode,
             ),
             (404, r#"namespaces "nope" not found"#, ErrorClass::NotFound),
+            (422, PATCH_NOT_APPLIED, ErrorClass::Conflict),
+            (
+                422,
+                r#"nodes "n1" is forbidden: ValidatingAdmissionPolicy 'quayctl-controller-node-patch' with binding 'quayctl-controller-node-patch' denied request: only the startup taint may be removed"#,
+                ErrorClass::PerNode,
+            ),
             (409, "already exists", ErrorClass::Conflict),
             (429, "too many requests", ErrorClass::Transient),
             (500, "etcdserver: request timed out", ErrorClass::Transient),

@@ -10,8 +10,9 @@
 //! | 143  | terminated by SIGTERM (partial report printed) |
 
 /// Exit status of one run. Merging keeps the most severe code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ExitCode {
+    #[default]
     Success = 0,
     NodesFailed = 1,
     BadConfig = 2,
@@ -40,7 +41,8 @@ impl ExitCode {
         if other.severity() > self.severity() { other } else { self }
     }
 
-    /// Merge any number of codes; an empty input is a success.
+    /// Merge any number of codes; an empty input is a success. The tracker merges every node's code,
+    /// the ending's and an empty run's into the run's.
     pub fn merge_all(codes: impl IntoIterator<Item = ExitCode>) -> ExitCode {
         codes.into_iter().fold(ExitCode::Success, ExitCode::merge)
     }

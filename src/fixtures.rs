@@ -6,7 +6,9 @@
 //! The fake answers by route (one handler per route) rather than in a fixed order, because the Job
 //! and pod watchers run concurrently. Watch requests are held open without an answer, like a quiet
 //! long-poll, and answered when there is news. Tests wait on what the fake has seen (a number of
-//! creates, a watch resumed past an event), never on the clock.
+//! creates, a watch resumed past an event), never on the wall clock: they run on paused tokio time,
+//! and the run and the fake read one [`Clock`] (tokio's, from a fixed moment), so a deadline is
+//! asserted to the second without waiting for it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::exit_code::ExitCode;
 use crate::nodes::tests::node;
-use crate::run::{Finished, execute};
+use crate::run::{Clock, Finished, execute};
 use crate::signal::Signal;
 
 /// Status code for the n-th (0-based) create of a Job name.
@@ -205,9 +207,29 @@ fn with_condition(behavior: &Behavior, job: &Job) -> Value {
     j
 }
 
+thread_local! {
+    /// The test's clock, set by [`serve`]: every test runs on its own thread, on a current-thread
+    /// runtime whose time is paused, and the fake (a task of that runtime) shares it.
+    static CLOCK: std::cell::Cell<Option<Clock>> = const { std::cell::Cell::new(None) };
+}
+
+/// The moment each test's clock starts from.
+const EPOCH: &str = "2026-01-01T00:00:00Z";
+
+/// The run's and the fake's clock.
+fn clock() -> Clock {
+    CLOCK.with(|c| c.get()).expect("serve() sets the clock first")
+}
+
 /// Timestamps as the apiserver writes them, now.
 fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    clock().now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Virtual seconds since the test's clock started.
+fn elapsed() -> Duration {
+    let start: k8s_openapi::jiff::Timestamp = EPOCH.parse().unwrap();
+    Duration::try_from(clock().now().duration_since(start)).unwrap()
 }
 
 fn pod_of(job: &str, status: Value) -> Value {
@@ -428,6 +450,7 @@ fn list_pods(state: &State) -> Response<Body> {
 
 /// Start the fake; returns a client for it and a handle to inspect what it saw.
 fn serve(behavior: Behavior) -> (Client, Fake) {
+    CLOCK.with(|c| c.set(Some(Clock::starting_at(EPOCH.parse().unwrap()))));
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let state = Arc::new(Mutex::new(State::default()));
     {
@@ -530,9 +553,8 @@ impl Run {
 async fn run_with(client: Client, extra: &[(&str, &str)], shutdown: watch::Receiver<Option<Signal>>) -> Run {
     let mut out = Vec::new();
     let connect = |ns: Option<String>| async move { Ok(Cluster::new(client, ns.as_deref())) };
-    let result = tokio::time::timeout(Duration::from_secs(20), execute(vars(extra), connect, shutdown, &mut out))
-        .await
-        .expect("the run ends on its own");
+    let run = execute(vars(extra), connect, shutdown, &mut out, clock());
+    let result = tokio::time::timeout(Duration::from_secs(600), run).await.expect("the run ends on its own");
     Run { result, output: String::from_utf8(out).unwrap() }
 }
 
@@ -548,7 +570,7 @@ fn outcome_line<'a>(output: &'a str, node: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no row for {node} in\n{output}"))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn all_nodes_succeed() {
     let (client, fake) = serve(Behavior::default());
     let run = run(client, &[]).await;
@@ -571,7 +593,7 @@ async fn all_nodes_succeed() {
 }
 
 // REPORT_FORMAT=json: stdout is the JSON report alone, and REPORT_FILE holds the same document.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_json_report_goes_to_stdout_and_report_file_alike() {
     let (client, _fake) = serve(Behavior::default());
     let file = std::env::temp_dir().join(format!("quayctl-fixture-report-{}.json", std::process::id()));
@@ -588,7 +610,7 @@ async fn the_json_report_goes_to_stdout_and_report_file_alike() {
     assert_eq!(from_file["nodes"], report["nodes"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_node_fails() {
     let (client, _fake) = serve(Behavior {
         condition: Box::new(|job| {
@@ -603,18 +625,17 @@ async fn one_node_fails() {
     assert!(outcome_line(&run.output, "n1").contains("succeeded"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn jobs_that_never_finish_time_out_at_deadline_plus_grace() {
     let (client, _fake) = serve(Behavior { condition: Box::new(|_| None), ..Behavior::default() });
-    let started = std::time::Instant::now();
     let run = run(client, &[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")]).await;
-    let waited = started.elapsed();
     assert_eq!(run.exit_code(), ExitCode::NodesFailed);
     assert!(outcome_line(&run.output, "n1").contains("timed-out"), "{}", run.output);
-    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(7), "{waited:?}");
+    // The Job deadline (2 s) and the slack (1 s), on the clock's first tick at or after them.
+    assert_eq!(elapsed(), Duration::from_secs(3), "a verdict at the node deadline, and the run ends with it");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn deadline_exceeded_condition_is_a_timeout() {
     let (client, _fake) = serve(Behavior {
         condition: Box::new(|job| {
@@ -629,18 +650,28 @@ async fn deadline_exceeded_condition_is_a_timeout() {
     assert!(outcome_line(&run.output, "n2").contains("succeeded"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
     use crate::images::parse_image_list;
     use crate::policy::Policy;
-    use crate::pullers::{PullerTemplate, RunIdentity};
+    use crate::pullers::{Puller, PullerTemplate, RunIdentity};
+    use crate::tracker::Tracker;
     let config = crate::config::Config::from_vars(vars(&[])).unwrap();
     let identity =
         RunIdentity { run_id: "r1".into(), namespace: "ops".into(), helper_image: Some("h".into()), owner: None };
-    let template = PullerTemplate::new(&config, &Policy::new(&config), identity);
+    let template = PullerTemplate::new(&config, identity);
+    // The Job a run of `template` would create for `node`.
+    let build_for = |template: &PullerTemplate, node: &str| -> Job {
+        let tracker = Tracker::new(Policy::from(&config), template.clone());
+        let node = crate::nodes::EligibleNode { name: node.into(), images: u64::MAX, ..Default::default() };
+        match tracker.pullers(std::slice::from_ref(&node)).next() {
+            Some(Puller::Job(job)) => *job,
+            other => panic!("{other:?}"),
+        }
+    };
     let mut foreign = template.clone();
     foreign.run_id = "other".into();
-    let mut squatter = foreign.build_for("n2");
+    let mut squatter = build_for(&foreign, "n2");
     squatter.metadata.name = Some(template.puller_name("n2"));
     let mut other_images = template.clone();
     other_images.images = parse_image_list("nginx:1.28").unwrap().images;
@@ -650,7 +681,7 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
             node("n2", Some("True"), false, &[]),
             node("n3", Some("True"), false, &[]),
         ],
-        existing: vec![template.build_for("n1"), squatter, other_images.build_for("n3")],
+        existing: vec![build_for(&template, "n1"), squatter, build_for(&other_images, "n3")],
         ..Behavior::default()
     });
     let run = run(client, &[]).await;
@@ -664,7 +695,7 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
     assert_eq!(run.exit_code(), ExitCode::NodesFailed);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn transient_create_errors_are_retried() {
     let (client, fake) = serve(Behavior {
         create_status: Box::new(|job, attempt| if job.ends_with("n1") && attempt < 2 { 503 } else { 201 }),
@@ -675,7 +706,7 @@ async fn transient_create_errors_are_retried() {
     assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn forbidden_create_stops_the_run_with_exit_3() {
     let (client, fake) = serve(Behavior { create_status: Box::new(|_, _| 403), ..Behavior::default() });
     let run = run(client, &[("CREATE_CONCURRENCY", "1")]).await;
@@ -691,7 +722,7 @@ async fn forbidden_create_stops_the_run_with_exit_3() {
     assert_eq!(fake.count("POST"), 1, "no further creates after a 403");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn forbidden_watch_stops_the_run_with_exit_3() {
     let (client, fake) = serve(Behavior { list_jobs_status: 403, ..Behavior::default() });
     let run = run(client, &[]).await;
@@ -701,7 +732,7 @@ async fn forbidden_watch_stops_the_run_with_exit_3() {
     assert_eq!(fake.count("POST"), 0, "the watch is up before the first create");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn api_error_listing_nodes_exits_3_and_creates_nothing() {
     let (client, fake) = serve(Behavior { list_nodes_status: 500, ..Behavior::default() });
     let run = run(client, &[]).await;
@@ -711,7 +742,7 @@ async fn api_error_listing_nodes_exits_3_and_creates_nothing() {
     assert_eq!(fake.count("POST"), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn bad_configuration_sends_no_request_at_all() {
     let (client, fake) = serve(Behavior::default());
     let run = run(client, &[("QUAY_IMAGES", "a;;b"), ("DEADLINE_SECONDS", "0")]).await;
@@ -722,7 +753,7 @@ async fn bad_configuration_sends_no_request_at_all() {
     assert_eq!(fake.requests(), Vec::<String>::new());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_job_deleted_by_someone_else_is_an_outcome() {
     let (client, _fake) = serve(Behavior { vanish: vec!["n2"], condition: Box::new(|_| None), ..Behavior::default() });
     let run = run(client, &[("DEADLINE_SECONDS", "2")]).await;
@@ -731,7 +762,7 @@ async fn a_job_deleted_by_someone_else_is_an_outcome() {
     assert!(outcome_line(&run.output, "n1").contains("no verdict 3s after the Job was created"), "{}", run.output);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn no_eligible_node_exits_1_without_creating() {
     let (client, fake) = serve(Behavior {
         nodes: vec![node("c", Some("True"), true, &[]), node("t", Some("True"), false, &[("gpu", "NoSchedule")])],
@@ -743,7 +774,7 @@ async fn no_eligible_node_exits_1_without_creating() {
     assert_eq!(fake.count("POST"), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn sigterm_during_the_wait_prints_a_partial_report_and_exits_143() {
     let (client, fake) = serve(Behavior {
         condition: Box::new(|job| job.ends_with("n1").then_some(("Complete", ""))),
@@ -768,7 +799,7 @@ async fn sigterm_during_the_wait_prints_a_partial_report_and_exits_143() {
     assert!(run.output.contains("interrupted by SIGTERM"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dry_run_prints_yaml_and_creates_nothing() {
     let (client, fake) = serve(Behavior::default());
     let run = run(client, &[("DRY_RUN", "true")]).await;
@@ -794,7 +825,7 @@ fn created_jobs(fake: &Fake) -> Vec<Job> {
     fake.state.lock().unwrap().jobs.values().cloned().collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn in_a_pod_owned_by_a_job_pullers_are_owned_and_named_after_it() {
     let (client, fake) = serve(Behavior { own_pod: Some(own_pod()), ..Behavior::default() });
     let pod = [
@@ -828,7 +859,7 @@ fn own_job() -> Job {
 
 // KEEP_LAST_PULLER (the default): the pullers must outlive the run's Job (the CronJob's history
 // limit deletes it), so they are owned by the CronJob itself, never as its controller.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn kept_pullers_are_owned_by_the_cronjob_not_the_runs_job() {
     let (client, fake) = serve(Behavior { own_pod: Some(own_pod()), existing: vec![own_job()], ..Behavior::default() });
     let pod = [("POD_NAME", "cron-123-xyz"), ("POD_NAMESPACE", "ops"), ("RUN_ID", ""), ("HELPER_IMAGE", "")];
@@ -844,7 +875,7 @@ async fn kept_pullers_are_owned_by_the_cronjob_not_the_runs_job() {
     assert!(run.output.contains("puller kept"), "{}", run.output);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pullers_in_another_namespace_are_not_owned_across_namespaces() {
     let (client, fake) = serve(Behavior { own_pod: Some(own_pod()), ..Behavior::default() });
     let pod = [("POD_NAME", "cron-123-xyz"), ("POD_NAMESPACE", "ops"), ("NAMESPACE", "pullers"), ("RUN_ID", "")];
@@ -861,7 +892,7 @@ fn many_nodes(n: usize) -> Vec<Node> {
     (0..n).map(|i| node(&format!("n{i:02}"), Some("True"), false, &[])).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn quota_denials_are_per_node_and_stop_the_create_storm() {
     let (client, fake) = serve(Behavior {
         nodes: many_nodes(10),
@@ -885,7 +916,7 @@ async fn quota_denials_are_per_node_and_stop_the_create_storm() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_job_deleted_between_the_409_and_the_get_is_created_again() {
     let existing: Job =
         serde_json::from_value(json!({"metadata": {"name": "prepull-r1-n1", "namespace": "ops"}})).unwrap();
@@ -895,7 +926,7 @@ async fn a_job_deleted_between_the_409_and_the_get_is_created_again() {
     assert_eq!(fake.count("POST /apis/batch/v1/namespaces/ops/jobs"), 3, "n1 twice (409, then created), n2 once");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ttl_zero_jobs_that_vanish_after_success_still_succeed() {
     // The fake deletes each Job the moment it is Complete, as the TTL controller does with a TTL of 0,
     // often before the create has answered: the run must take the verdict from the DELETED event's
@@ -919,7 +950,7 @@ fn pull_error(image: &str, reason: &str, message: &str) -> Value {
          "state": {"waiting": {"reason": reason, "message": message}}}]})
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pull_errors_fail_fast_per_image_and_the_breaker_stops_a_broken_image() {
     let missing = "registry.local/missing:nope";
     let (client, fake) = serve(Behavior {
@@ -934,7 +965,6 @@ async fn pull_errors_fail_fast_per_image_and_the_breaker_stops_a_broken_image() 
         }),
         ..Behavior::default()
     });
-    let started = std::time::Instant::now();
     let images = format!("nginx:1.27;{missing}");
     let run = run(
         client,
@@ -946,7 +976,8 @@ async fn pull_errors_fail_fast_per_image_and_the_breaker_stops_a_broken_image() 
         ],
     )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(15), "fails fast, not at the deadline: {:?}", started.elapsed());
+    // Each pair's error counts after its 1 s grace: two pairs, then the breaker; never the 300 s deadline.
+    assert_eq!(elapsed(), Duration::from_secs(2), "fails fast, not at the deadline");
     assert_eq!(run.exit_code(), ExitCode::NodesFailed);
     let row = outcome_line(&run.output, "n00");
     assert!(
@@ -986,20 +1017,19 @@ async fn pull_errors_fail_fast_per_image_and_the_breaker_stops_a_broken_image() 
     assert_eq!(containers.len(), 1, "the broken image is not sent any more");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_image_names_fail_at_once() {
     let (client, _fake) = serve(Behavior {
         condition: Box::new(|_| None),
         pod_status: Box::new(|_| Some(pull_error("x", "InvalidImageName", "couldn't parse image name"))),
         ..Behavior::default()
     });
-    let started = std::time::Instant::now();
     let run = run(client, &[("PULL_ERROR_GRACE_SECONDS", "600")]).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(elapsed(), Duration::ZERO, "at once, not after the 600 s grace");
     assert!(outcome_line(&run.output, "n1").contains("InvalidImageName"), "{}", run.output);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pod_that_pulled_everything_decides_the_node_before_the_job_controller() {
     let (client, _fake) = serve(Behavior {
         condition: Box::new(|_| None),
@@ -1010,7 +1040,7 @@ async fn a_pod_that_pulled_everything_decides_the_node_before_the_job_controller
     assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_evicted_pod_is_not_a_failure() {
     let (client, _fake) = serve(Behavior {
         condition: Box::new(|job| job.ends_with("n2").then_some(("Complete", ""))),
@@ -1026,7 +1056,7 @@ async fn an_evicted_pod_is_not_a_failure() {
     assert!(outcome_line(&run.output, "n2").contains("succeeded"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_closed_signal_channel_is_not_a_signal() {
     let (client, _fake) = serve(Behavior::default());
     let (tx, rx) = watch::channel(None);
@@ -1035,7 +1065,7 @@ async fn a_closed_signal_channel_is_not_a_signal() {
     assert_eq!(run.exit_code(), ExitCode::Success, "{}", run.output);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_missing_pull_secret_is_refused_before_any_create() {
     let (client, fake) = serve(Behavior::default());
     let run = run(client, &[("IMAGE_PULL_SECRETS", "regcred")]).await;
@@ -1051,7 +1081,7 @@ async fn a_missing_pull_secret_is_refused_before_any_create() {
 // STARTUP_TAINT: once a node has every image, its startup taint is removed with a JSON patch that
 // tests the taint list it read. Someone adds a taint to the node between that read and the patch: the
 // test fails (422), the run reads the node again and removes only its taint, the other one stays.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_startup_taint_is_removed_without_clobbering_a_concurrent_taint() {
     let tainted = node("n1", Some("True"), false, &[("images-pending", "NoSchedule"), ("dedicated", "NoSchedule")]);
     let racing = json!({"key": "maintenance", "effect": "NoSchedule"});

@@ -3,6 +3,15 @@
 
 use crate::reference::Reference;
 
+/// A set of images of the run: bit i set = image i of `QUAY_IMAGES` (at most
+/// [`crate::config::MAX_IMAGES`]).
+pub type ImageMask = u64;
+
+/// Every image of a run of `count` images.
+pub fn all_images(count: usize) -> ImageMask {
+    if count >= 64 { u64::MAX } else { (1u64 << count) - 1 }
+}
+
 /// One image to put on every node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
@@ -17,12 +26,19 @@ pub struct Image {
 }
 
 /// `PULL_POLICY`: what the puller containers tell the kubelet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "&'static str")]
 pub enum PullPolicy {
     /// What the kubelet would default to: `Always` for `latest`/untagged, `IfNotPresent` otherwise.
     Auto,
     Always,
     IfNotPresent,
+}
+
+impl From<PullPolicy> for &'static str {
+    fn from(policy: PullPolicy) -> Self {
+        policy.name()
+    }
 }
 
 impl PullPolicy {

@@ -34,6 +34,7 @@ pub mod run;
 pub mod signal;
 pub mod taints;
 pub mod tracker;
+pub mod types;
 
 #[cfg(test)]
 mod fixtures;

@@ -8,7 +8,7 @@ use std::process::ExitCode as ProcessExitCode;
 use quayctl_controller::ExitCode;
 use quayctl_controller::cluster::Cluster;
 use quayctl_controller::logging::{self, LogFormat};
-use quayctl_controller::run::execute;
+use quayctl_controller::run::{Clock, execute};
 use quayctl_controller::signal::{Signal, forward_signals};
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 use tokio::sync::watch;
@@ -50,7 +50,7 @@ async fn run() -> ExitCode {
     logging::init(format);
 
     let connect = |namespace: Option<String>| async move { Cluster::connect(namespace.as_deref()).await };
-    match execute(std::env::vars(), connect, signal_rx, &mut std::io::stdout()).await {
+    match execute(std::env::vars(), connect, signal_rx, &mut std::io::stdout(), Clock::system()).await {
         Ok(finished) => finished.exit_code(),
         Err(e) => {
             tracing::error!("{e}");

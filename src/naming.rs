@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::grammar::{MAX_LABEL_LEN as MAX_NAME_LEN, is_label_value};
-use crate::nodes::{ImageMask, all_images};
+use crate::images::{ImageMask, all_images};
 
 const HASH_LEN: usize = 10;
 /// The quayctl strategy's one container; it pulls every image.

@@ -4,7 +4,8 @@
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 
-use crate::images::{Image, PullPolicy};
+use crate::config::{Config, Selection};
+use crate::images::{Image, ImageMask, PullPolicy, all_images};
 use crate::taints::{StartupTaint, TaintTable, Toleration, match_taints};
 
 pub const LABEL_OS: &str = "kubernetes.io/os";
@@ -42,25 +43,20 @@ impl std::fmt::Display for SkipReason {
     }
 }
 
-/// What the run decides about the nodes, the same for every node.
-#[derive(Clone, Debug, Default)]
-pub struct Eligibility {
-    pub tolerations: Vec<Toleration>,
-    /// `STARTUP_TAINT`: nodes carrying it are eligible whatever `TOLERATIONS` says.
-    pub startup: Option<StartupTaint>,
-    /// `STARTUP_TAINT_ONLY`: only nodes carrying the startup taint are considered at all.
-    pub startup_only: bool,
-    /// `SKIP_PRESENT=true`: leave out images the node reports in `status.images`.
-    pub skip_present: bool,
-    pub pull_policy: Option<PullPolicy>,
-    pub images: Vec<Image>,
+/// What the run decides about the nodes, the same for every node: a view of the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Eligibility<'c> {
+    /// `TOLERATIONS`, `STARTUP_TAINT` (nodes carrying it are eligible whatever `TOLERATIONS` says),
+    /// `STARTUP_TAINT_ONLY`, `SKIP_PRESENT`.
+    pub selection: &'c Selection,
+    pub pull_policy: PullPolicy,
+    pub images: &'c [Image],
 }
 
-/// Bit i set = image i of `QUAY_IMAGES` (at most [`crate::config::MAX_IMAGES`]).
-pub type ImageMask = u64;
-
-pub fn all_images(count: usize) -> ImageMask {
-    if count >= 64 { u64::MAX } else { (1u64 << count) - 1 }
+impl<'c> From<&'c Config> for Eligibility<'c> {
+    fn from(config: &'c Config) -> Self {
+        Eligibility { selection: &config.selection, pull_policy: config.puller.pull_policy, images: &config.images }
+    }
 }
 
 /// One node that gets a puller.
@@ -123,10 +119,10 @@ pub fn eligibility<'n>(
 /// (`nodeStatusMaxImages`), so an image that is not listed is "unknown", and is pulled.
 pub fn images_needed(node: &Node, rule: &Eligibility) -> ImageMask {
     let all = all_images(rule.images.len());
-    if !rule.skip_present {
+    if !rule.selection.skip_present {
         return all;
     }
-    let policy = rule.pull_policy.unwrap_or(PullPolicy::Auto);
+    let policy = rule.pull_policy;
     let listed = node.status.as_ref().and_then(|s| s.images.as_deref()).unwrap_or_default();
     let names = || listed.iter().flat_map(|i| i.names.iter().flatten()).map(String::as_str);
     rule.images
@@ -165,13 +161,14 @@ impl Partition {
                 self.listed.insert(name.clone());
             }
             let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
-            let startup_tainted = rule.startup.as_ref().is_some_and(|s| taints.iter().any(|t| s.matches(t)));
-            if rule.startup_only && !startup_tainted {
+            let startup = rule.selection.startup_taint.as_ref();
+            let startup_tainted = startup.is_some_and(|s| taints.iter().any(|t| s.matches(t)));
+            if rule.selection.startup_taint_only && !startup_tainted {
                 self.not_considered += 1;
                 continue;
             }
             let name = node.metadata.name.clone().unwrap_or_default();
-            match eligibility(node, &rule.tolerations, rule.startup.as_ref()) {
+            match eligibility(node, &rule.selection.tolerations, startup) {
                 Ok(blocking) => {
                     let zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
                     let taints = blocking.into_iter().map(|t| self.taints.intern(t)).collect();
@@ -207,6 +204,14 @@ pub(crate) mod tests {
             "status": {"conditions": conditions},
         }))
         .unwrap()
+    }
+
+    /// A configuration of these variables (`QUAY_IMAGES` and `HELPER_IMAGE` set unless given).
+    pub fn config(vars: &[(&str, &str)]) -> Config {
+        let mut all = vec![("QUAY_IMAGES", "nginx"), ("HELPER_IMAGE", "h:1")];
+        all.retain(|(k, _)| !vars.iter().any(|(v, _)| v == k));
+        all.extend_from_slice(vars);
+        Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
     }
 
     /// Eligibility with `TOLERATIONS` only: the keys of the blocking taints, or why not.
@@ -259,17 +264,20 @@ pub(crate) mod tests {
 
     #[test]
     fn the_startup_taint_reaches_a_node_and_startup_only_considers_nothing_else() {
-        let startup = crate::taints::StartupTaint::parse("images-pending").unwrap();
         let joining = node("j", Some("True"), false, &[("images-pending", "NoSchedule"), ("gpu", "NoSchedule")]);
-        let gpu = crate::taints::parse_tolerations("gpu").unwrap();
-        let rule = Eligibility { tolerations: gpu, startup: Some(startup), ..Default::default() };
+        let config = config(&[("TOLERATIONS", "gpu"), ("STARTUP_TAINT", "images-pending")]);
         let mut all = Partition::default();
-        all.add(&[joining.clone(), node("old", Some("True"), false, &[])], &rule);
+        all.add(&[joining.clone(), node("old", Some("True"), false, &[])], &(&config).into());
         assert_eq!(all.eligible.len(), 2);
         assert!(all.eligible[0].startup_tainted && !all.eligible[1].startup_tainted);
         assert_eq!(all.taints.tolerations(&all.eligible[0].taints).len(), 2, "the startup taint and gpu, exactly");
         let mut only = Partition::default();
-        only.add(&[joining, node("old", Some("True"), false, &[])], &Eligibility { startup_only: true, ..rule });
+        let only_joining = super::tests::config(&[
+            ("TOLERATIONS", "gpu"),
+            ("STARTUP_TAINT", "images-pending"),
+            ("STARTUP_TAINT_ONLY", "true"),
+        ]);
+        only.add(&[joining, node("old", Some("True"), false, &[])], &(&only_joining).into());
         assert_eq!((only.eligible.len(), only.skipped.len(), only.not_considered), (1, 0, 1));
     }
 
@@ -286,7 +294,7 @@ pub(crate) mod tests {
 
     #[test]
     fn skip_present_leaves_out_listed_images_only() {
-        let images = crate::images::parse_image_list("nginx:1.27;redis;quay.io/org/model:v3").unwrap().images;
+        let images = "nginx:1.27;redis;quay.io/org/model:v3";
         let mut n = node("a", Some("True"), false, &[]);
         n.status.as_mut().unwrap().images = Some(vec![
             serde_json::from_value(
@@ -295,12 +303,16 @@ pub(crate) mod tests {
             .unwrap(),
             serde_json::from_value(json!({"names": ["docker.io/library/redis:latest"], "sizeBytes": 1})).unwrap(),
         ]);
-        let off = Eligibility { images: images.clone(), ..Default::default() };
-        assert_eq!(images_needed(&n, &off), 0b111);
-        let on = Eligibility { images, skip_present: true, ..Default::default() };
-        assert_eq!(images_needed(&n, &on), 0b110, "nginx:1.27 is there; redis is latest; model is not listed");
+        let off = config(&[("QUAY_IMAGES", images)]);
+        assert_eq!(images_needed(&n, &(&off).into()), 0b111);
+        let on = config(&[("QUAY_IMAGES", images), ("SKIP_PRESENT", "true")]);
+        assert_eq!(
+            images_needed(&n, &(&on).into()),
+            0b110,
+            "nginx:1.27 is there; redis is latest; model is not listed"
+        );
         let mut page = Partition::default();
-        page.add(&[n], &on);
+        page.add(&[n], &(&on).into());
         assert_eq!(page.eligible[0].images, 0b110);
     }
 
@@ -313,7 +325,8 @@ pub(crate) mod tests {
             node("d", Some("False"), false, &[]),
         ];
         let mut partition = Partition::default();
-        let rule = Eligibility::default();
+        let config = config(&[]);
+        let rule = Eligibility::from(&config);
         partition.add(&nodes[..2], &rule);
         partition.add(&nodes[2..], &rule);
         let Partition { eligible, skipped, .. } = partition.sorted();

@@ -9,8 +9,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Serialize;
 
+use crate::images::ImageMask;
 use crate::naming::{INSTALL_CONTAINER, images_of_container};
-use crate::nodes::ImageMask;
 
 /// The verdict for one eligible node. Every eligible node gets exactly one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -1,6 +1,6 @@
-//! Every number a run derives from its configuration, in one place, each with what it means. Built
-//! once from [`Config`]; the puller specs ([`crate::pullers`]) and the [`crate::tracker`] read it, and
-//! nothing else recomputes a deadline.
+//! Every number a run derives from its configuration, and every fixed bound of a run, in one place,
+//! each with what it means. Built once from [`Config`] and held by the [`crate::tracker`], which hands
+//! each puller its [`Deadlines`] as it asks for it: nothing else holds or recomputes a deadline.
 //!
 //! `DEADLINE_SECONDS` (config.rs) becomes, here and only here:
 //! - the pull deadline, each puller pod's `activeDeadlineSeconds` (the kubelet counts it from pod start);
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::config::Config;
-use crate::pullers::PullerKind;
+use crate::config::{Config, Pacing, Selection};
+use crate::types::PullerKind;
 
 /// Beyond the Job's deadline, how long the tracker waits for the Job controller to say so.
 const MAX_DEADLINE_SLACK: Duration = Duration::from_secs(15);
@@ -23,8 +23,6 @@ const MAX_DEADLINE_SLACK: Duration = Duration::from_secs(15);
 /// How the run paces and judges; the same for every node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Images of the run (`QUAY_IMAGES`).
-    pub image_count: usize,
     /// `DEADLINE_SECONDS`: each puller pod's `activeDeadlineSeconds`.
     pub pull_deadline: Duration,
     /// The Job's `activeDeadlineSeconds`: `pull_deadline` + `WAIT_GRACE_SECONDS`.
@@ -33,11 +31,21 @@ pub struct Policy {
     pub node_deadline: Duration,
     /// How long an image may keep failing to pull before it counts as failed.
     pub pull_error_grace: Duration,
-    pub create_concurrency: usize,
-    pub max_parallel: Option<usize>,
-    pub seed_nodes: usize,
+    /// `CREATE_CONCURRENCY`, `MAX_PARALLEL`, `SEED_NODES`, as configured.
+    pub pacing: Pacing,
+    /// Which nodes, as configured: the startup taint the run removes, and whether only the nodes
+    /// carrying it are asked for (`STARTUP_TAINT_ONLY`: none of them is no failure).
+    pub selection: Selection,
+    /// When the run's own Job's `activeDeadlineSeconds` ends it, and that Job's name: the run warns
+    /// when, at the start rate it measures, it would need longer.
+    pub run_deadline: Option<(Timestamp, String)>,
     /// Attempts per node for creates that fail transiently (or whose Job vanished on a 409).
     pub max_create_attempts: u8,
+    /// Attempts at removing a node's startup taint when a concurrent change to its taints (or a
+    /// transient error) stops the patch; each attempt reads the node again.
+    pub taint_attempts: u8,
+    /// Attempts at deleting an evicted puller pod that fail transiently.
+    pub delete_attempts: u8,
     /// This many identical admission denials in a row stop all further creates.
     pub denial_streak: usize,
     /// An image that failed with a not-found/unauthorized error on this many nodes (and succeeded on
@@ -49,40 +57,66 @@ pub struct Policy {
     pub rate_window: Duration,
     /// How often the clock is an input (pull-error grace, deadlines, draining).
     pub tick: Duration,
+    /// How often the run logs its progress.
+    pub progress_every: Duration,
     /// After the first signal, how long creates already sent may take to answer before the report.
     pub drain: Duration,
+    /// Once every node has its verdict, how long deletes still in flight may take (they are best
+    /// effort: the run does not wait its whole time for them).
+    pub deletes_after: Duration,
     /// How long the watches may take to list before the run gives up (nothing is created before).
     pub watch_ready_timeout: Duration,
-    /// When the run's own Job's `activeDeadlineSeconds` ends it, and that Job's name: the run warns
-    /// when, at the start rate it measures, it would need longer.
-    pub run_deadline: Option<(Timestamp, String)>,
+    /// How long the name of an evicted puller pod rests before its replacement takes it. Whoever
+    /// deletes the old pod by name alone (a kubelet sends its UID as a precondition, kwok does not)
+    /// must not reach the replacement: seen with kwok, which deletes twice, milliseconds apart.
+    pub reuse_delay: Duration,
 }
 
-impl Policy {
-    pub fn new(config: &Config) -> Policy {
-        let pull_deadline = Duration::from_secs(config.deadline_seconds.max(0) as u64);
-        let job_deadline = pull_deadline + Duration::from_secs(config.wait_grace_seconds);
+/// A puller's two deadlines, in seconds, as its spec carries them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    /// The pod's `activeDeadlineSeconds` (the kubelet counts it from the pod's start).
+    pub pod: i64,
+    /// The Job's `activeDeadlineSeconds` (the Job controller counts it from the Job's start).
+    pub job: i64,
+}
+
+impl From<&Config> for Policy {
+    /// Every bound of a run: the deadlines from `DEADLINE_SECONDS` and `WAIT_GRACE_SECONDS`, the
+    /// grace, the pacing as configured; the rest are the run's fixed bounds, named here once.
+    fn from(config: &Config) -> Policy {
+        let timing = config.timing;
+        let pull_deadline = Duration::from_secs(timing.deadline_seconds);
+        let job_deadline = pull_deadline + Duration::from_secs(timing.wait_grace_seconds);
         Policy {
-            image_count: config.images.len(),
             pull_deadline,
             job_deadline,
             node_deadline: job_deadline + deadline_slack(job_deadline),
-            pull_error_grace: Duration::from_secs(config.pull_error_grace_seconds),
-            create_concurrency: config.create_concurrency,
-            max_parallel: config.max_parallel,
-            seed_nodes: config.seed_nodes,
-            ..Policy::default()
+            pull_error_grace: Duration::from_secs(timing.pull_error_grace_seconds),
+            pacing: config.pacing,
+            selection: config.selection.clone(),
+            run_deadline: None,
+            max_create_attempts: 3,
+            taint_attempts: 5,
+            delete_attempts: 3,
+            denial_streak: 3,
+            image_breaker: 3,
+            target_start_lag: Duration::from_secs(5),
+            rate_window: Duration::from_secs(10),
+            tick: Duration::from_secs(1),
+            progress_every: Duration::from_secs(5),
+            drain: Duration::from_secs(5),
+            deletes_after: Duration::from_secs(5),
+            watch_ready_timeout: Duration::from_secs(60),
+            reuse_delay: Duration::from_secs(1),
         }
     }
+}
 
-    /// The pod's `activeDeadlineSeconds`.
-    pub fn pull_deadline_seconds(&self) -> i64 {
-        self.pull_deadline.as_secs() as i64
-    }
-
-    /// The Job's `activeDeadlineSeconds`.
-    pub fn job_deadline_seconds(&self) -> i64 {
-        self.job_deadline.as_secs() as i64
+impl Policy {
+    /// The deadlines of a first puller.
+    pub fn deadlines(&self) -> Deadlines {
+        Deadlines { pod: self.pull_deadline.as_secs() as i64, job: self.job_deadline.as_secs() as i64 }
     }
 
     /// Why a node with no verdict timed out, in the words of the report: `since` its puller (of
@@ -105,31 +139,6 @@ fn deadline_slack(job_deadline: Duration) -> Duration {
     (job_deadline / 2).clamp(Duration::from_secs(1), MAX_DEADLINE_SLACK)
 }
 
-impl Default for Policy {
-    /// The defaults of a run with one image and `DEADLINE_SECONDS`/`WAIT_GRACE_SECONDS` at theirs.
-    fn default() -> Self {
-        Policy {
-            image_count: 1,
-            pull_deadline: Duration::from_secs(300),
-            job_deadline: Duration::from_secs(360),
-            node_deadline: Duration::from_secs(375),
-            pull_error_grace: Duration::from_secs(30),
-            create_concurrency: 16,
-            max_parallel: None,
-            seed_nodes: 0,
-            max_create_attempts: 3,
-            denial_streak: 3,
-            image_breaker: 3,
-            target_start_lag: Duration::from_secs(5),
-            rate_window: Duration::from_secs(10),
-            tick: Duration::from_secs(1),
-            drain: Duration::from_secs(5),
-            watch_ready_timeout: Duration::from_secs(60),
-            run_deadline: None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,20 +146,17 @@ mod tests {
     fn policy(vars: &[(&str, &str)]) -> Policy {
         let mut all = vec![("QUAY_IMAGES", "nginx;redis"), ("HELPER_IMAGE", "h:1")];
         all.extend_from_slice(vars);
-        Policy::new(&Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap())
+        Policy::from(&Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap())
     }
 
     #[test]
     fn deadline_seconds_becomes_every_deadline_here() {
         let p = policy(&[]);
-        assert_eq!(p.image_count, 2);
-        assert_eq!(p.pull_deadline_seconds(), 300, "the pod's, DEADLINE_SECONDS");
-        assert_eq!(p.job_deadline_seconds(), 360, "the Job's: + WAIT_GRACE_SECONDS (60)");
+        assert_eq!(p.deadlines(), Deadlines { pod: 300, job: 360 }, "DEADLINE_SECONDS, + WAIT_GRACE_SECONDS (60)");
         assert_eq!(p.node_deadline, Duration::from_secs(375), "the tracker's: + 15 s slack at most");
-        assert_eq!(Policy::default().node_deadline, p.node_deadline, "Default is the default config's");
 
         let short = policy(&[("DEADLINE_SECONDS", "1"), ("WAIT_GRACE_SECONDS", "1")]);
-        assert_eq!(short.job_deadline_seconds(), 2);
+        assert_eq!(short.deadlines().job, 2);
         assert_eq!(short.node_deadline, Duration::from_secs(3), "slack is half the Job deadline, at least 1 s");
         assert_eq!(
             short.node_deadline_reason(PullerKind::Pod, "started"),
@@ -173,6 +179,6 @@ mod tests {
             ("SEED_NODES", "2"),
         ]);
         assert_eq!(p.pull_error_grace, Duration::from_secs(7));
-        assert_eq!((p.create_concurrency, p.max_parallel, p.seed_nodes), (4, Some(9), 2));
+        assert_eq!(p.pacing, Pacing { create_concurrency: 4, max_parallel: Some(9), seed_nodes: 2 });
     }
 }

@@ -19,15 +19,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::jiff::Timestamp;
 use tracing::warn;
 
-use crate::cluster::SelfInfo;
-use crate::config::{Config, HelperImage, PullStrategy, PullerResources};
+use crate::config::{Config, HelperImage, PullStrategy, PullerSettings};
 use crate::error::{Error, Result};
-use crate::images::{Image, PullPolicy};
+use crate::images::{Image, ImageMask};
 use crate::naming::{self, INSTALL_CONTAINER, QUAYCTL_CONTAINER};
-use crate::nodes::{EligibleNode, ImageMask, all_images};
+use crate::nodes::EligibleNode;
 use crate::outcome::{Outcome, outcome_from_job, owning_job};
-use crate::policy::Policy;
+use crate::policy::Deadlines;
 use crate::taints::TaintTable;
+use crate::types::{PullerKind, SelfInfo};
 
 pub const MANAGED_BY: &str = "quayctl-controller";
 pub const PULLER_NAME: &str = "quayctl-puller";
@@ -70,7 +70,7 @@ impl RunIdentity {
     /// namespace: owner references cannot cross namespaces (the garbage collector would take the owner
     /// as gone and delete the pullers at once).
     pub fn decide(config: &Config, me: &SelfInfo, namespace: &str, now: Timestamp) -> Result<RunIdentity> {
-        let helper_image = match &config.helper_image {
+        let helper_image = match &config.puller.helper_image {
             HelperImage::Given(image) => Some(image.clone()),
             HelperImage::NotNeeded => None,
             HelperImage::OwnPod => Some(me.image.clone().ok_or_else(|| {
@@ -80,12 +80,13 @@ impl RunIdentity {
             })?),
         };
         let run_id = config
+            .output
             .run_id
             .clone()
             .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
             .unwrap_or_else(|| now.strftime("%Y%m%d-%H%M%S").to_string());
-        let wanted = if config.keep_last_puller { &me.cronjob } else { &me.owner_job };
-        let owner = match (wanted, &config.pod) {
+        let wanted = if config.puller.keep_last { &me.cronjob } else { &me.owner_job };
+        let owner = match (wanted, &config.placement.pod) {
             (Some(owner), Some(pod)) if pod.namespace == namespace => Some(owner.clone()),
             (Some(owner), _) => {
                 warn!(
@@ -103,35 +104,23 @@ impl RunIdentity {
     }
 }
 
-/// Everything a puller needs besides the node: the same for every puller of a run.
+/// Everything a puller needs besides its node and its deadlines (the tracker's): the same for every
+/// puller of a run.
 #[derive(Clone, Debug)]
 pub struct PullerTemplate {
     pub run_id: String,
     pub namespace: String,
-    pub strategy: PullStrategy,
     pub images: Vec<Image>,
     /// Image carrying `/quayctl-noop` (kubelet strategy only).
     pub helper_image: Option<String>,
-    /// The pull deadline: the pod's `activeDeadlineSeconds` ([`Policy::pull_deadline`]).
-    pub deadline_seconds: i64,
-    /// The Job's `activeDeadlineSeconds` ([`Policy::job_deadline`]).
-    pub job_deadline_seconds: i64,
-    /// `TTL_SECONDS_AFTER_FINISHED`, unless `KEEP_LAST_PULLER` keeps them (then the run removes
-    /// what is not kept).
-    pub ttl_seconds_after_finished: Option<i32>,
     /// See [`RunIdentity::owner`].
     pub owner: Option<OwnerReference>,
-    /// `PULLER_KIND`.
-    pub kind: PullerKind,
-    /// `KEEP_LAST_PULLER`: a puller that pulled everything it was given stays.
-    pub keep_last: bool,
-    pub pull_policy: PullPolicy,
+    /// What every puller is (kind, strategy, pull policy, resources, secrets, priority, retention),
+    /// as configured.
+    pub settings: PullerSettings,
     /// The blocking taints of the run's nodes (filled in once the nodes are listed): each puller
     /// tolerates exactly those of its node.
     pub taints: TaintTable,
-    pub image_pull_secrets: Vec<String>,
-    pub priority_class_name: Option<String>,
-    pub resources: PullerResources,
 }
 
 /// A puller as the run creates it.
@@ -155,30 +144,13 @@ impl Puller {
     }
 }
 
-/// What kind of object a puller is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PullerKind {
-    /// One node-pinned Job per node (the default): the Job controller makes and retries its pod.
-    Job,
-    /// One node-pinned pod per node: no Job controller in the way; the run does what it did.
-    Pod,
-}
-
-impl PullerKind {
-    /// How the report and the logs name it.
-    pub fn noun(self) -> &'static str {
-        match self {
-            PullerKind::Job => "Job",
-            PullerKind::Pod => "pod",
-        }
-    }
-}
-
 /// A puller an earlier run left in the namespace, as this run finds it when it starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leftover {
     pub kind: PullerKind,
     pub name: String,
+    /// Its UID: it is deleted as that object only, never another of the same name.
+    pub uid: Option<String>,
     /// The node it was for (its `quayctl-controller/node-name` annotation).
     pub node: String,
     pub state: LeftoverState,
@@ -224,7 +196,7 @@ impl Leftover {
 
 fn leftover(kind: PullerKind, meta: &ObjectMeta, state: LeftoverState) -> Option<Leftover> {
     let node = meta.annotations.as_ref()?.get(ANNOTATION_NODE)?.clone();
-    Some(Leftover { kind, name: meta.name.clone()?, node, state })
+    Some(Leftover { kind, name: meta.name.clone()?, uid: meta.uid.clone(), node, state })
 }
 
 /// What to do with an existing Job found on a 409.
@@ -237,29 +209,35 @@ pub enum Adoption {
 }
 
 impl PullerTemplate {
-    /// The template for one run of `config`, with the deadlines of `policy`.
-    pub fn new(config: &Config, policy: &Policy, run: RunIdentity) -> PullerTemplate {
+    /// The template for one run of `config`.
+    pub fn new(config: &Config, run: RunIdentity) -> PullerTemplate {
         let RunIdentity { run_id, namespace, helper_image, owner } = run;
         PullerTemplate {
             run_id,
             namespace,
-            strategy: config.strategy.clone(),
             images: config.images.clone(),
             helper_image,
-            deadline_seconds: policy.pull_deadline_seconds(),
-            job_deadline_seconds: policy.job_deadline_seconds(),
-            // Jobs only: a bare pod has no TTL (the run removes what it does not keep).
-            ttl_seconds_after_finished: (!config.keep_last_puller && config.puller_kind == PullerKind::Job)
-                .then_some(config.ttl_seconds_after_finished),
             owner,
-            kind: config.puller_kind,
-            keep_last: config.keep_last_puller,
-            pull_policy: config.pull_policy,
+            settings: config.puller.clone(),
             taints: TaintTable::default(),
-            image_pull_secrets: config.image_pull_secrets.clone(),
-            priority_class_name: config.priority_class_name.clone(),
-            resources: config.resources.clone(),
         }
+    }
+
+    /// `PULLER_KIND`.
+    pub fn kind(&self) -> PullerKind {
+        self.settings.kind
+    }
+
+    /// `KEEP_LAST_PULLER`: a puller that pulled everything it was given stays.
+    pub fn keep_last(&self) -> bool {
+        self.settings.keep_last
+    }
+
+    /// `TTL_SECONDS_AFTER_FINISHED` of a puller Job; none when `KEEP_LAST_PULLER` keeps them (the run
+    /// removes what is not kept), and never on a bare pod (no such field: the run removes it).
+    pub fn ttl_seconds_after_finished(&self) -> Option<i32> {
+        (!self.settings.keep_last && self.settings.kind == PullerKind::Job)
+            .then_some(self.settings.ttl_seconds_after_finished)
     }
 
     /// Label selector matching every Job (and pod) of this run.
@@ -288,15 +266,15 @@ impl PullerTemplate {
     /// What the run pulls and how, hashed: the same for every Job of a run, different as soon as the
     /// images, their order, the strategy or the pull policy differ.
     pub fn spec_hash(&self) -> String {
-        let quayctl = match &self.strategy {
+        let quayctl = match &self.settings.strategy {
             PullStrategy::Quayctl { image } => image.as_str(),
             PullStrategy::Kubelet => "",
         };
         let images: Vec<&str> = self.images.iter().map(|i| i.normalized.as_str()).collect();
         naming::short_hash(&format!(
             "{}\n{quayctl}\n{}\n{}",
-            self.strategy.name(),
-            self.pull_policy.name(),
+            self.settings.strategy.name(),
+            self.settings.pull_policy.name(),
             images.join(";")
         ))
     }
@@ -308,7 +286,7 @@ impl PullerTemplate {
         let ours = self.labels(node).iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
         let annotations = existing.annotations.as_ref();
         let hash = annotations.and_then(|a| a.get(ANNOTATION_SPEC_HASH));
-        let noun = self.kind.noun();
+        let noun = self.kind().noun();
         let delete = format!("kubectl -n {} delete {} {name}", self.namespace, noun.to_ascii_lowercase());
         if !ours {
             return Adoption::Refuse(format!(
@@ -334,16 +312,11 @@ impl PullerTemplate {
         Adoption::Adopt(mask)
     }
 
-    /// The puller Job for every image of the run on an untainted `node`.
-    pub fn build_for(&self, node: &str) -> Job {
-        self.job(&EligibleNode { name: node.into(), images: all_images(self.images.len()), ..Default::default() })
-    }
-
-    /// The puller for `node`, of the run's kind.
-    pub fn build(&self, node: &EligibleNode) -> Puller {
-        match self.kind {
-            PullerKind::Job => Puller::Job(Box::new(self.job(node))),
-            PullerKind::Pod => Puller::Pod(Box::new(self.pod(node, self.deadline_seconds))),
+    /// The puller for `node`, of the run's kind, with `deadlines`.
+    pub fn build(&self, node: &EligibleNode, deadlines: Deadlines) -> Puller {
+        match self.kind() {
+            PullerKind::Job => Puller::Job(Box::new(self.job(node, deadlines))),
+            PullerKind::Pod => Puller::Pod(Box::new(self.pod(node, deadlines))),
         }
     }
 
@@ -374,7 +347,7 @@ impl PullerTemplate {
     /// needs, exactly its taints tolerated, pinned by name, `deadline` seconds to pull.
     fn pod_spec(&self, node: &EligibleNode, deadline: i64) -> PodSpec {
         let images: Vec<(usize, &Image)> = self.images_of(node).collect();
-        let mut pod = match &self.strategy {
+        let mut pod = match &self.settings.strategy {
             PullStrategy::Kubelet => self.kubelet_pod_spec(&images),
             PullStrategy::Quayctl { image } => self.quayctl_pod_spec(image, &images),
         };
@@ -386,28 +359,29 @@ impl PullerTemplate {
         pod.affinity = Some(node_affinity(&node.name));
         let tolerations = self.taints.tolerations(&node.taints);
         pod.tolerations = (!tolerations.is_empty()).then_some(tolerations);
-        pod.image_pull_secrets = (!self.image_pull_secrets.is_empty())
-            .then(|| self.image_pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect());
-        pod.priority_class_name = self.priority_class_name.clone();
+        let secrets = &self.settings.image_pull_secrets;
+        pod.image_pull_secrets = (!secrets.is_empty())
+            .then(|| secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect());
+        pod.priority_class_name = self.settings.priority_class_name.clone();
         pod
     }
 
     /// `PULLER_KIND=pod`: the pod alone, named, labelled and annotated as a Job would be, with
-    /// `deadline` seconds to pull (less than `DEADLINE_SECONDS` for a replacement).
-    pub fn pod(&self, node: &EligibleNode, deadline: i64) -> Pod {
-        Pod { metadata: self.metadata(node), spec: Some(self.pod_spec(node, deadline)), status: None }
+    /// `deadlines.pod` seconds to pull (less than `DEADLINE_SECONDS` for a replacement).
+    pub fn pod(&self, node: &EligibleNode, deadlines: Deadlines) -> Pod {
+        Pod { metadata: self.metadata(node), spec: Some(self.pod_spec(node, deadlines.pod)), status: None }
     }
 
     /// `PULLER_KIND=job`: the puller Job for `node`.
-    pub fn job(&self, node: &EligibleNode) -> Job {
+    pub fn job(&self, node: &EligibleNode, deadlines: Deadlines) -> Job {
         let metadata = self.metadata(node);
         Job {
             spec: Some(JobSpec {
-                active_deadline_seconds: Some(self.job_deadline_seconds),
+                active_deadline_seconds: Some(deadlines.job),
                 backoff_limit: Some(0),
                 completions: Some(1),
                 parallelism: Some(1),
-                ttl_seconds_after_finished: self.ttl_seconds_after_finished,
+                ttl_seconds_after_finished: self.ttl_seconds_after_finished(),
                 // An evicted or preempted puller is not a failed pull: the Job makes a new pod,
                 // within the same deadline.
                 pod_failure_policy: Some(PodFailurePolicy {
@@ -426,7 +400,7 @@ impl PullerTemplate {
                         annotations: Some(BTreeMap::from([(ANNOTATION_NODE.to_string(), node.name.clone())])),
                         ..Default::default()
                     }),
-                    spec: Some(self.pod_spec(node, self.deadline_seconds)),
+                    spec: Some(self.pod_spec(node, deadlines.pod)),
                 },
                 ..Default::default()
             }),
@@ -436,7 +410,7 @@ impl PullerTemplate {
     }
 
     fn resources(&self) -> ResourceRequirements {
-        let r = &self.resources;
+        let r = &self.settings.resources;
         let q = |cpu: &str, memory: &str| {
             BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))])
         };
@@ -457,7 +431,7 @@ impl PullerTemplate {
             .map(|(i, image)| Container {
                 name: naming::container_name(*i, image.short_name()),
                 image: Some(image.given.clone()),
-                image_pull_policy: Some(image.pull_policy(self.pull_policy).into()),
+                image_pull_policy: Some(image.pull_policy(self.settings.pull_policy).into()),
                 command: Some(vec![noop.clone()]),
                 volume_mounts: Some(vec![VolumeMount {
                     name: "noop".into(),
@@ -582,7 +556,7 @@ pub fn node_of(job: &Job) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::parse_image_list;
+    use crate::images::{PullPolicy, all_images, parse_image_list};
 
     use serde_json::{Value, json};
 
@@ -595,7 +569,17 @@ mod tests {
             helper_image: Some("ghcr.io/x/quayctl-controller:0.1.0".to_string()),
             owner: None,
         };
-        PullerTemplate { strategy, ..PullerTemplate::new(&config, &Policy::new(&config), run) }
+        let mut template = PullerTemplate::new(&config, run);
+        template.settings.strategy = strategy;
+        template
+    }
+
+    /// The default configuration's deadlines.
+    const DEADLINES: Deadlines = Deadlines { pod: 300, job: 360 };
+
+    /// The puller Job for every image of the run on an untainted `node`.
+    pub(crate) fn build_for(t: &PullerTemplate, node: &str) -> Job {
+        t.job(&EligibleNode { name: node.into(), images: all_images(t.images.len()), ..Default::default() }, DEADLINES)
     }
 
     fn as_json(job: &Job) -> Value {
@@ -604,7 +588,7 @@ mod tests {
 
     #[test]
     fn common_job_fields() {
-        let job = template(PullStrategy::Kubelet).build_for("node-a.example.com");
+        let job = build_for(&template(PullStrategy::Kubelet), "node-a.example.com");
         let j = as_json(&job);
         assert_eq!(j["metadata"]["name"], naming::puller_name("nightly-7", "node-a.example.com"));
         assert_eq!(j["metadata"]["namespace"], "prepull");
@@ -617,8 +601,8 @@ mod tests {
         assert_eq!(j["spec"]["backoffLimit"], 0);
         assert!(j["spec"].get("ttlSecondsAfterFinished").is_none(), "KEEP_LAST_PULLER (default): no TTL");
         let mut ttl = template(PullStrategy::Kubelet);
-        ttl.ttl_seconds_after_finished = Some(3600);
-        assert_eq!(as_json(&ttl.build_for("n"))["spec"]["ttlSecondsAfterFinished"], 3600);
+        ttl.settings.keep_last = false;
+        assert_eq!(as_json(&build_for(&ttl, "n"))["spec"]["ttlSecondsAfterFinished"], 3600);
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Never");
         assert_eq!(pod["automountServiceAccountToken"], false);
@@ -642,7 +626,7 @@ mod tests {
     #[test]
     fn long_node_names_are_label_safe_with_the_full_name_annotated() {
         let node = format!("{}.internal", "n".repeat(80));
-        let job = template(PullStrategy::Kubelet).build_for(&node);
+        let job = build_for(&template(PullStrategy::Kubelet), &node);
         let labels = job.metadata.labels.as_ref().unwrap();
         assert!(labels[LABEL_NODE].len() <= 63);
         assert_eq!(node_of(&job), Some(node.as_str()));
@@ -651,7 +635,7 @@ mod tests {
 
     #[test]
     fn kubelet_strategy_runs_a_noop_from_every_image_under_restricted_pss() {
-        let j = as_json(&template(PullStrategy::Kubelet).build_for("n1"));
+        let j = as_json(&build_for(&template(PullStrategy::Kubelet), "n1"));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
@@ -683,7 +667,7 @@ mod tests {
     #[test]
     fn quayctl_strategy_is_faithful_to_the_original() {
         let strategy = PullStrategy::Quayctl { image: "quay.io/coreos/quayctl:v0.0.1".into() };
-        let j = as_json(&template(strategy).build_for("n1"));
+        let j = as_json(&build_for(&template(strategy), "n1"));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(pod["hostNetwork"], true);
         assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
@@ -707,7 +691,7 @@ mod tests {
             uid: "0b7f3f5e-1111-2222-3333-444455556666".into(),
             ..Default::default()
         });
-        let j = as_json(&t.build_for("n1"));
+        let j = as_json(&build_for(&t, "n1"));
         assert_eq!(j["metadata"]["ownerReferences"][0]["name"], "quayctl-controller-29384756");
         assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "Job");
     }
@@ -719,7 +703,7 @@ mod tests {
             t.run_selector(),
             "app.kubernetes.io/managed-by=quayctl-controller,quayctl-controller/run=nightly-7"
         );
-        let job = t.build_for("n1");
+        let job = build_for(&t, "n1");
         assert_eq!(t.adoption(&job.metadata, "n1"), Adoption::Adopt(0b11));
         assert!(matches!(t.adoption(&job.metadata, "n2"), Adoption::Refuse(r) if r.contains("does not belong")));
         let mut other_run = t.clone();
@@ -739,12 +723,12 @@ mod tests {
             "{reason}"
         );
         let mut other_policy = t.clone();
-        other_policy.pull_policy = PullPolicy::Always;
+        other_policy.settings.pull_policy = PullPolicy::Always;
         assert!(matches!(other_policy.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
         let quayctl = template(PullStrategy::Quayctl { image: "q:1".into() });
         assert!(matches!(quayctl.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
 
-        let partial = t.job(&EligibleNode { name: "n1".into(), images: 0b10, ..Default::default() });
+        let partial = t.job(&EligibleNode { name: "n1".into(), images: 0b10, ..Default::default() }, DEADLINES);
         assert_eq!(t.adoption(&partial.metadata, "n1"), Adoption::Adopt(0b10), "adopts what that Job pulls");
     }
 
@@ -760,12 +744,12 @@ mod tests {
         let spot = k8s_openapi::api::core::v1::Taint { key: "spot".into(), value: Some("true".into()), ..gpu.clone() };
         let taints: Box<[u16]> = Box::new([t.taints.intern(&gpu)]);
         t.taints.intern(&spot);
-        t.image_pull_secrets = vec!["regcred".into(), "other".into()];
-        t.priority_class_name = Some("prepull-low".into());
-        t.pull_policy = PullPolicy::Always;
-        t.resources.memory_limit = "32Mi".into();
+        t.settings.image_pull_secrets = vec!["regcred".into(), "other".into()];
+        t.settings.priority_class_name = Some("prepull-low".into());
+        t.settings.pull_policy = PullPolicy::Always;
+        t.settings.resources.memory_limit = "32Mi".into();
         let node = EligibleNode { name: "g1".into(), taints, images: 0b10, ..Default::default() };
-        let j = as_json(&t.job(&node));
+        let j = as_json(&t.job(&node, DEADLINES));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(
             pod["tolerations"],
@@ -780,7 +764,7 @@ mod tests {
         assert_eq!(containers[0]["imagePullPolicy"], "Always");
         assert_eq!(containers[0]["resources"]["limits"]["memory"], "32Mi");
         assert_eq!(j["metadata"]["annotations"][ANNOTATION_IMAGES], "ghcr.io/org/model:v1");
-        let plain = as_json(&template(PullStrategy::Kubelet).build_for("n"));
+        let plain = as_json(&build_for(&template(PullStrategy::Kubelet), "n"));
         let plain_pod = &plain["spec"]["template"]["spec"];
         assert!(plain_pod.get("tolerations").is_none() && plain_pod.get("imagePullSecrets").is_none());
     }

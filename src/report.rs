@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::config::{Config, Pacing, PullerSettings, Selection, Timing};
 use crate::exit_code::ExitCode;
 use crate::images::Image;
 use crate::nodes::Skipped;
@@ -69,11 +70,19 @@ pub struct NodeResult {
     /// Pullers of earlier runs this run's success on the node replaced (deleted).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replaced: Vec<String>,
+    /// Older pullers it could not delete ("name: why"): they stay beside the kept one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_replaced: Vec<String>,
+    /// What the run did besides the verdict, in words (the table's last column).
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 impl NodeResult {
     pub fn from_verdict(v: Verdict, images: &[String]) -> NodeResult {
+        let notes = v.notes();
         NodeResult {
+            notes,
             node: v.node,
             outcome: v.outcome,
             reason: v.reason,
@@ -87,26 +96,8 @@ impl NodeResult {
             startup_taint: v.taint.map(Into::into),
             puller_kept: v.kept,
             replaced: v.replaced,
+            not_replaced: v.not_replaced,
         }
-    }
-
-    /// What the run did besides the verdict, in words: the taint, the retention, replacements.
-    pub fn notes(&self) -> Vec<String> {
-        let mut notes = Vec::new();
-        match &self.startup_taint {
-            Some(StartupTaintResult { action: "kept", reason }) => {
-                notes.push(format!("taint kept: {}", reason.as_deref().unwrap_or("")))
-            }
-            Some(t) => notes.push(format!("startup taint {}", t.action.replace('-', " "))),
-            None => {}
-        }
-        if self.puller_kept {
-            notes.push("puller kept".into());
-        }
-        if !self.replaced.is_empty() {
-            notes.push(format!("replaced {} older puller(s)", self.replaced.len()));
-        }
-        notes
     }
 
     /// The reason and the notes, as the table's last column shows them.
@@ -115,7 +106,7 @@ impl NodeResult {
         if !self.reason.is_empty() {
             parts.push(self.reason.clone());
         }
-        parts.extend(self.notes());
+        parts.extend(self.notes.iter().cloned());
         parts.join("; ")
     }
 }
@@ -133,26 +124,34 @@ pub struct HeldBack {
     pub reason: String,
 }
 
-/// What the run was asked to do, for the JSON report.
+/// What the run was asked to do, for the JSON report: the configuration's groups as they are, so
+/// that a new setting shows here without a line of its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunSettings {
     pub namespace: String,
-    pub strategy: String,
-    pub puller_kind: String,
     pub images: Vec<String>,
-    pub deadline_seconds: i64,
-    pub pull_policy: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_parallel: Option<usize>,
-    pub seed_nodes: usize,
-    pub skip_present: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node_selector: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub startup_taint: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub startup_taint_only: bool,
-    pub keep_last_puller: bool,
+    #[serde(flatten)]
+    pub selection: Selection,
+    #[serde(flatten)]
+    pub puller: PullerSettings,
+    #[serde(flatten)]
+    pub timing: Timing,
+    #[serde(flatten)]
+    pub pacing: Pacing,
+}
+
+impl RunSettings {
+    /// What a run of `config` in `namespace` was asked to do.
+    pub fn new(config: &Config, namespace: &str) -> RunSettings {
+        RunSettings {
+            namespace: namespace.to_string(),
+            images: config.images.iter().map(|i| i.normalized.clone()).collect(),
+            selection: config.selection.clone(),
+            puller: config.puller.clone(),
+            timing: config.timing,
+            pacing: config.pacing,
+        }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -183,6 +182,10 @@ pub struct Report {
     pub stopped: Option<Stopped>,
     /// `STARTUP_TAINT_ONLY`: nodes without the startup taint, not considered.
     pub not_considered: usize,
+    /// No node was eligible: what the summary says about it (the tracker's words).
+    pub empty: Option<&'static str>,
+    /// The run's exit code, as the tracker decided it.
+    pub exit_code: ExitCode,
 }
 
 impl Serialize for Report {
@@ -242,13 +245,16 @@ impl Report {
         }
     }
 
-    /// Fill in what the run found: every node's verdict (for the images of the run), how it ended.
+    /// Fill in what the run found: every node's verdict (for the images of the run), how it ended,
+    /// its exit code.
     pub fn finish(&mut self, result: RunResult, images: &[Image], elapsed: Duration) {
         let names: Vec<String> = images.iter().map(|i| i.normalized.clone()).collect();
         let nodes = result.verdicts.into_iter().map(|v| NodeResult::from_verdict(v, &names)).collect();
         self.held_back_images =
             result.held_back.into_iter().map(|(i, reason)| HeldBack { image: names[i].clone(), reason }).collect();
         self.job_start_lag = result.lag;
+        self.empty = result.empty;
+        self.exit_code = result.exit_code;
         self.stopped = match result.ending {
             Ending::Done => None,
             Ending::Interrupted(signal) => Some(Stopped::Signal(signal)),
@@ -291,22 +297,9 @@ impl Report {
         self.nodes.iter().filter(|n| n.outcome == outcome).count()
     }
 
-    /// 0 only if every eligible node succeeded (and there was at least one, unless only joining nodes
-    /// were asked for); a signal or a fatal API error wins.
+    /// The exit code the tracker decided (see [`crate::tracker::RunResult::exit_code`]).
     pub fn exit_code(&self) -> ExitCode {
-        // With STARTUP_TAINT_ONLY (a frequent run for joining nodes), no such node is the usual case.
-        let none_is_fine = self.settings.startup_taint_only;
-        let nodes = if (self.nodes.is_empty() && !none_is_fine) || self.nodes.iter().any(|n| !n.outcome.is_success()) {
-            ExitCode::NodesFailed
-        } else {
-            ExitCode::Success
-        };
-        let stopped = match self.stopped {
-            Some(Stopped::Signal(signal)) => signal.into(),
-            Some(Stopped::Fatal(_)) => ExitCode::ClusterError,
-            None => ExitCode::Success,
-        };
-        nodes.merge(stopped)
+        self.exit_code
     }
 
     /// The human table: problems first (by node), then skipped nodes, then successes; above
@@ -434,12 +427,8 @@ impl Report {
         if taints("removed") + taints("kept") > 0 {
             let _ = write!(line, "; startup taint removed from {}, kept on {}", taints("removed"), taints("kept"));
         }
-        if self.nodes.is_empty() {
-            line.push_str(if self.settings.startup_taint_only {
-                "; no node with the startup taint to pre-pull"
-            } else {
-                "; no eligible node"
-            });
+        if let Some(empty) = self.empty {
+            let _ = write!(line, "; {empty}");
         }
         if let Some(signal) = self.signal() {
             let _ = write!(line, "; interrupted by {}", signal.name());
@@ -480,6 +469,8 @@ mod tests {
             startup_taint: None,
             puller_kept: false,
             replaced: Vec::new(),
+            not_replaced: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -488,27 +479,53 @@ mod tests {
             skipped.iter().map(|n| Skipped { node: n.to_string(), reason: SkipReason::Cordoned }).collect();
         let settings = RunSettings { images: vec!["docker.io/library/nginx:1.27".into()], ..Default::default() };
         let mut r = Report::new("r1", settings, results.len() + skipped.len(), &skipped);
+        let failed = results.iter().any(|n| !n.outcome.is_success());
+        r.exit_code = if failed { ExitCode::NodesFailed } else { ExitCode::Success };
         r.set_nodes(results, Duration::ZERO);
         r
     }
 
     #[test]
-    fn exit_codes() {
-        assert_eq!(report(vec![result("a", Outcome::Succeeded, "")], &["s"]).exit_code(), ExitCode::Success);
-        assert_eq!(report(vec![result("a", Outcome::AlreadyPresent, "")], &[]).exit_code(), ExitCode::Success);
-        assert_eq!(report(vec![], &["s"]).exit_code(), ExitCode::NodesFailed, "no eligible node");
-        for bad in Outcome::ALL.into_iter().filter(|o| !o.is_success()) {
-            let r = report(vec![result("a", Outcome::Succeeded, ""), result("b", bad, "x")], &[]);
-            assert_eq!(r.exit_code(), ExitCode::NodesFailed, "{bad:?}");
-        }
-        let mut r = report(vec![result("a", Outcome::Succeeded, "")], &[]);
-        r.stopped = Some(Stopped::Signal(Signal::Terminate));
-        assert_eq!(r.exit_code(), ExitCode::Terminated);
-        r.stopped = Some(Stopped::Signal(Signal::Interrupt));
-        assert_eq!(r.exit_code(), ExitCode::Interrupted);
-        let mut r = report(vec![result("a", Outcome::Succeeded, "")], &[]);
-        r.stopped = Some(Stopped::Fatal("forbidden".into()));
-        assert_eq!(r.exit_code(), ExitCode::ClusterError);
+    fn the_exit_code_and_an_empty_run_are_the_trackers() {
+        let mut r = report(vec![], &["s"]);
+        let result = RunResult {
+            ending: Ending::Done,
+            verdicts: Vec::new(),
+            lag: LagStats::default(),
+            held_back: Vec::new(),
+            empty: Some("no eligible node"),
+            exit_code: ExitCode::NodesFailed,
+        };
+        r.finish(result, &[], Duration::ZERO);
+        assert_eq!(r.exit_code(), ExitCode::NodesFailed);
+        assert_eq!(
+            r.summary(),
+            "run r1: 0/0 eligible nodes succeeded, 0 failed, 0 timed out, 0 deleted, 0 not created; 1 skipped of 1 nodes; no eligible node; 0.0s; exit 1"
+        );
+        assert_eq!(serde_json::to_value(&r).unwrap()["exit_code"], 1);
+    }
+
+    #[test]
+    fn the_settings_are_the_configuration_as_written() {
+        let vars = [
+            ("QUAY_IMAGES", "nginx:1.27"),
+            ("HELPER_IMAGE", "h:1"),
+            ("PULLER_KIND", "pod"),
+            ("TOLERATIONS", "gpu=present:NoSchedule,*"),
+            ("STARTUP_TAINT", "images-pending:NoSchedule"),
+            ("MAX_PARALLEL", "7"),
+        ];
+        let config = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let json = serde_json::to_value(RunSettings::new(&config, "ops")).unwrap();
+        assert_eq!(json["namespace"], "ops");
+        assert_eq!(json["images"], serde_json::json!(["docker.io/library/nginx:1.27"]));
+        assert_eq!((json["puller_kind"].as_str(), json["strategy"].as_str()), (Some("pod"), Some("kubelet")));
+        assert_eq!(json["tolerations"], serde_json::json!(["gpu=present:NoSchedule", "*"]));
+        assert_eq!(json["startup_taint"], "images-pending:NoSchedule");
+        assert_eq!((json["deadline_seconds"].as_u64(), json["max_parallel"].as_u64()), (Some(300), Some(7)));
+        assert_eq!((json["keep_last_puller"].as_bool(), json["pull_policy"].as_str()), (Some(true), Some("auto")));
+        assert_eq!(json["resources"]["memory_limit"], "16Mi");
+        assert!(json.get("helper_image").is_none() && json.get("startup_taint_only").is_none());
     }
 
     #[test]
@@ -570,9 +587,11 @@ mod tests {
         assert!(json.get("interrupted_by").is_none() && json.get("fatal_error").is_none());
         let mut stopped = r.clone();
         stopped.stopped = Some(Stopped::Signal(Signal::Terminate));
+        stopped.exit_code = ExitCode::Terminated;
         let json = serde_json::to_value(&stopped).unwrap();
         assert_eq!((json["interrupted_by"].as_str(), json["exit_code"].as_u64()), (Some("SIGTERM"), Some(143)));
         stopped.stopped = Some(Stopped::Fatal("forbidden: cannot create jobs.batch".into()));
+        stopped.exit_code = ExitCode::ClusterError;
         let json = serde_json::to_value(&stopped).unwrap();
         assert_eq!(json["fatal_error"], "forbidden: cannot create jobs.batch");
         assert_eq!(json["exit_code"], 3);

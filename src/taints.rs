@@ -115,16 +115,45 @@ impl StartupTaint {
     }
 }
 
+/// `key=value:Effect` with what is given, as `TOLERATIONS` and `STARTUP_TAINT` write it.
+fn write_pattern(
+    f: &mut std::fmt::Formatter<'_>,
+    key: Option<&str>,
+    value: Option<&str>,
+    effect: Option<&str>,
+) -> std::fmt::Result {
+    write!(f, "{}", key.unwrap_or("*"))?;
+    if let Some(value) = value {
+        write!(f, "={value}")?;
+    }
+    if let Some(effect) = effect {
+        write!(f, ":{effect}")?;
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for StartupTaint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.key)?;
-        if let Some(value) = &self.value {
-            write!(f, "={value}")?;
-        }
-        if let Some(effect) = &self.effect {
-            write!(f, ":{effect}")?;
-        }
-        Ok(())
+        write_pattern(f, Some(&self.key), self.value.as_deref(), self.effect.as_deref())
+    }
+}
+
+impl std::fmt::Display for Toleration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_pattern(f, self.key.as_deref(), self.value.as_deref(), self.effect.as_deref())
+    }
+}
+
+/// Both are reported as they are written in the configuration.
+impl serde::Serialize for StartupTaint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl serde::Serialize for Toleration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -2,10 +2,17 @@
 //! table of `(seconds, input, expected actions)` with made-up timestamps, then the expected verdicts
 //! and how the run ended. No wall clock, no I/O: the time is an input like any other.
 //!
-//! Actions are written compactly: `create a` (every image), `create a [2]` (only image 2, 1-based),
+//! Every scenario starts with an explicit [`In::Start`] step (the run's nodes, the pullers earlier
+//! runs left, the nodes known to be gone) and says how it ends ([`End`]): a scenario that leaves
+//! either out fails. Actions are written compactly: `watch jobs`, `create a` (every image),
+//! `create a [2]` (only image 2, 1-based), `create a (26s)` (a pod deadline other than the default),
 //! `delete a` (node `a`'s puller; an earlier run's by its name), `untaint a` (remove the startup
-//! taint); jobs are named `prepull-r-<node>`. The template is the default configuration's: two
-//! images, `KEEP_LAST_PULLER` on (so no TTL: the run deletes the pullers it does not keep).
+//! taint), `warn <kind>`; pullers are named `prepull-r-<node>`. The settings are the default
+//! configuration's but for two images, `DEADLINE_SECONDS=30` and `WAIT_GRACE_SECONDS=15` (so the
+//! node deadline is 60 s), and a scenario's own `vars`; `KEEP_LAST_PULLER` is on (so no TTL: the run
+//! deletes the pullers it does not keep).
+
+use std::collections::HashSet;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -16,11 +23,13 @@ use serde_json::{Value, json};
 use super::*;
 use crate::config::Config;
 use crate::naming::images_of_container;
-use crate::pullers::{Leftover, LeftoverState, Puller, PullerKind, PullerTemplate, RunIdentity};
+use crate::pullers::{LeftoverState, RunIdentity};
 
 /// One input of a scenario, named by node.
 enum In {
-    /// Both watches have listed (their `InitDone`).
+    /// The run starts with the scenario's nodes, leftovers and gone nodes.
+    Start,
+    /// Every watch the run asked for has listed (their `InitDone`).
     Ready,
     /// Only the Job watch has listed.
     JobsListed,
@@ -44,67 +53,102 @@ enum In {
     Pod(&'static str, Value),
     /// `PULLER_KIND=pod`: the node's pod deleted.
     PodDeleted(&'static str),
+    /// A delete of this puller (a node's, or an earlier run's by name) answered: `Ok`, or an API
+    /// error (status code, message).
+    Deleted(&'static str, std::result::Result<(), (u16, &'static str)>),
+    /// Every delete asked for and not answered yet answers `Ok`, in the order asked.
+    DeletesDone,
     /// A watch error with (status code, message).
     WatchError(u16, &'static str),
-    /// The startup taint's removal from the node answered: removed (`Ok(true)`), gone, or an error.
-    Untainted(&'static str, std::result::Result<bool, &'static str>),
+    /// The startup taint's removal from the node answered: removed, already gone, or an error
+    /// (status code, message).
+    Untainted(&'static str, std::result::Result<TaintRemoval, (u16, &'static str)>),
     Tick,
     Signal(Signal),
 }
 
+/// How a scenario's run ends: it must say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum End {
+    /// Not said: the scenario fails.
+    #[default]
+    Unset,
+    /// Every node has its verdict.
+    Done,
+    /// The run has not ended after the last step.
+    Running,
+    /// A signal ended it.
+    Signal(Signal),
+    /// An API error ended it; a part of the error.
+    Fatal(&'static str),
+}
+
 struct Scenario {
     name: &'static str,
-    policy: Policy,
     nodes: Vec<EligibleNode>,
     steps: Vec<(i64, In, &'static [&'static str])>,
     /// (node, outcome, a part of its reason).
     verdicts: &'static [(&'static str, Outcome, &'static str)],
-    /// `done`, `SIGTERM`/`SIGINT`, or `fatal: <part of the error>`.
-    ending: &'static str,
+    ending: End,
     /// Pullers earlier runs left, and the nodes known to be gone.
     leftovers: Vec<Leftover>,
     gone: &'static [&'static str],
     /// (node, what the run did after the verdict, as the report's notes say it).
     after: &'static [(&'static str, &'static str)],
-    /// Settings of the run besides the defaults (`PULLER_KIND`, `KEEP_LAST_PULLER`).
+    /// Settings of the run besides the scenarios' defaults (`PULLER_KIND`, `CREATE_CONCURRENCY`, ...).
     vars: &'static [(&'static str, &'static str)],
+    /// The run's exit code, when the scenario is about it.
+    exit: Option<ExitCode>,
 }
 
 impl Default for Scenario {
     fn default() -> Self {
         Scenario {
             name: "",
-            policy: policy(),
             nodes: Vec::new(),
             steps: Vec::new(),
             verdicts: &[],
-            ending: "",
+            ending: End::Unset,
             leftovers: Vec::new(),
             gone: &[],
             after: &[],
             vars: &[],
+            exit: None,
         }
     }
 }
 
 const IMAGES: &str = "nginx:1.27;ghcr.io/org/model:v1";
+/// The scenarios' `DEADLINE_SECONDS`: a pod's deadline, unless it says otherwise.
+const PULL_DEADLINE: i64 = 30;
+
+/// The configuration of a scenario: two images, a 30 s pull deadline and 15 s of wait grace (a 60 s
+/// node deadline), 30 s of pull-error grace, and `extra`.
+fn config(extra: &[(&str, &str)]) -> Config {
+    let mut vars = vec![
+        ("QUAY_IMAGES", IMAGES),
+        ("HELPER_IMAGE", "h:1"),
+        ("DEADLINE_SECONDS", "30"),
+        ("WAIT_GRACE_SECONDS", "15"),
+    ];
+    vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    vars.extend_from_slice(extra);
+    Config::from_vars(vars.into_iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+}
+
+fn template_with(extra: &[(&str, &str)]) -> PullerTemplate {
+    let run =
+        RunIdentity { run_id: "r".into(), namespace: "ops".into(), helper_image: Some("h:1".into()), owner: None };
+    PullerTemplate::new(&config(extra), run)
+}
 
 fn template() -> PullerTemplate {
     template_with(&[])
 }
 
-fn template_with(extra: &[(&str, &str)]) -> PullerTemplate {
-    let mut vars = vec![("QUAY_IMAGES", IMAGES), ("HELPER_IMAGE", "h:1")];
-    vars.extend_from_slice(extra);
-    let config = Config::from_vars(vars.into_iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-    let run =
-        RunIdentity { run_id: "r".into(), namespace: "ops".into(), helper_image: Some("h:1".into()), owner: None };
-    PullerTemplate::new(&config, &Policy::new(&config), run)
-}
-
-/// Two images, node deadline 60 s, pull-error grace 30 s, the rest at the defaults.
-fn policy() -> Policy {
-    Policy { image_count: 2, node_deadline: Duration::from_secs(60), ..Policy::default() }
+/// A tracker for a run with these settings (see [`config`]).
+fn tracker(extra: &[(&str, &str)]) -> Tracker {
+    Tracker::new(Policy::from(&config(extra)), template_with(extra))
 }
 
 fn nodes(names: &[&str]) -> Vec<EligibleNode> {
@@ -117,7 +161,8 @@ fn tainted(names: &[&str]) -> Vec<EligibleNode> {
 }
 
 fn leftover(node: &str, run: &str, state: LeftoverState) -> Leftover {
-    Leftover { kind: PullerKind::Job, name: format!("prepull-{run}-{node}"), node: node.into(), state }
+    let name = format!("prepull-{run}-{node}");
+    Leftover { kind: PullerKind::Job, uid: Some(format!("uid-{name}")), name, node: node.into(), state }
 }
 
 fn at(t: i64) -> Timestamp {
@@ -194,9 +239,56 @@ fn api_error(code: u16, message: &str) -> Error {
 const NOT_FOUND: &str = "failed to pull and unpack image \"ghcr.io/org/model:v1\": not found";
 const RBAC: &str = "jobs.batch is forbidden: User \"system:serviceaccount:ops:q\" cannot create resource \"jobs\" in API group \"batch\"";
 
-fn input(step: In, t: i64, kind: PullerKind) -> Vec<Input> {
+/// The admission policy refusing a node patch, in the apiserver's words.
+const VAP_DENIAL: &str = "nodes \"a\" is forbidden: ValidatingAdmissionPolicy 'quayctl-controller-node-patch' with binding 'quayctl-controller-node-patch' denied request: only the startup taint may be removed";
+
+/// The Job a run of `template` creates first for `node` (every image).
+fn first_job(template: &PullerTemplate, node: &str) -> Box<Job> {
+    let tracker = Tracker::new(Policy::from(&config(&[])), template.clone());
+    let node = EligibleNode { name: node.into(), images: 0b11, ..Default::default() };
+    match tracker.pullers(std::slice::from_ref(&node)).next() {
+        Some(Puller::Job(job)) => job,
+        other => panic!("not a Job: {other:?}"),
+    }
+}
+
+/// What the run started with, for [`In::Start`].
+struct Start<'a> {
+    nodes: &'a [EligibleNode],
+    leftovers: &'a [Leftover],
+    gone: &'a [&'a str],
+}
+
+/// The deletes a scenario's run asked for and that were not answered yet.
+#[derive(Default)]
+struct Pending(Vec<String>);
+
+impl Pending {
+    fn saw(&mut self, actions: &[Action]) {
+        self.0.extend(actions.iter().filter_map(|a| match a {
+            Action::Delete { name, .. } => Some(name.clone()),
+            _ => None,
+        }));
+    }
+
+    fn answered(&mut self, name: &str) {
+        if let Some(i) = self.0.iter().position(|n| n == name) {
+            self.0.remove(i);
+        }
+    }
+}
+
+fn input(step: In, t: i64, kind: PullerKind, start: &Start, pending: &mut Pending) -> Vec<Input> {
     let bare = kind == PullerKind::Pod;
     match step {
+        In::DeletesDone => {
+            std::mem::take(&mut pending.0).into_iter().map(|name| Input::Deleted { name, result: Ok(()) }).collect()
+        }
+        In::Start => vec![Input::Start(Box::new(Plan {
+            eligible: start.nodes.to_vec(),
+            leftovers: start.leftovers.to_vec(),
+            gone: start.gone.iter().map(|g| g.to_string()).collect::<HashSet<_>>(),
+        }))],
         In::Ready if bare => vec![Input::Pods(Event::InitDone)],
         In::Ready => vec![Input::Jobs(Event::InitDone), Input::Pods(Event::InitDone)],
         In::JobsListed => vec![Input::Jobs(Event::InitDone)],
@@ -236,13 +328,18 @@ fn input(step: In, t: i64, kind: PullerKind) -> Vec<Input> {
         In::Pod(node, status) if bare => vec![Input::Pods(Event::Apply(bare_pod(node, t, status)))],
         In::Pod(node, status) => vec![Input::Pods(Event::Apply(pod(node, t, status)))],
         In::PodDeleted(node) => vec![Input::Pods(Event::Delete(bare_pod(node, t, json!({}))))],
+        In::Deleted(name, result) => {
+            let name = if name.starts_with("prepull-") { name.to_string() } else { puller_name(name) };
+            pending.answered(&name);
+            vec![Input::Deleted { name, result: result.map_err(|(code, m)| api_error(code, m)) }]
+        }
         In::WatchError(code, message) => {
             let status = kube::core::Status::failure(message, "").with_code(code).boxed();
             vec![Input::WatchFailed(Error::watch("watch jobs.batch", watcher_error(status)))]
         }
         In::Tick => vec![Input::Tick],
         In::Untainted(node, result) => {
-            vec![Input::TaintRemoved { node: node.into(), result: result.map_err(|m| api_error(403, m)) }]
+            vec![Input::TaintRemoved { node: node.into(), result: result.map_err(|(code, m)| api_error(code, m)) }]
         }
         In::Signal(signal) => vec![Input::Signal(signal)],
     }
@@ -252,10 +349,22 @@ fn watcher_error(status: Box<kube::core::Status>) -> kube::runtime::watcher::Err
     kube::runtime::watcher::Error::WatchError(status)
 }
 
-/// `create a`, `create a [2]` (only image 2), `create a (296s)` (a replacement pod's deadline),
-/// `delete a`, `untaint a`.
+/// The short name of a warning, as scenarios write it.
+fn warning(w: &Warning) -> String {
+    match w {
+        Warning::NoEligibleNode => "no-eligible-node".into(),
+        Warning::RunDeadline { .. } => "run-deadline".into(),
+        Warning::ImageHeldBack { image, .. } => format!("held-back {}", image + 1),
+        Warning::CreatesStopped { .. } => "creates-stopped".into(),
+    }
+}
+
+/// `watch jobs`, `create a`, `create a [2]` (only image 2), `create a (26s)` (a replacement pod's
+/// deadline), `delete a`, `delete a (uid)`, `untaint a`, `warn <kind>`.
 fn compact(action: &Action) -> String {
     match action {
+        Action::Watch(Watched::Jobs) => "watch jobs".into(),
+        Action::Watch(Watched::Pods) => "watch pods".into(),
         Action::Create(puller) => {
             let node = puller.name().trim_start_matches("prepull-r-").to_string();
             let spec = match puller {
@@ -269,7 +378,7 @@ fn compact(action: &Action) -> String {
                     (0..2).filter(|i| mask & (1 << i) != 0).map(|i| (i + 1).to_string()).collect();
                 line.push_str(&format!(" [{}]", images.join(",")));
             }
-            if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d != 300) {
+            if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d != PULL_DEADLINE) {
                 line.push_str(&format!(" ({deadline}s)"));
             }
             line
@@ -278,14 +387,14 @@ fn compact(action: &Action) -> String {
             let name = name.trim_start_matches("prepull-r-");
             uid.as_ref().map_or_else(|| format!("delete {name}"), |uid| format!("delete {name} ({uid})"))
         }
-        Action::RemoveTaint { node } => format!("untaint {node}"),
+        Action::RemoveTaint { node, .. } => format!("untaint {node}"),
+        Action::Warn(w) => format!("warn {}", warning(w)),
     }
 }
 
 /// What the run did on a node after its verdict, as the report's notes say it.
 fn after(v: &Verdict) -> String {
-    let result = crate::report::NodeResult::from_verdict(v.clone(), &["a".into(), "b".into()]);
-    let mut notes = result.notes();
+    let mut notes = v.notes();
     notes.extend(v.replaced.iter().map(|r| format!("deleted {r}")));
     notes.join("; ")
 }
@@ -293,33 +402,35 @@ fn after(v: &Verdict) -> String {
 impl Scenario {
     fn check(self) {
         let name = self.name;
-        let gone = self.gone;
-        let template = template_with(self.vars);
-        let kind = template.kind;
-        let mut tracker = Tracker::new(self.policy, template, self.nodes, self.leftovers, |n| gone.contains(&n), at(0));
-        let first: Vec<String> = tracker.take_actions().iter().map(compact).collect();
-        let (expected_first, steps) = match self.steps.first() {
-            Some((t, In::Tick, expected)) if *t < 0 => (expected.to_vec(), &self.steps[1..]),
-            _ => (Vec::new(), &self.steps[..]),
-        };
-        assert_eq!(first, expected_first, "{name}: actions before any input (t=-1: Tick)");
-        for (index, (t, step, expected)) in steps.iter().enumerate() {
+        assert_ne!(self.ending, End::Unset, "{name}: a scenario says how the run ends");
+        assert!(
+            matches!(self.steps.first(), Some((_, In::Start, _))),
+            "{name}: the start of the run is an explicit step (In::Start first)"
+        );
+        let mut tracker = tracker(self.vars);
+        let kind = config(self.vars).puller.kind;
+        let start = Start { nodes: &self.nodes, leftovers: &self.leftovers, gone: self.gone };
+        let mut pending = Pending::default();
+        for (index, (t, step, expected)) in self.steps.iter().enumerate() {
             let (t, expected) = (*t, *expected);
-            let step = clone_in(step);
             let mut actions = Vec::new();
-            for i in input(step, t, kind) {
+            for i in input(clone_in(step), t, kind, &start, &mut pending) {
                 actions.extend(tracker.step(at(t), i));
             }
+            pending.saw(&actions);
             let got: Vec<String> = actions.iter().map(compact).collect();
             assert_eq!(got, expected, "{name}: step {} (t={t}s)", index + 1);
         }
         let ending = match tracker.ending() {
-            None => "still running".to_string(),
-            Some(Ending::Done) => "done".into(),
-            Some(Ending::Interrupted(signal)) => signal.name().into(),
-            Some(Ending::Fatal(e)) => format!("fatal: {e}"),
+            None => End::Running,
+            Some(Ending::Done) => End::Done,
+            Some(Ending::Interrupted(signal)) => End::Signal(*signal),
+            Some(Ending::Fatal(e)) => match self.ending {
+                End::Fatal(part) if e.to_string().contains(part) => End::Fatal(part),
+                _ => panic!("{name}: ended with {e}, expected {:?}", self.ending),
+            },
         };
-        assert!(ending.starts_with(self.ending), "{name}: ended `{ending}`, expected `{}`", self.ending);
+        assert_eq!(ending, self.ending, "{name}: how the run ended");
         let result = tracker.finish(at(1000));
         let verdict =
             |node: &str| result.verdicts.iter().find(|v| v.node == node).unwrap_or_else(|| panic!("{name}: no {node}"));
@@ -331,12 +442,16 @@ impl Scenario {
         for (node, expected) in self.after {
             assert_eq!(after(verdict(node)), *expected, "{name}: what happened on {node} after its verdict");
         }
+        if let Some(exit) = self.exit {
+            assert_eq!(result.exit_code, exit, "{name}: the exit code");
+        }
     }
 }
 
 /// A copy of a step's input (jobs and pods are rebuilt from the same description).
 fn clone_in(step: &In) -> In {
     match step {
+        In::Start => In::Start,
         In::Ready => In::Ready,
         In::JobsListed => In::JobsListed,
         In::Created(n) => In::Created(n),
@@ -348,6 +463,8 @@ fn clone_in(step: &In) -> In {
         In::Relist(n) => In::Relist(n),
         In::Pod(n, status) => In::Pod(n, status.clone()),
         In::PodDeleted(n) => In::PodDeleted(n),
+        In::Deleted(n, result) => In::Deleted(n, *result),
+        In::DeletesDone => In::DeletesDone,
         In::WatchError(code, m) => In::WatchError(*code, m),
         In::Untainted(n, result) => In::Untainted(n, *result),
         In::Tick => In::Tick,
@@ -359,26 +476,31 @@ fn clone_in(step: &In) -> In {
 fn creates_wait_for_both_watches_and_the_watches_have_a_bound() {
     Scenario {
         name: "nothing is created before both watches have listed",
-        policy: policy(),
+        vars: TAINT,
         nodes: nodes(&["a", "b"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Tick, &[]),
             (0, In::JobsListed, &[]),
             (1, In::Tick, &[]),
             (1, In::Ready, &["create a", "create b"]),
         ],
         verdicts: &[],
-        ending: "still running",
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "watches that never list stop the run before anything is created",
-        policy: policy(),
         nodes: nodes(&["a"]),
-        steps: vec![(0, In::JobsListed, &[]), (59, In::Tick, &[]), (60, In::Tick, &[])],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::JobsListed, &[]),
+            (59, In::Tick, &[]),
+            (60, In::Tick, &[]),
+        ],
         verdicts: &[("a", Outcome::NotStarted, "before its Job was created")],
-        ending: "fatal: cannot list this run's Jobs and pods within 60s before creating any puller",
+        ending: End::Fatal("cannot list this run's Jobs and pods within 60s before creating any puller"),
         ..Scenario::default()
     }
     .check();
@@ -388,24 +510,24 @@ fn creates_wait_for_both_watches_and_the_watches_have_a_bound() {
 fn pods_decide_nodes_per_image() {
     Scenario {
         name: "every container terminated with 0: succeeded without waiting for the Job controller",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), json!({"running": {}}))), &[]),
             (3, In::Pod("a", pulling(done(), done())), &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a pull error within its grace is only noted; the pull that follows succeeds",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", "i/o timeout"))), &[]),
@@ -413,38 +535,40 @@ fn pods_decide_nodes_per_image() {
             (31, In::Pod("a", pulling(done(), done())), &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a pull error past its grace fails that image and deletes the Job",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
             (12, In::Pod("a", pulling(done(), waiting("ImagePullBackOff", "Back-off pulling image"))), &[]),
             (31, In::Tick, &[]),
             (32, In::Tick, &["delete a"]),
+            (32, In::DeletesDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "image 2: ErrImagePull: failed to pull and unpack image")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "an invalid image name fails at once",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), waiting("InvalidImageName", "couldn't parse"))), &["delete a"]),
+            (2, In::DeletesDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "image 2: InvalidImageName: couldn't parse")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -452,17 +576,18 @@ fn pods_decide_nodes_per_image() {
         container("install-noop", waiting("ImagePullBackOff", "Back-off pulling image \"h:1\""))]});
     Scenario {
         name: "a helper image that does not pull fails the node after the grace",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", helper), &[]),
             (31, In::Tick, &[]),
             (32, In::Tick, &["delete a"]),
+            (32, In::DeletesDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "the helper image cannot be pulled (HELPER_IMAGE): ImagePullBackOff")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -470,9 +595,9 @@ fn pods_decide_nodes_per_image() {
         "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]});
     Scenario {
         name: "a disrupted pod is not a failure: its pull errors are forgotten, the next pod decides",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
@@ -481,7 +606,7 @@ fn pods_decide_nodes_per_image() {
             (41, In::Pod("a", pulling(done(), done())), &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -489,20 +614,21 @@ fn pods_decide_nodes_per_image() {
         "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists"}]});
     Scenario {
         name: "a node deleted mid-pull is concluded from its pod at once, and its Job deleted",
-        policy: policy(),
         nodes: nodes(&["a", "b"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
             (2, In::Pod("a", gone), &["delete a"]),
             (3, In::Job("b", &[("Complete", "")]), &[]),
+            (3, In::DeletesDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Deleted, "the node was deleted (PodGC: node no longer exists)"),
             ("b", Outcome::Succeeded, ""),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -512,9 +638,9 @@ fn pods_decide_nodes_per_image() {
 fn jobs_and_the_clock_decide_what_pods_do_not() {
     Scenario {
         name: "the Job controller's conditions: success, failure with the pod's problem, its deadline",
-        policy: policy(),
         nodes: nodes(&["a", "b", "c"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -530,21 +656,22 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
                 &["delete b"],
             ),
             (3, In::Job("c", &[("FailureTarget", "DeadlineExceeded")]), &["delete c"]),
+            (3, In::DeletesDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Succeeded, ""),
             ("b", Outcome::Failed, "pull-0-nginx (x) exited 1 (Error): boom"),
             ("c", Outcome::TimedOut, "DeadlineExceeded"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "no verdict by the node deadline: timed out from the Job's start (or creation), Job deleted",
-        policy: policy(),
         nodes: nodes(&["a", "b"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -553,20 +680,21 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
             (61, In::Tick, &["delete a"]),
             (64, In::Tick, &[]),
             (65, In::Tick, &["delete b"]),
+            (65, In::DeletesDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::TimedOut, "no verdict 60s after the Job was created"),
             ("b", Outcome::TimedOut, "no verdict 60s after the Job started"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a Job deleted before it finished, and one missing from a relist, are deleted",
-        policy: policy(),
         nodes: nodes(&["a", "b", "c"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -579,7 +707,7 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
             ("b", Outcome::Deleted, "Job deleted before it finished"),
             ("c", Outcome::Unfinished, "run interrupted before the Job finished"),
         ],
-        ending: "still running",
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();
@@ -590,9 +718,10 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
     let broken = || pulling(done(), waiting("ErrImagePull", NOT_FOUND));
     Scenario {
         name: "three permanent failures and no success: image 2 is not sent to the queued nodes",
-        policy: Policy { max_parallel: Some(3), ..policy() },
+        vars: &[("MAX_PARALLEL", "3")],
         nodes: nodes(&["a", "b", "c", "d", "e"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -600,9 +729,10 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
             (2, In::Pod("a", broken()), &[]),
             (2, In::Pod("b", broken()), &[]),
             (2, In::Pod("c", broken()), &[]),
-            (32, In::Tick, &["delete a", "delete b", "delete c", "create d [1]", "create e [1]"]),
+            (32, In::Tick, &["delete a", "delete b", "warn held-back 2", "delete c", "create d [1]", "create e [1]"]),
             (33, In::Created("d"), &[]),
             (33, In::Created("e"), &[]),
+            (33, In::DeletesDone, &[]),
             (34, In::Pod("d", json!({"phase": "Succeeded"})), &[]),
             (34, In::Pod("e", json!({"phase": "Succeeded"})), &[]),
         ],
@@ -611,19 +741,20 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
             ("c", Outcome::Failed, "not found"),
             ("d", Outcome::Failed, "image 2: not sent to the remaining nodes: it failed on the first 3 nodes"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a node left with nothing to pull fails without a Job",
-        policy: Policy { image_count: 2, max_parallel: Some(3), ..policy() },
+        vars: &[("MAX_PARALLEL", "3")],
         nodes: {
             let mut n = nodes(&["a", "b", "c", "d"]);
             n[3].images = 0b10;
             n
         },
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -631,10 +762,11 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
             (2, In::Pod("a", broken()), &[]),
             (2, In::Pod("b", broken()), &[]),
             (2, In::Pod("c", broken()), &[]),
-            (32, In::Tick, &["delete a", "delete b", "delete c"]),
+            (32, In::Tick, &["delete a", "delete b", "warn held-back 2", "delete c"]),
+            (33, In::DeletesDone, &[]),
         ],
         verdicts: &[("d", Outcome::Failed, "image 2: not sent to the remaining nodes")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -644,9 +776,10 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
 fn seeds_and_max_parallel_bound_the_creates() {
     Scenario {
         name: "CREATE_CONCURRENCY=2 and MAX_PARALLEL=3: the next node goes when one concludes",
-        policy: Policy { create_concurrency: 2, max_parallel: Some(3), ..policy() },
+        vars: &[("CREATE_CONCURRENCY", "2"), ("MAX_PARALLEL", "3")],
         nodes: nodes(&["a", "b", "c", "d", "e"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &["create c"]),
             (1, In::Created("b"), &[]),
@@ -655,15 +788,16 @@ fn seeds_and_max_parallel_bound_the_creates() {
             (3, In::Job("b", &[("Complete", "")]), &["create e"]),
         ],
         verdicts: &[("a", Outcome::Succeeded, ""), ("e", Outcome::Unfinished, "create request was in flight")],
-        ending: "still running",
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "the seed wave gates the fan-out; one seed succeeding opens it",
-        policy: Policy { seed_nodes: 2, ..policy() },
+        vars: &[("SEED_NODES", "2")],
         nodes: nodes(&["a", "b", "c", "d"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -671,26 +805,28 @@ fn seeds_and_max_parallel_bound_the_creates() {
             (3, In::Job("b", &[("Failed", "BackoffLimitExceeded")]), &["delete b", "create c", "create d"]),
         ],
         verdicts: &[("b", Outcome::Failed, "BackoffLimitExceeded")],
-        ending: "still running",
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a seed wave where no seed succeeds stops the run",
-        policy: Policy { seed_nodes: 2, ..policy() },
+        vars: &[("SEED_NODES", "2")],
         nodes: nodes(&["a", "b", "c", "d"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (1, In::Failed("b", 403, "jobs.batch \"x\" is forbidden: exceeded quota: q"), &[]),
-            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &["delete a"]),
+            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &["delete a", "warn creates-stopped"]),
+            (2, In::DeletesDone, &[]),
         ],
         verdicts: &[
             ("b", Outcome::NotCreated, "exceeded quota"),
             ("c", Outcome::NotStarted, "seed wave failed: none of the 2 seed nodes succeeded"),
             ("d", Outcome::NotStarted, "seed wave failed"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -698,19 +834,19 @@ fn seeds_and_max_parallel_bound_the_creates() {
 
 #[test]
 fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
-    let ours = template().build_for("a");
+    let ours = first_job(&template(), "a");
     let mut foreign = template();
     foreign.run_id = "other".into();
-    let mut squatter = foreign.build_for("b");
+    let mut squatter = first_job(&foreign, "b");
     squatter.metadata.name = Some(puller_name("b"));
     Scenario {
         name: "a 409 is adopted only for this run's Job with the same spec; a vanished one is created again",
-        policy: policy(),
         nodes: nodes(&["a", "b", "c"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
-            (1, In::Exists("a", Box::new(ours)), &[]),
-            (1, In::Exists("b", Box::new(squatter)), &[]),
+            (1, In::Exists("a", ours), &[]),
+            (1, In::Exists("b", squatter), &[]),
             (1, In::Vanished("c"), &["create c"]),
             (2, In::Created("c"), &[]),
             (3, In::Job("a", &[("Complete", "")]), &[]),
@@ -721,15 +857,16 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
             ("b", Outcome::NotCreated, "does not belong to run r on this node"),
             ("c", Outcome::Succeeded, ""),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "three identical denials stop the creates; the rest are not created with the reason",
-        policy: Policy { create_concurrency: 1, ..policy() },
+        vars: &[("CREATE_CONCURRENCY", "1")],
         nodes: nodes(&["a", "b", "c", "d"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (
                 1,
@@ -741,41 +878,50 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
                 In::Failed("b", 403, "jobs.batch \"prepull-r-b\" is forbidden: exceeded quota: q, used: 2"),
                 &["create c"],
             ),
-            (3, In::Failed("c", 422, "jobs.batch \"prepull-r-c\" is forbidden: exceeded quota: q, used: 3"), &[]),
+            (
+                3,
+                In::Failed("c", 422, "jobs.batch \"prepull-r-c\" is forbidden: exceeded quota: q, used: 3"),
+                &["warn creates-stopped"],
+            ),
         ],
         verdicts: &[
             ("a", Outcome::NotCreated, "exceeded quota"),
             ("d", Outcome::NotCreated, "not attempted: the last 3 creates were refused the same way"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "transient errors are retried, three attempts per node",
-        policy: Policy { create_concurrency: 1, ..policy() },
+        vars: &[("CREATE_CONCURRENCY", "1")],
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Failed("a", 503, "unavailable"), &["create a"]),
             (2, In::Failed("a", 500, "etcdserver: request timed out"), &["create a"]),
             (3, In::Failed("a", 503, "unavailable"), &[]),
         ],
         verdicts: &[("a", Outcome::NotCreated, "gave up after 3 attempts")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "RBAC forbidding the create stops the run; the node in flight is unfinished",
-        policy: Policy { create_concurrency: 1, ..policy() },
+        vars: &[("CREATE_CONCURRENCY", "1")],
         nodes: nodes(&["a", "b"]),
-        steps: vec![(0, In::Ready, &["create a"]), (1, In::Failed("a", 403, RBAC), &[])],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Failed("a", 403, RBAC), &[]),
+        ],
         verdicts: &[
             ("a", Outcome::Unfinished, "while its create request was in flight"),
             ("b", Outcome::NotStarted, "before its Job was created"),
         ],
-        ending: "fatal: forbidden: cannot create jobs.batch",
+        ending: End::Fatal("forbidden: cannot create jobs.batch"),
         ..Scenario::default()
     }
     .check();
@@ -785,44 +931,44 @@ fn create_results_mean_created_adopted_refused_denied_retried_or_fatal() {
 fn the_watches_report_what_they_see_even_before_a_create_returns() {
     Scenario {
         name: "a Job seen before its create returns is judged after (it could be another run's)",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Job("a", &[("Complete", "")]), &[]),
             (2, In::Created("a"), &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a Job created and deleted before its create returns stays deleted",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Job("a", &[]), &[]),
             (1, In::JobDeleted("a"), &[]),
             (2, In::Created("a"), &[]),
         ],
         verdicts: &[("a", Outcome::Deleted, "Job deleted before it finished")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a forbidden watch stops the run; a transient watch error is only logged",
-        policy: policy(),
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::WatchError(503, "unavailable"), &[]),
             (0, In::Ready, &["create a"]),
             (1, In::WatchError(403, "jobs.batch is forbidden: User \"x\" cannot watch resource \"jobs\""), &[]),
         ],
         verdicts: &[("a", Outcome::Unfinished, "")],
-        ending: "fatal: forbidden: cannot watch jobs.batch",
+        ending: End::Fatal("forbidden: cannot watch jobs.batch"),
         ..Scenario::default()
     }
     .check();
@@ -832,9 +978,10 @@ fn the_watches_report_what_they_see_even_before_a_create_returns() {
 fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
     Scenario {
         name: "SIGTERM with creates in flight: they may answer within the drain time, nothing new goes",
-        policy: Policy { create_concurrency: 2, ..policy() },
+        vars: &[("CREATE_CONCURRENCY", "2")],
         nodes: nodes(&["a", "b", "c"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Signal(Signal::Terminate), &[]),
             (2, In::Created("a"), &[]),
@@ -846,15 +993,15 @@ fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
             ("b", Outcome::Unfinished, "run interrupted while its create request was in flight"),
             ("c", Outcome::NotStarted, "run interrupted before its Job was created"),
         ],
-        ending: "SIGTERM",
+        ending: End::Signal(Signal::Terminate),
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "SIGINT with nothing in flight ends the run at once",
-        policy: policy(),
         nodes: nodes(&["a", "b"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -862,30 +1009,27 @@ fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
             (3, In::Signal(Signal::Interrupt), &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, ""), ("b", Outcome::Unfinished, "before the Job finished")],
-        ending: "SIGINT",
+        ending: End::Signal(Signal::Interrupt),
         ..Scenario::default()
     }
     .check();
 }
 
-/// Feed one scenario step to `t` at `time`; the actions, compact.
-fn feed(t: &mut Tracker, time: i64, step: In) -> Vec<String> {
-    input(step, time, PullerKind::Job).into_iter().flat_map(|i| t.step(at(time), i)).map(|a| compact(&a)).collect()
+/// Feed one step of a Job-kind run on `nodes` to `t` at `time`; the actions, compact.
+fn feed(t: &mut Tracker, nodes: &[EligibleNode], time: i64, step: In) -> Vec<String> {
+    let start = Start { nodes, leftovers: &[], gone: &[] };
+    let inputs = input(step, time, PullerKind::Job, &start, &mut Pending::default());
+    inputs.into_iter().flat_map(|i| t.step(at(time), i)).map(|a| compact(&a)).collect()
 }
 
 #[test]
 fn start_lag_is_measured_and_paces_the_creates() {
     // Before any start, twice the create concurrency may wait for the Job controller. Once Jobs
     // start, the window follows their start rate × 5 s (Little's law), never below the concurrency.
-    let policy = Policy { create_concurrency: 2, ..policy() };
-    let t = &mut Tracker::new(
-        policy,
-        template(),
-        nodes(&["a", "b", "c", "d", "e", "f", "g"]),
-        Vec::new(),
-        |_| false,
-        at(0),
-    );
+    let t = &mut tracker(&[("CREATE_CONCURRENCY", "2")]);
+    let n = &nodes(&["a", "b", "c", "d", "e", "f", "g"]);
+    let feed = |t: &mut Tracker, time, step| feed(t, n, time, step);
+    assert_eq!(feed(t, 0, In::Start), ["watch jobs", "watch pods"]);
     assert_eq!(feed(t, 0, In::Ready), ["create a", "create b"]);
     assert_eq!(feed(t, 1, In::Created("a")), ["create c"]);
     assert_eq!(feed(t, 1, In::Created("b")), ["create d"]);
@@ -905,13 +1049,13 @@ fn start_lag_is_measured_and_paces_the_creates() {
 fn nodes_that_already_hold_every_image_get_no_job() {
     Scenario {
         name: "SKIP_PRESENT: a node with nothing left to pull is already-present, at once",
-        policy: policy(),
         nodes: {
             let mut n = nodes(&["p", "q"]);
             n[0].images = 0;
             n
         },
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create q"]),
             (1, In::Created("q"), &[]),
             (2, In::Job("q", &[("Complete", "")]), &[]),
@@ -920,12 +1064,27 @@ fn nodes_that_already_hold_every_image_get_no_job() {
             ("p", Outcome::AlreadyPresent, "every image is already on the node"),
             ("q", Outcome::Succeeded, ""),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
-    let tracker = Tracker::new(policy(), template(), Vec::new(), Vec::new(), |_| false, at(0));
-    assert!(matches!(tracker.ending(), Some(Ending::Done)), "no eligible node: nothing to wait for");
+    Scenario {
+        name: "no eligible node: nothing to wait for, and the run fails",
+        steps: vec![(0, In::Start, &["watch jobs", "watch pods", "warn no-eligible-node"])],
+        ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "STARTUP_TAINT_ONLY and no node with the startup taint: the usual case, a success",
+        vars: &[("STARTUP_TAINT", "images-pending"), ("STARTUP_TAINT_ONLY", "true")],
+        steps: vec![(0, In::Start, &["watch jobs", "watch pods"])],
+        ending: End::Done,
+        exit: Some(ExitCode::Success),
+        ..Scenario::default()
+    }
+    .check();
 }
 
 #[test]
@@ -943,8 +1102,10 @@ fn seeds_spread_across_zones() {
 fn the_startup_taint_goes_once_every_image_is_on_the_node() {
     Scenario {
         name: "a tainted node loses the startup taint as soon as it succeeds; the run waits for the answer",
+        vars: TAINT,
         nodes: tainted(&["a", "b", "c"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -952,7 +1113,7 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
             (2, In::Pod("a", pulling(done(), done())), &["untaint a"]),
             (3, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b"]),
             (4, In::Job("c", &[("Complete", "")]), &["untaint c"]),
-            (5, In::Untainted("a", Ok(true)), &[]),
+            (5, In::Untainted("a", Ok(TaintRemoval::Removed)), &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, ""), ("b", Outcome::Failed, "InvalidImageName")],
         after: &[
@@ -960,32 +1121,35 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
             ("b", "taint kept: the node did not succeed (failed)"),
             ("c", "taint kept: the run stopped before removing it; puller kept"),
         ],
-        ending: "still running",
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a removal that fails keeps the taint and says why; one already gone is not an error",
+        vars: TAINT,
         nodes: tainted(&["a", "b"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
             (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
             (2, In::Job("b", &[("Complete", "")]), &["untaint b"]),
-            (3, In::Untainted("a", Err("nodes \"a\" is forbidden: ValidatingAdmissionPolicy denied")), &[]),
-            (3, In::Untainted("b", Ok(false)), &[]),
+            (3, In::Untainted("a", Err((422, VAP_DENIAL))), &[]),
+            (3, In::Untainted("b", Ok(TaintRemoval::AlreadyGone)), &[]),
         ],
         after: &[
-            ("a", "taint kept: its removal failed: nodes \"a\" is forbidden: ValidatingAdmissionPolicy denied; puller kept"),
+            ("a", "taint kept: its removal failed: nodes \"a\" is forbidden: ValidatingAdmissionPolicy 'quayctl-controller-node-patch' with binding 'quayctl-controller-node-patch' denied request: only the startup taint may be removed; puller kept"),
             ("b", "startup taint already gone; puller kept"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "a tainted node that already holds every image loses the taint before anything else",
+        vars: TAINT,
         nodes: {
             let mut n = tainted(&["p", "q"]);
             n[0].images = 0;
@@ -993,30 +1157,32 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
             n
         },
         steps: vec![
-            (-1, In::Tick, &["untaint p"]),
+            (0, In::Start, &["watch jobs", "watch pods", "untaint p"]),
             (0, In::Ready, &["create q"]),
-            (1, In::Untainted("p", Ok(true)), &[]),
+            (1, In::Untainted("p", Ok(TaintRemoval::Removed)), &[]),
             (1, In::Created("q"), &[]),
             (2, In::Job("q", &[("Complete", "")]), &[]),
         ],
         verdicts: &[("p", Outcome::AlreadyPresent, "")],
         after: &[("p", "startup taint removed"), ("q", "puller kept")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "SIGTERM while a removal is in flight: the run waits for it within the drain time",
+        vars: TAINT,
         nodes: tainted(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
             (3, In::Signal(Signal::Terminate), &[]),
-            (4, In::Untainted("a", Ok(true)), &[]),
+            (4, In::Untainted("a", Ok(TaintRemoval::Removed)), &[]),
         ],
         after: &[("a", "startup taint removed; puller kept")],
-        ending: "SIGTERM",
+        ending: End::Signal(Signal::Terminate),
         ..Scenario::default()
     }
     .check();
@@ -1037,16 +1203,26 @@ fn earlier_runs_pullers_are_kept_until_this_run_succeeds_on_their_node() {
         ],
         gone: &["gone"],
         steps: vec![
-            (-1, In::Tick, &["delete prepull-r0-c", "delete prepull-r0-gone"]),
+            (
+                0,
+                In::Start,
+                &[
+                    "watch jobs",
+                    "watch pods",
+                    "delete prepull-r0-c (uid-prepull-r0-c)",
+                    "delete prepull-r0-gone (uid-prepull-r0-gone)",
+                ],
+            ),
             (0, In::Ready, &["create a", "create b", "create c", "create d"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
             (1, In::Created("c"), &[]),
             (1, In::Created("d"), &[]),
-            (2, In::Job("a", &[("Complete", "")]), &["delete prepull-r0-a"]),
+            (2, In::Job("a", &[("Complete", "")]), &["delete prepull-r0-a (uid-prepull-r0-a)"]),
             (2, In::Job("b", &[("Failed", "BackoffLimitExceeded")]), &["delete b"]),
             (2, In::Job("c", &[("Complete", "")]), &[]),
             (2, In::Job("d", &[("Complete", "")]), &[]),
+            (2, In::DeletesDone, &[]),
         ],
         after: &[
             ("a", "puller kept; replaced 1 older puller(s); deleted prepull-r0-a"),
@@ -1054,13 +1230,15 @@ fn earlier_runs_pullers_are_kept_until_this_run_succeeds_on_their_node() {
             ("c", "puller kept"),
             ("d", "puller kept"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
 }
 
 const POD: &[(&str, &str)] = &[("PULLER_KIND", "pod")];
+/// `STARTUP_TAINT` set: nodes of [`tainted`] lose it.
+const TAINT: &[(&str, &str)] = &[("STARTUP_TAINT", "images-pending")];
 
 #[test]
 fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
@@ -1069,6 +1247,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
         vars: POD,
         nodes: nodes(&["a", "b", "c"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
@@ -1076,6 +1255,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (2, In::Pod("a", pulling(done(), done())), &[]),
             (2, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b"]),
             (3, In::Pod("c", json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"})), &["delete c"]),
+            (3, In::DeletesDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Succeeded, ""),
@@ -1083,7 +1263,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             ("c", Outcome::TimedOut, "DeadlineExceeded"),
         ],
         after: &[("a", "puller kept"), ("b", ""), ("c", "")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -1092,13 +1272,15 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
         vars: &[("PULLER_KIND", "pod"), ("KEEP_LAST_PULLER", "false")],
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", json!({"phase": "Succeeded"})), &["delete a"]),
+            (2, In::DeletesDone, &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         after: &[("a", "")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -1107,24 +1289,31 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
         vars: POD,
         nodes: nodes(&["a", "b", "c"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a", "create b", "create c"]),
             (1, In::Created("a"), &[]),
             (1, In::Created("b"), &[]),
             (1, In::Created("c"), &[]),
             (2, In::PodDeleted("a"), &[]),
             (3, In::Pod("c", json!({"phase": "Running"})), &[]),
+            // The watch relists (it was down): b is not in the new list, c is.
+            (4, In::Relist(&["c"]), &[]),
         ],
-        verdicts: &[("a", Outcome::Deleted, "pod deleted before it finished")],
-        ending: "still running",
+        verdicts: &[
+            ("a", Outcome::Deleted, "pod deleted before it finished"),
+            ("b", Outcome::Deleted, "pod deleted before it finished"),
+            ("c", Outcome::Unfinished, "run interrupted before the pod finished"),
+        ],
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "PULLER_KIND=pod: no Job controller to pace to, only CREATE_CONCURRENCY bounds the creates",
-        vars: POD,
-        policy: Policy { create_concurrency: 2, ..policy() },
+        vars: &[("PULLER_KIND", "pod"), ("CREATE_CONCURRENCY", "2")],
         nodes: nodes(&["a", "b", "c", "d", "e", "f"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &["create c"]),
             (1, In::Created("b"), &["create d"]),
@@ -1132,7 +1321,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (1, In::Created("d"), &["create f"]),
         ],
         verdicts: &[],
-        ending: "still running",
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();
@@ -1140,13 +1329,19 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
         name: "PULLER_KIND=pod: no verdict by the node deadline, counted from the pod's creation",
         vars: POD,
         nodes: nodes(&["a"]),
-        steps: vec![(0, In::Ready, &["create a"]), (1, In::Created("a"), &[]), (61, In::Tick, &["delete a"])],
+        steps: vec![
+            (0, In::Start, &["watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (61, In::Tick, &["delete a"]),
+            (61, In::DeletesDone, &[]),
+        ],
         verdicts: &[(
             "a",
             Outcome::TimedOut,
             "no verdict 60s after the pod was created (DEADLINE_SECONDS + WAIT_GRACE_SECONDS and slack)",
         )],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -1163,6 +1358,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
         vars: POD,
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
@@ -1170,31 +1366,33 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             // The name rests a second: a late delete of the old pod by name cannot reach the new one.
             (7, In::PodDeleted("a"), &[]),
             (7, In::Tick, &[]),
-            (8, In::Tick, &["create a (294s)"]),
+            (8, In::Tick, &["create a (24s)"]),
             (9, In::Created("a"), &[]),
             (40, In::Tick, &[]),
             (41, In::Pod("a", pulling(done(), done())), &[]),
+            (41, In::DeletesDone, &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         after: &[("a", "puller kept")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
     Scenario {
         name: "evicted with no time left to pull again: timed out",
-        vars: POD,
-        policy: Policy { pull_deadline: Duration::from_secs(10), ..policy() },
+        vars: &[("PULLER_KIND", "pod"), ("DEADLINE_SECONDS", "10")],
         nodes: nodes(&["a"]),
         steps: vec![
-            (0, In::Ready, &["create a"]),
+            (0, In::Start, &["watch pods"]),
+            (0, In::Ready, &["create a (10s)"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", json!({"phase": "Running"})), &[]),
             (12, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (13, In::PodDeleted("a"), &[]),
+            (13, In::DeletesDone, &[]),
         ],
         verdicts: &[("a", Outcome::TimedOut, "evicted or preempted, with no time left to pull again")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -1203,17 +1401,19 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
         vars: POD,
         nodes: nodes(&["a"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", json!({"phase": "Running"})), &[]),
             (6, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (7, In::Relist(&[]), &[]),
-            (8, In::Tick, &["create a (294s)"]),
+            (8, In::Tick, &["create a (24s)"]),
             (9, In::Created("a"), &[]),
             (10, In::Pod("a", pulling(done(), done())), &[]),
+            (10, In::DeletesDone, &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -1222,24 +1422,25 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
     };
     Scenario {
         name: "evicted after the creates stopped: no new pod, the node gets the verdict of the stop",
-        vars: POD,
-        policy: Policy { create_concurrency: 1, ..policy() },
+        vars: &[("PULLER_KIND", "pod"), ("CREATE_CONCURRENCY", "1")],
         nodes: nodes(&["a", "b", "c", "d", "e"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &["create b"]),
             (2, In::Failed("b", 403, quota("b")), &["create c"]),
             (3, In::Failed("c", 403, quota("c")), &["create d"]),
-            (4, In::Failed("d", 403, quota("d")), &[]),
+            (4, In::Failed("d", 403, quota("d")), &["warn creates-stopped"]),
             (5, In::Pod("a", json!({"phase": "Running"})), &[]),
             (6, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (7, In::PodDeleted("a"), &[]),
+            (7, In::DeletesDone, &[]),
         ],
         verdicts: &[
             ("e", Outcome::NotCreated, "not attempted: the last 3 creates were refused the same way"),
             ("a", Outcome::NotCreated, "evicted or preempted and not replaced: not attempted: the last 3 creates"),
         ],
-        ending: "done",
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();
@@ -1248,6 +1449,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
         vars: POD,
         nodes: nodes(&["a", "b"]),
         steps: vec![
+            (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a", "create b"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", json!({"phase": "Running"})), &[]),
@@ -1255,12 +1457,13 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (4, In::Signal(Signal::Terminate), &[]),
             (5, In::PodDeleted("a"), &[]),
             (6, In::Created("b"), &[]),
+            (6, In::DeletesDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Unfinished, "evicted or preempted; the run was interrupted before it made a new one"),
             ("b", Outcome::Unfinished, "run interrupted before the pod finished"),
         ],
-        ending: "SIGTERM",
+        ending: End::Signal(Signal::Terminate),
         ..Scenario::default()
     }
     .check();
@@ -1268,29 +1471,150 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
 
 #[test]
 fn a_run_that_will_not_fit_its_own_jobs_deadline_says_so_once() {
-    let ends = at(60);
-    let tight = Policy { create_concurrency: 1, run_deadline: Some((ends, "cron-1".into())), ..policy() };
     let names: Vec<String> = (0..200).map(|i| format!("n{i:03}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let t = &mut Tracker::new(tight, template(), nodes(&refs), Vec::new(), |_| false, at(0));
-    feed(t, 0, In::Ready);
+    let n = &nodes(&refs);
+    let with_deadline = |ends: Timestamp, job: &str| {
+        let config = config(&[("CREATE_CONCURRENCY", "1")]);
+        let policy = Policy { run_deadline: Some((ends, job.into())), ..Policy::from(&config) };
+        Tracker::new(policy, template())
+    };
+    let t = &mut with_deadline(at(60), "cron-1");
+    feed(t, n, 0, In::Start);
+    feed(t, n, 0, In::Ready);
     // One create at a time, each started a second later: 1 start/s for 200 nodes, 60 s left.
     for (i, name) in names.iter().take(6).enumerate() {
         let node: &'static str = Box::leak(name.clone().into_boxed_str());
-        feed(t, i as i64 + 1, In::Created(node));
-        feed(t, i as i64 + 1, In::Job(node, &[]));
+        let created = feed(t, n, i as i64 + 1, In::Created(node));
+        assert!(!created.iter().any(|a| a.starts_with("warn")), "no tick yet: {created:?}");
+        feed(t, n, i as i64 + 1, In::Job(node, &[]));
     }
-    assert!(!t.deadline_warned, "no tick yet");
-    feed(t, 7, In::Tick);
-    assert!(t.deadline_warned, "194 nodes at about 1/s do not fit the 53 s left");
-    let quick = Policy { run_deadline: Some((at(100_000), "cron-2".into())), ..policy() };
-    let t = &mut Tracker::new(quick, template(), nodes(&refs), Vec::new(), |_| false, at(0));
-    feed(t, 0, In::Ready);
+    assert_eq!(feed(t, n, 7, In::Tick), ["warn run-deadline"], "194 nodes at about 1/s do not fit the 53 s left");
+    assert_eq!(feed(t, n, 8, In::Tick), Vec::<String>::new(), "said once");
+    let t = &mut with_deadline(at(100_000), "cron-2");
+    feed(t, n, 0, In::Start);
+    feed(t, n, 0, In::Ready);
     for name in names.iter().take(6) {
         let node: &'static str = Box::leak(name.clone().into_boxed_str());
-        feed(t, 1, In::Created(node));
-        feed(t, 1, In::Job(node, &[]));
+        feed(t, n, 1, In::Created(node));
+        feed(t, n, 1, In::Job(node, &[]));
     }
-    feed(t, 2, In::Tick);
-    assert!(!t.deadline_warned, "plenty of time");
+    assert_eq!(feed(t, n, 2, In::Tick), Vec::<String>::new(), "plenty of time");
+}
+
+#[test]
+fn the_answers_to_deletes_are_inputs() {
+    let evicted = || {
+        json!({"phase": "Failed", "reason": "Evicted",
+        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]})
+    };
+    Scenario {
+        name: "an evicted pod whose delete keeps failing: tried again while transient, then the node fails at once",
+        vars: POD,
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Start, &["watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", json!({"phase": "Running"})), &[]),
+            (3, In::Pod("a", evicted()), &["delete a (uid-a)"]),
+            (4, In::Deleted("a", Err((503, "unavailable"))), &["delete a (uid-a)"]),
+            (5, In::Deleted("a", Err((500, "etcdserver: request timed out"))), &["delete a (uid-a)"]),
+            (6, In::Deleted("a", Err((503, "unavailable"))), &["delete a"]),
+            (7, In::DeletesDone, &[]),
+        ],
+        verdicts: &[("a", Outcome::Failed, "evicted or preempted and could not be deleted to make way for a new one")],
+        ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "an evicted pod already gone (404) or replaced (409 on its UID): the pod watch decides",
+        vars: POD,
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Start, &["watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", json!({"phase": "Running"})), &[]),
+            (3, In::Pod("a", evicted()), &["delete a (uid-a)"]),
+            (3, In::Deleted("a", Err((404, "pods \"prepull-r-a\" not found"))), &[]),
+            (3, In::PodDeleted("a"), &[]),
+            (4, In::Tick, &["create a (28s)"]),
+            (5, In::Created("a"), &[]),
+            (6, In::Pod("a", pulling(done(), done())), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "an older puller whose delete is refused stays, and its node says so; a leftover's failure is logged",
+        nodes: nodes(&["a"]),
+        leftovers: vec![leftover("a", "r0", LeftoverState::Succeeded), leftover("b", "r0", LeftoverState::Failed)],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods", "delete prepull-r0-b (uid-prepull-r0-b)"]),
+            (0, In::Deleted("prepull-r0-b", Err((403, "denied by webhook"))), &[]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["delete prepull-r0-a (uid-prepull-r0-a)"]),
+            (3, In::Deleted("prepull-r0-a", Err((403, "denied by webhook"))), &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        after: &[("a", "puller kept; could not delete older puller prepull-r0-a: denied by webhook")],
+        ending: End::Done,
+        exit: Some(ExitCode::Success),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "every verdict is in, the run waits for the deletes in flight at most 5 s",
+        nodes: nodes(&["a"]),
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &["delete a"]),
+            (6, In::Tick, &[]),
+            (7, In::Tick, &[]),
+        ],
+        verdicts: &[("a", Outcome::Failed, "BackoffLimitExceeded")],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+}
+
+#[test]
+fn a_taint_removal_that_meets_a_concurrent_change_is_tried_again_a_bounded_number_of_times() {
+    const STALE: (u16, &str) = (422, "the server rejected our request due to an error in our request");
+    Scenario {
+        name: "the patch's test fails while the node changes: read again, 5 attempts, then the taint stays",
+        vars: TAINT,
+        nodes: tainted(&["a", "b"]),
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
+            (2, In::Job("b", &[("Complete", "")]), &["untaint b"]),
+            (3, In::Untainted("a", Err(STALE)), &["untaint a"]),
+            (3, In::Untainted("b", Err((409, "the object has been modified"))), &["untaint b"]),
+            (4, In::Untainted("b", Ok(TaintRemoval::Removed)), &[]),
+            (4, In::Untainted("a", Err((503, "unavailable"))), &["untaint a"]),
+            (5, In::Untainted("a", Err(STALE)), &["untaint a"]),
+            (6, In::Untainted("a", Err(STALE)), &["untaint a"]),
+            (7, In::Untainted("a", Err(STALE)), &[]),
+        ],
+        after: &[
+            ("a", "taint kept: its removal failed: the server rejected our request due to an error in our request; puller kept"),
+            ("b", "startup taint removed; puller kept"),
+        ],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
 }

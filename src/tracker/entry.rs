@@ -1,0 +1,167 @@
+//! One node as the tracker follows it: its place in the run, its images, what the watches showed,
+//! what became of its taint and its pullers. Grouped by concern; everything starts empty but what
+//! the node list said.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::watcher::Event;
+
+use crate::images::ImageMask;
+use crate::nodes::EligibleNode;
+use crate::outcome::Outcome;
+use crate::types::PullerKind;
+
+use super::TaintAction;
+
+/// A node's place in the run. Counted per state in one place ([`super::Tracker::set`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum State {
+    #[default]
+    Queued,
+    Creating,
+    /// Created, not yet started (no `startTime` or pod for a Job, not bound for a pod).
+    Unstarted,
+    /// Created and started, no verdict yet.
+    Running,
+    Done,
+}
+
+pub(super) const STATES: usize = 5;
+
+/// Its startup taint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) enum TaintState {
+    /// The node does not carry the startup taint.
+    #[default]
+    None,
+    /// It does; nothing decided yet.
+    Carried,
+    /// Removal attempt number `attempt` (from 1) is in flight.
+    Removing {
+        attempt: u8,
+    },
+    Done(TaintAction),
+}
+
+/// One image failure, kept for the report.
+#[derive(Clone, Debug)]
+pub(super) struct ImageNote {
+    pub image: u8,
+    pub message: String,
+}
+
+/// What became of each image of the run on the node (masks of [`crate::images::ImageMask`]).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Images {
+    /// What its puller pulls (has, or will have).
+    pub wanted: ImageMask,
+    /// Already on the node (`SKIP_PRESENT`).
+    pub present: ImageMask,
+    pub pulled: ImageMask,
+    pub failed: ImageMask,
+    /// Held back by the image breaker.
+    pub not_sent: ImageMask,
+    /// Pull errors seen but still within the grace: (image, first seen).
+    pub failing: Vec<(u8, Timestamp)>,
+    /// The helper image's pull error, and since when.
+    pub helper_failing: Option<(Timestamp, String)>,
+    pub notes: Vec<ImageNote>,
+}
+
+impl Images {
+    /// Its puller pulled every image it was given.
+    pub fn complete(&self) -> bool {
+        self.wanted != 0 && self.pulled & self.wanted == self.wanted
+    }
+
+    /// Note image `image`'s latest problem. `ErrImagePull` says why; the `ImagePullBackOff` that
+    /// follows only says "Back-off", so it does not replace it.
+    pub fn note(&mut self, image: u8, message: &str) {
+        match self.notes.iter_mut().find(|n| n.image == image) {
+            Some(n) if message.starts_with("ImagePullBackOff") && !n.message.starts_with("ImagePullBackOff") => {}
+            Some(n) => n.message = message.to_string(),
+            None => self.notes.push(ImageNote { image, message: message.to_string() }),
+        }
+    }
+}
+
+/// A puller of an earlier run on this node that this run may replace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Older {
+    pub kind: PullerKind,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(super) struct Entry {
+    pub name: String,
+    /// The name of its puller (Job or pod).
+    pub puller: String,
+    /// Its blocking taints (the run's taint table): its puller tolerates exactly these.
+    pub taints: Box<[u16]>,
+    pub state: State,
+    pub seed: bool,
+    /// Create attempts that did not go through.
+    pub attempts: u8,
+    pub images: Images,
+    /// Order in which creates were confirmed: a relist only judges pullers confirmed before it began.
+    pub confirmed: u64,
+    pub created_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub last_problem: Option<String>,
+    pub verdict: Option<(Outcome, String)>,
+    /// The Job and its pod as the watches showed them while the create was still in flight (the
+    /// Job's event as it came: a Job created and deleted again before the create returned stays
+    /// deleted).
+    pub early_job: Option<Box<Event<Job>>>,
+    pub early_pod: Option<Box<Event<Pod>>>,
+    /// `PULLER_KIND=pod`: its pod was evicted or preempted and is being deleted (that incarnation,
+    /// by UID); once it is gone, a new one is created with what is left of the pull deadline.
+    pub replacing: Option<String>,
+    /// Attempts at deleting the evicted pod that did not go through.
+    pub delete_attempts: u8,
+    /// `PULLER_KIND=pod`: the replacement is not created before this time (the name rests).
+    pub not_before: Option<Timestamp>,
+    pub taint: TaintState,
+    /// The deletion of its own puller was asked for.
+    pub deleting: bool,
+    /// Successful pullers of earlier runs on this node: deleted once this run's puller succeeds.
+    pub older: Vec<Older>,
+    /// Those this run deleted.
+    pub replaced: Vec<String>,
+    /// Deletes of older pullers that failed: (name, the API's words).
+    pub not_replaced: Vec<(String, String)>,
+}
+
+impl Entry {
+    /// A node as the node list showed it, with `puller` its puller's name; `all` = every image of
+    /// the run (those it does not need are present).
+    pub fn new(node: EligibleNode, puller: String, all: ImageMask) -> Entry {
+        Entry {
+            name: node.name,
+            puller,
+            taints: node.taints,
+            images: Images { wanted: node.images, present: all & !node.images, ..Default::default() },
+            taint: if node.startup_tainted { TaintState::Carried } else { TaintState::None },
+            ..Default::default()
+        }
+    }
+
+    /// It carries the startup taint and no removal was decided yet.
+    pub fn holds_taint(&self) -> bool {
+        matches!(self.taint, TaintState::Carried | TaintState::Removing { .. })
+    }
+
+    /// What a create of its puller needs to know of it.
+    pub fn as_node(&self) -> EligibleNode {
+        EligibleNode {
+            name: self.name.clone(),
+            taints: self.taints.clone(),
+            images: self.images.wanted,
+            ..Default::default()
+        }
+    }
+}

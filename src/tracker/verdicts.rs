@@ -1,0 +1,291 @@
+//! Each node's verdict and what it sets off (the startup taint's removal, the retention of its
+//! puller), the node deadline, when the run ends, and the run's result with its exit code.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use tracing::{debug, info, warn};
+
+use crate::error::{ErrorClass, Result};
+use crate::exit_code::ExitCode;
+use crate::outcome::Outcome;
+use crate::types::TaintRemoval;
+
+use super::entry::{Entry, State, TaintState};
+use super::{
+    Action, Ending, ImageResult, ImageVerdict, MAX_LOGGED_FAILURES, RunResult, TaintAction, Tracker, Verdict, span,
+};
+
+impl Tracker {
+    /// The clock: the watches' bound, the run's own deadline, pull errors past their grace, nodes
+    /// past their deadline, the wait for deletes in flight.
+    pub(super) fn on_tick(&mut self, now: Timestamp) {
+        if !self.check_watches_listed(now) {
+            return;
+        }
+        self.check_run_deadline(now);
+        for i in 0..self.nodes.len() {
+            if !matches!(self.nodes[i].state, State::Unstarted | State::Running) {
+                continue;
+            }
+            self.expire_pull_errors(i, now);
+            if self.nodes[i].state != State::Done {
+                self.check_node_deadline(i, now);
+            }
+        }
+    }
+
+    /// No verdict by the node deadline (from its puller's start, or creation until it starts):
+    /// timed out, and its puller deleted.
+    fn check_node_deadline(&mut self, i: usize, now: Timestamp) {
+        let entry = &self.nodes[i];
+        let base = entry.started_at.or(entry.created_at).unwrap_or(now);
+        if now.duration_since(base) < span(self.policy.node_deadline) {
+            return;
+        }
+        let since = if entry.started_at.is_some() { "started" } else { "was created" };
+        let mut reason = self.policy.node_deadline_reason(self.template.kind(), since);
+        if let Some(problem) = &entry.last_problem {
+            reason.push_str(&format!("; last pod problem: {problem}"));
+        }
+        self.delete_own(i);
+        self.conclude(i, Outcome::TimedOut, reason, now);
+    }
+
+    /// Node `i` gets its verdict (once).
+    pub(super) fn conclude(&mut self, i: usize, outcome: Outcome, reason: String, now: Timestamp) {
+        if self.nodes[i].state == State::Done {
+            return;
+        }
+        self.set(i, State::Done);
+        let entry = &mut self.nodes[i];
+        entry.finished_at = Some(now);
+        entry.images.failing.clear();
+        if outcome.is_success() {
+            debug!(node = %entry.name, outcome = outcome.label(), "node concluded");
+            self.breaker.succeeded(entry.images.pulled);
+        } else if outcome != Outcome::NotStarted {
+            self.logged_failures += 1;
+            if self.logged_failures <= MAX_LOGGED_FAILURES {
+                warn!(node = %entry.name, puller = %entry.puller, outcome = outcome.label(), %reason, "node did not succeed");
+            } else if self.logged_failures == MAX_LOGGED_FAILURES + 1 {
+                warn!("more nodes did not succeed; the report lists them all");
+            }
+        }
+        entry.verdict = Some((outcome, reason));
+        let (seed, created) = (entry.seed, entry.created_at.is_some());
+        if outcome.is_success() && entry.taint == TaintState::Carried {
+            self.remove_taint(i, 1);
+        }
+        self.retain_or_delete(i, outcome, created);
+        if seed && self.pacer.wave == super::pacing::Wave::Seeding {
+            self.seed_concluded(now);
+        }
+    }
+
+    /// Conclude node `i` if every image of its puller is pulled or failed.
+    pub(super) fn settle(&mut self, i: usize, now: Timestamp) {
+        let entry = &self.nodes[i];
+        let images = &entry.images;
+        if entry.state == State::Done
+            || images.wanted == 0
+            || (images.pulled | images.failed) & images.wanted != images.wanted
+        {
+            return;
+        }
+        if images.failed == 0 && images.not_sent == 0 {
+            self.conclude(i, Outcome::Succeeded, String::new(), now);
+            return;
+        }
+        let reason = self.image_reason(i).unwrap_or_default();
+        if matches!(entry.state, State::Unstarted | State::Running) && images.failed != 0 {
+            // Its pod would go on retrying the failed pull.
+            self.delete_own(i);
+        }
+        self.conclude(i, Outcome::Failed, reason, now);
+    }
+
+    /// "image 1: message; image 2: ..." for a node's failed and held-back images.
+    pub(super) fn image_reason(&self, i: usize) -> Option<String> {
+        let images = &self.nodes[i].images;
+        let bad = images.failed | images.not_sent;
+        let parts: Vec<String> = images
+            .notes
+            .iter()
+            .filter(|n| bad & (1 << n.image) != 0)
+            .map(|n| format!("image {}: {}", n.image + 1, n.message))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Ask for attempt `attempt` at removing node `i`'s startup taint.
+    fn remove_taint(&mut self, i: usize, attempt: u8) {
+        let Some(taint) = self.policy.selection.startup_taint.clone() else { return };
+        if attempt == 1 {
+            self.untainting += 1;
+        }
+        self.nodes[i].taint = TaintState::Removing { attempt };
+        self.outbox.push(Action::RemoveTaint { node: self.nodes[i].name.clone(), taint });
+    }
+
+    /// One removal attempt answered. A concurrent change to the node (the patch's `test` failed, or
+    /// a conflict) or a transient error is tried again, reading the node afresh, up to
+    /// [`crate::policy::Policy::taint_attempts`]; anything else keeps the taint and says why.
+    pub(super) fn on_taint_removed(&mut self, node: &str, result: Result<TaintRemoval>) {
+        let Some(i) = self.node_named(node) else { return };
+        let TaintState::Removing { attempt } = self.nodes[i].taint else { return };
+        self.untainting -= 1;
+        self.nodes[i].taint = TaintState::Done(match result {
+            Ok(TaintRemoval::Removed) => {
+                info!(node, "every image is on the node: removed the startup taint");
+                TaintAction::Removed
+            }
+            Ok(TaintRemoval::AlreadyGone) => TaintAction::AlreadyGone,
+            Err(e)
+                if matches!(e.class(), ErrorClass::Conflict | ErrorClass::Transient)
+                    && attempt < self.policy.taint_attempts =>
+            {
+                debug!(node, attempt, error = %e, "the node changed meanwhile; reading it again");
+                self.untainting += 1;
+                self.remove_taint(i, attempt + 1);
+                return;
+            }
+            Err(e) => {
+                warn!(node, error = %e, "could not remove the startup taint");
+                TaintAction::Kept(format!("its removal failed: {}", e.message()))
+            }
+        });
+    }
+
+    /// Decide whether the run is over: a signal (once the creates and taint removals in flight
+    /// answered, or the drain time is up), or every node decided and its taint removal answered;
+    /// then the deletes in flight may answer within [`crate::policy::Policy::deletes_after`].
+    pub(super) fn settle_ending(&mut self, now: Timestamp) {
+        if self.ending.is_some() || self.started.is_none() {
+            return;
+        }
+        if let Some((_, since)) = &self.closing {
+            if self.cleanup.in_flight() == 0 || now.duration_since(*since) >= span(self.policy.deletes_after) {
+                self.ending = self.closing.take().map(|(ending, _)| ending);
+            }
+            return;
+        }
+        let untainting = self.untainting;
+        let all_done = self.count(State::Done) == self.nodes.len() && untainting == 0;
+        let ending = match self.interrupted {
+            Some((signal, until))
+                if all_done || (self.count(State::Creating) == 0 && untainting == 0) || now >= until =>
+            {
+                Ending::Interrupted(signal)
+            }
+            None if all_done => Ending::Done,
+            _ => return,
+        };
+        self.closing = Some((ending, now));
+        self.settle_ending(now);
+    }
+
+    /// The run's result: every node's verdict (open nodes get the verdict of an interrupted run:
+    /// queued ones `not-started`, created ones `unfinished`), how it ended, the start lag, the
+    /// images held back, and the exit code.
+    pub fn finish(mut self, now: Timestamp) -> RunResult {
+        let noun = self.template.kind().noun();
+        let not_created = format!("run interrupted before its {noun} was created");
+        while let Some(i) = self.pacer.queue.pop_front() {
+            self.conclude(i as usize, Outcome::NotStarted, not_created.clone(), now);
+        }
+        for i in 0..self.nodes.len() {
+            let (outcome, reason) = match self.nodes[i].state {
+                State::Creating => {
+                    (Outcome::Unfinished, "run interrupted while its create request was in flight".to_string())
+                }
+                State::Unstarted | State::Running => {
+                    (Outcome::Unfinished, format!("run interrupted before the {noun} finished"))
+                }
+                State::Queued => (Outcome::NotStarted, not_created.clone()),
+                State::Done => continue,
+            };
+            self.conclude(i, outcome, reason, now);
+        }
+        for entry in &mut self.nodes {
+            if entry.holds_taint() {
+                let why = match &entry.verdict {
+                    Some((outcome, _)) if !outcome.is_success() => {
+                        format!("the node did not succeed ({})", outcome.label())
+                    }
+                    _ => "the run stopped before removing it".into(),
+                };
+                entry.taint = TaintState::Done(TaintAction::Kept(why));
+            }
+        }
+        let verdicts: Vec<Verdict> = (0..self.nodes.len()).map(|i| self.verdict_of(i)).collect();
+        let held_back =
+            self.breaker.broken.iter().enumerate().filter_map(|(i, b)| b.as_ref().map(|b| (i, b.clone()))).collect();
+        let ending = self.ending.take().or_else(|| self.closing.take().map(|(e, _)| e)).unwrap_or(Ending::Done);
+        let empty = verdicts.is_empty().then_some(if self.policy.selection.startup_taint_only {
+            "no node with the startup taint to pre-pull"
+        } else {
+            "no eligible node"
+        });
+        // An empty run fails, unless only joining nodes were asked for: then none is the usual case.
+        let empty_code = match empty {
+            Some(_) if !self.policy.selection.startup_taint_only => ExitCode::NodesFailed,
+            _ => ExitCode::Success,
+        };
+        let exit_code =
+            ExitCode::merge_all(verdicts.iter().map(Verdict::exit_code).chain([empty_code, ending.exit_code()]));
+        RunResult { ending, verdicts, lag: self.lag(), held_back, empty, exit_code }
+    }
+
+    fn verdict_of(&self, i: usize) -> Verdict {
+        let e: &Entry = &self.nodes[i];
+        let (outcome, reason) = e.verdict.clone().expect("every node is concluded");
+        let images = (0..self.template.images.len())
+            .map(|idx| {
+                let bit = 1 << idx;
+                let im = &e.images;
+                let result = if im.pulled & bit != 0 {
+                    ImageResult::Pulled
+                } else if im.present & bit != 0 {
+                    ImageResult::Present
+                } else if im.failed & bit != 0 {
+                    ImageResult::Failed
+                } else if im.not_sent & bit != 0 {
+                    ImageResult::NotSent
+                } else {
+                    ImageResult::Unknown
+                };
+                let message = match result {
+                    ImageResult::Failed | ImageResult::NotSent => {
+                        im.notes.iter().find(|n| n.image as usize == idx).map(|n| n.message.clone())
+                    }
+                    _ => None,
+                };
+                ImageVerdict { index: idx, result, message }
+            })
+            .collect();
+        let duration = match (e.created_at, e.finished_at) {
+            (Some(c), Some(f)) => Some(Duration::try_from(f.duration_since(c)).unwrap_or_default()),
+            _ => None,
+        };
+        let taint = match &e.taint {
+            TaintState::None => None,
+            TaintState::Done(action) => Some(action.clone()),
+            TaintState::Carried | TaintState::Removing { .. } => {
+                Some(TaintAction::Kept("the run stopped before removing it".into()))
+            }
+        };
+        Verdict {
+            node: e.name.clone(),
+            job: e.created_at.is_some().then(|| e.puller.clone()),
+            kept: self.kept(i),
+            outcome,
+            reason,
+            duration,
+            images,
+            taint,
+            replaced: e.replaced.clone(),
+            not_replaced: e.not_replaced.iter().map(|(name, why)| format!("{name}: {why}")).collect(),
+        }
+    }
+}
