@@ -229,6 +229,12 @@ fn pulling(first: Value, second: Value) -> Value {
     json!({"phase": "Pending", "containerStatuses": [container("pull-0-nginx", first), container("pull-1-model", second)]})
 }
 
+/// A puller pod the kubelet evicted.
+fn evicted() -> Value {
+    json!({"phase": "Failed", "reason": "Evicted",
+        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]})
+}
+
 fn api_error(code: u16, message: &str) -> Error {
     Error::api(
         "create jobs.batch in namespace \"ops\"",
@@ -1349,10 +1355,6 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
 
 #[test]
 fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
-    let evicted = || {
-        json!({"phase": "Failed", "reason": "Evicted",
-        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]})
-    };
     Scenario {
         name: "the run deletes the evicted pod, then makes a new one with the deadline that is left",
         vars: POD,
@@ -1504,10 +1506,6 @@ fn a_run_that_will_not_fit_its_own_jobs_deadline_says_so_once() {
 
 #[test]
 fn the_answers_to_deletes_are_inputs() {
-    let evicted = || {
-        json!({"phase": "Failed", "reason": "Evicted",
-        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]})
-    };
     Scenario {
         name: "an evicted pod whose delete keeps failing: tried again while transient, then the node fails at once",
         vars: POD,
