@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use crate::error::{Error, ErrorClass, Result};
 use crate::pullers::Leftover;
 use crate::taints::{StartupTaint, removal_patch};
-use crate::types::{Created, PodRef, PullerKind, SelfInfo, TaintRemoval};
+use crate::types::{Announcement, Created, PodRef, PullerKind, SelfInfo, TaintRemoval};
 
 /// Nodes per list page: at 5,000 nodes that is 50 requests. A real node's status (its image list,
 /// up to 50 images with their names) can weigh tens of KiB, so a page is the run's largest buffer.
@@ -39,6 +39,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     client: Client,
     namespace: String,
+    /// The reporting instance of the Events it publishes (the controller's pod).
+    instance: Option<String>,
 }
 
 /// The namespaced objects the run creates and watches (its pullers, their pods).
@@ -102,7 +104,13 @@ impl Cluster {
 
     pub fn new(client: Client, namespace: Option<&str>) -> Cluster {
         let namespace = namespace.map(str::to_string).unwrap_or_else(|| client.default_namespace().to_string());
-        Cluster { client, namespace }
+        Cluster { client, namespace, instance: None }
+    }
+
+    /// Events name `pod` as their reporting instance.
+    pub fn with_instance(mut self, pod: Option<String>) -> Cluster {
+        self.instance = pod;
+        self
     }
 
     pub fn namespace(&self) -> &str {
@@ -314,21 +322,20 @@ impl Cluster {
         watcher(api, watcher::Config::default().labels(selector).page_size(WATCH_PAGE_SIZE)).default_backoff()
     }
 
-    /// Publish the run's summary as a Kubernetes Event. Best effort: a failure is only logged.
-    pub async fn publish_event(&self, target: &ObjectReference, success: bool, note: String, instance: Option<String>) {
-        let reporter = Reporter { controller: "quayctl-controller".into(), instance };
+    /// Publish an Event about `target` (the run's Job or pod, or a node) as `quayctl-controller`
+    /// with this pod's name as the instance. Events about a node go to the `default` namespace, as
+    /// for every cluster-scoped object.
+    pub async fn publish(&self, target: &ObjectReference, event: &Announcement) -> Result<()> {
+        let reporter = Reporter { controller: "quayctl-controller".into(), instance: self.instance.clone() };
         let recorder = Recorder::new(self.client.clone(), reporter);
         let event = KubeEvent {
-            type_: if success { EventType::Normal } else { EventType::Warning },
-            reason: if success { "PrePullSucceeded" } else { "PrePullFailed" }.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "PrePull".into(),
+            type_: if event.warning { EventType::Warning } else { EventType::Normal },
+            reason: event.reason.into(),
+            note: Some(event.note.chars().take(1000).collect()),
+            action: event.action.into(),
             secondary: None,
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, recorder.publish(&event, target)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "could not publish the summary Event"),
-            Err(_) => warn!("could not publish the summary Event: timed out"),
-        }
+        let action = format!("create events about {}", target.name.as_deref().unwrap_or_default());
+        request(action, recorder.publish(&event, target)).await
     }
 }

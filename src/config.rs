@@ -20,6 +20,8 @@ pub const MAX_CREATE_CONCURRENCY: usize = 256;
 pub const MAX_IMAGES: usize = 64;
 /// At most this many `TOLERATIONS` entries.
 pub const MAX_TOLERATIONS: usize = 32;
+/// `STARTUP_TAINT_MAX_HOLD_SECONDS` at most: a day.
+pub const MAX_HOLD_SECONDS: u64 = 86_400;
 
 /// The raw variables, all as strings so that a bad value is reported in our words, not serde's.
 #[derive(Deserialize, Debug, Default)]
@@ -54,6 +56,7 @@ struct RawEnv {
     skip_present: Option<String>,
     startup_taint: Option<String>,
     startup_taint_only: Option<String>,
+    startup_taint_max_hold_seconds: Option<String>,
     keep_last_puller: Option<String>,
     puller_kind: Option<String>,
 }
@@ -121,7 +124,7 @@ pub struct Placement {
 }
 
 /// Step 2: which nodes get a puller, and what it pulls there.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Selection {
     /// `NODE_SELECTOR`: a label selector the node list is asked with.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,6 +140,26 @@ pub struct Selection {
     /// `STARTUP_TAINT_ONLY`: consider only the nodes carrying the startup taint (joining nodes).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub startup_taint_only: bool,
+    /// `STARTUP_TAINT_MAX_HOLD_SECONDS`: a node held longer than this (from the taint's `timeAdded`,
+    /// else the node's creation) is released without every image; 0 = never (fail closed).
+    pub startup_taint_max_hold_seconds: u64,
+}
+
+/// Below the cluster autoscaler's 15 minutes (`--max-node-provision-time` from the scale-up,
+/// `--max-node-startup-time` from the node's creation; README "Nodes that join").
+pub const DEFAULT_MAX_HOLD_SECONDS: u64 = 600;
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            node_selector: None,
+            tolerations: Vec::new(),
+            skip_present: false,
+            startup_taint: None,
+            startup_taint_only: false,
+            startup_taint_max_hold_seconds: DEFAULT_MAX_HOLD_SECONDS,
+        }
+    }
 }
 
 /// Step 3: what every puller is, besides its node and its images.
@@ -485,7 +508,20 @@ impl Validator {
         if startup_taint_only && startup_taint.is_none() {
             self.unset("STARTUP_TAINT", "required with STARTUP_TAINT_ONLY=true: the taint joining nodes carry");
         }
-        Selection { node_selector, tolerations, skip_present, startup_taint, startup_taint_only }
+        let startup_taint_max_hold_seconds = self.integer(
+            "STARTUP_TAINT_MAX_HOLD_SECONDS",
+            raw.startup_taint_max_hold_seconds.take(),
+            DEFAULT_MAX_HOLD_SECONDS,
+            (0, MAX_HOLD_SECONDS),
+        );
+        Selection {
+            node_selector,
+            tolerations,
+            skip_present,
+            startup_taint,
+            startup_taint_only,
+            startup_taint_max_hold_seconds,
+        }
     }
 
     /// What every puller is: kind, strategy and helper, pull policy, resources, pull secrets,
@@ -776,6 +812,10 @@ mod tests {
             ),
             (&with(&[("KEEP_LAST_PULLER", "sometimes")]), "KEEP_LAST_PULLER=\"sometimes\": must be `true` or `false`"),
             (&with(&[("PULLER_KIND", "daemonset")]), "PULLER_KIND=\"daemonset\": must be `job` (default) or `pod`"),
+            (
+                &with(&[("STARTUP_TAINT_MAX_HOLD_SECONDS", "86401")]),
+                "STARTUP_TAINT_MAX_HOLD_SECONDS=\"86401\": must be between 0 and 86400",
+            ),
         ];
         for (pairs, expected) in cases {
             let errs = errors(pairs);

@@ -153,6 +153,7 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Error::Api { source: kube::Error::Api(status), .. } => status.message.clone(),
+            Error::Forbidden { message, .. } => message.clone(),
             other => other.to_string(),
         }
     }

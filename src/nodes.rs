@@ -3,10 +3,11 @@
 //! Node object, so memory follows the page size, not the cluster.
 
 use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::jiff::Timestamp;
 
 use crate::config::{Config, Selection};
 use crate::images::{Image, ImageMask, PullPolicy, all_images};
-use crate::taints::{StartupTaint, TaintTable, Toleration, match_taints};
+use crate::taints::{StartupTaint, TaintTable, Toleration, is_blocking, match_taints};
 
 pub const LABEL_OS: &str = "kubernetes.io/os";
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
@@ -63,20 +64,27 @@ impl<'c> From<&'c Config> for Eligibility<'c> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EligibleNode {
     pub name: String,
+    /// Its UID, for the Events the run publishes about it.
+    pub uid: Option<String>,
     /// Its blocking taints when the run decided, as indices into the run's [`TaintTable`]: its puller
     /// tolerates exactly these.
     pub taints: Box<[u16]>,
     /// It carries `STARTUP_TAINT`, which the run removes once every image is on it.
     pub startup_tainted: bool,
+    /// Since when it has carried it: the taint's `timeAdded`, else the node's creation (the kubelet
+    /// registers without `timeAdded`). `STARTUP_TAINT_MAX_HOLD_SECONDS` counts from here.
+    pub held_since: Option<Timestamp>,
     /// The images still to pull there; with `SKIP_PRESENT` may be fewer than all.
     pub images: ImageMask,
     /// `topology.kubernetes.io/zone`, for spreading the seed wave.
     pub zone: Option<String>,
 }
 
-/// `Ok(blocking taints)` when a puller pod could run on the node now (each of its `NoSchedule`/
-/// `NoExecute` taints is tolerated, by `TOLERATIONS` or as the startup taint), else the first reason it
+/// `Ok(blocking taints)` when a puller pod could run on the node now, else the first reason it
 /// cannot. Cordoned beats NotReady beats OS beats taints, so the most actionable reason is shown.
+/// Each `NoSchedule`/`NoExecute` taint must be tolerated by `TOLERATIONS`, except on a node held by
+/// the startup taint: the run must release it, so its puller tolerates exactly the blocking taints
+/// it has (a joining GPU node's `nvidia.com/gpu` included), whatever `TOLERATIONS` says.
 pub fn eligibility<'n>(
     node: &'n Node,
     tolerations: &[Toleration],
@@ -110,8 +118,23 @@ pub fn eligibility<'n>(
         return Err(SkipReason::NotLinux { os: os.clone() });
     }
     let taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    if startup_taint_of(node, startup).is_some() {
+        return Ok(taints.iter().filter(|t| is_blocking(t)).collect());
+    }
     match_taints(taints, tolerations, startup)
         .map_err(|taint| SkipReason::Tainted { key: taint.key.clone(), effect: taint.effect.clone() })
+}
+
+/// The node's taint that `startup` matches, if it carries one.
+pub fn startup_taint_of<'n>(node: &'n Node, startup: Option<&StartupTaint>) -> Option<&'n Taint> {
+    let startup = startup?;
+    let taints = node.spec.as_ref()?.taints.as_deref()?;
+    taints.iter().find(|t| startup.matches(t))
+}
+
+/// Since when `node` has been held by `taint`: its `timeAdded`, else the node's creation.
+fn held_since(node: &Node, taint: &Taint) -> Option<Timestamp> {
+    taint.time_added.as_ref().or(node.metadata.creation_timestamp.as_ref()).map(|t| t.0)
 }
 
 /// The images of `rule.images` that `node` still needs: all of them, or with `SKIP_PRESENT` those
@@ -139,12 +162,23 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
+/// A node held by the startup taint that no puller can reach: it is not skipped, it is a node the
+/// run does not release (its verdict says why).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The node as far as the run knows it (no images, no taints to tolerate).
+    pub node: EligibleNode,
+    pub reason: SkipReason,
+}
+
 /// Eligible nodes and skipped nodes, built up page by page, with the blocking taints of the
 /// eligible ones, each once.
 #[derive(Debug, Default, PartialEq)]
 pub struct Partition {
     pub eligible: Vec<EligibleNode>,
     pub skipped: Vec<Skipped>,
+    /// Held by the startup taint, and cordoned, not Ready or not Linux.
+    pub unreachable: Vec<Unreachable>,
     pub taints: TaintTable,
     /// `STARTUP_TAINT_ONLY`: nodes without the startup taint, not considered at all.
     pub not_considered: usize,
@@ -160,22 +194,29 @@ impl Partition {
             if let Some(name) = node.metadata.name.as_ref().filter(|n| self.asked.contains(*n)) {
                 self.listed.insert(name.clone());
             }
-            let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
             let startup = rule.selection.startup_taint.as_ref();
-            let startup_tainted = startup.is_some_and(|s| taints.iter().any(|t| s.matches(t)));
-            if rule.selection.startup_taint_only && !startup_tainted {
+            let held = startup_taint_of(node, startup);
+            if rule.selection.startup_taint_only && held.is_none() {
                 self.not_considered += 1;
                 continue;
             }
             let name = node.metadata.name.clone().unwrap_or_default();
+            let mut eligible = EligibleNode {
+                name,
+                uid: node.metadata.uid.clone(),
+                startup_tainted: held.is_some(),
+                held_since: held.and_then(|t| held_since(node, t)),
+                ..Default::default()
+            };
             match eligibility(node, &rule.selection.tolerations, startup) {
                 Ok(blocking) => {
-                    let zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
-                    let taints = blocking.into_iter().map(|t| self.taints.intern(t)).collect();
-                    let images = images_needed(node, rule);
-                    self.eligible.push(EligibleNode { name, taints, startup_tainted, images, zone })
+                    eligible.zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
+                    eligible.taints = blocking.into_iter().map(|t| self.taints.intern(t)).collect();
+                    eligible.images = images_needed(node, rule);
+                    self.eligible.push(eligible)
                 }
-                Err(reason) => self.skipped.push(Skipped { node: name, reason }),
+                Err(reason) if held.is_some() => self.unreachable.push(Unreachable { node: eligible, reason }),
+                Err(reason) => self.skipped.push(Skipped { node: eligible.name, reason }),
             }
         }
     }
@@ -184,6 +225,7 @@ impl Partition {
     pub fn sorted(mut self) -> Partition {
         self.eligible.sort_by(|a, b| a.name.cmp(&b.name));
         self.skipped.sort_by(|a, b| a.node.cmp(&b.node));
+        self.unreachable.sort_by(|a, b| a.node.name.cmp(&b.node.name));
         self
     }
 }
@@ -279,6 +321,53 @@ pub(crate) mod tests {
         ]);
         only.add(&[joining, node("old", Some("True"), false, &[])], &(&only_joining).into());
         assert_eq!((only.eligible.len(), only.skipped.len(), only.not_considered), (1, 0, 1));
+    }
+
+    #[test]
+    fn a_held_node_is_reached_with_exactly_its_taints_or_is_unreachable_never_skipped() {
+        // A joining GPU node: nvidia.com/gpu is not in TOLERATIONS, yet the run must release it.
+        let mut gpu =
+            node("gpu-1", Some("True"), false, &[("images-pending", "NoSchedule"), ("nvidia.com/gpu", "NoSchedule")]);
+        gpu.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-01-01T00:00:00Z".parse().unwrap()));
+        gpu.metadata.uid = Some("u-gpu".into());
+        let joining_not_ready = node("j-2", Some("False"), false, &[("images-pending", "NoSchedule")]);
+        let cordoned = node("j-3", Some("True"), true, &[("images-pending", "NoSchedule")]);
+        let plain_gpu = node("gpu-2", Some("True"), false, &[("nvidia.com/gpu", "NoSchedule")]);
+        let config = config(&[("STARTUP_TAINT", "images-pending:NoSchedule")]);
+        let mut p = Partition::default();
+        p.add(&[gpu, joining_not_ready, cordoned, plain_gpu], &(&config).into());
+        let p = p.sorted();
+        assert_eq!(p.eligible.len(), 1);
+        let reached = &p.eligible[0];
+        assert_eq!((reached.name.as_str(), reached.uid.as_deref()), ("gpu-1", Some("u-gpu")));
+        assert_eq!(reached.held_since, Some("2026-01-01T00:00:00Z".parse().unwrap()), "from the node's creation");
+        let keys: Vec<_> = p.taints.tolerations(&reached.taints).into_iter().filter_map(|t| t.key).collect();
+        assert_eq!(keys, ["images-pending", "nvidia.com/gpu"], "exactly the taints it had when listed");
+        let unreachable: Vec<(&str, String)> =
+            p.unreachable.iter().map(|u| (u.node.name.as_str(), u.reason.to_string())).collect();
+        assert_eq!(
+            unreachable,
+            [
+                ("j-2", "not Ready (Ready=False, KubeletReady)".to_string()),
+                ("j-3", "cordoned (spec.unschedulable)".to_string())
+            ],
+            "held but unreachable: not skipped"
+        );
+        assert_eq!(p.skipped.len(), 1, "a GPU node without the startup taint still needs TOLERATIONS");
+        assert_eq!(p.skipped[0].node, "gpu-2");
+        let mut timed = node("t", Some("True"), false, &[]);
+        timed.spec.as_mut().unwrap().taints = Some(vec![Taint {
+            key: "images-pending".into(),
+            effect: "NoSchedule".into(),
+            value: None,
+            time_added: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-02-02T00:00:00Z".parse().unwrap(),
+            )),
+        }]);
+        let mut q = Partition::default();
+        q.add(&[timed], &(&config).into());
+        assert_eq!(q.eligible[0].held_since, Some("2026-02-02T00:00:00Z".parse().unwrap()), "from timeAdded");
     }
 
     #[test]

@@ -32,10 +32,16 @@ pub enum Outcome {
     Unfinished,
     /// The run stopped before this node's Job was created.
     NotStarted,
+    /// The node still carries the startup taint: every image is there but its removal failed, or
+    /// no puller could reach it (cordoned, not Ready, not Linux), or the run stopped first.
+    Held,
+    /// The node was held past `STARTUP_TAINT_MAX_HOLD_SECONDS` without every image: its startup
+    /// taint was removed anyway.
+    Released,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Succeeded,
         Outcome::AlreadyPresent,
         Outcome::Failed,
@@ -44,6 +50,8 @@ impl Outcome {
         Outcome::Deleted,
         Outcome::Unfinished,
         Outcome::NotStarted,
+        Outcome::Held,
+        Outcome::Released,
     ];
 
     pub fn label(self) -> &'static str {
@@ -56,6 +64,8 @@ impl Outcome {
             Outcome::Deleted => "deleted",
             Outcome::Unfinished => "unfinished",
             Outcome::NotStarted => "not-started",
+            Outcome::Held => "held",
+            Outcome::Released => "released",
         }
     }
 

@@ -32,20 +32,27 @@ pub struct ImageOnNode {
 /// What became of a node's startup taint, for the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StartupTaintResult {
-    /// `removed`, `already-gone` or `kept`.
+    /// `removed`, `already-gone`, `released` (without every image, held past the maximum) or `kept`.
     pub action: &'static str,
-    /// Why it was kept.
+    /// The taint, as `STARTUP_TAINT` writes it.
+    pub taint: String,
+    /// Why it was kept (the API's message when its removal failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How long the node had been held when it was released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_seconds: Option<u64>,
 }
 
-impl From<TaintAction> for StartupTaintResult {
-    fn from(action: TaintAction) -> Self {
-        match action {
-            TaintAction::Removed => StartupTaintResult { action: "removed", reason: None },
-            TaintAction::AlreadyGone => StartupTaintResult { action: "already-gone", reason: None },
-            TaintAction::Kept(reason) => StartupTaintResult { action: "kept", reason: Some(reason) },
-        }
+impl StartupTaintResult {
+    fn new(action: TaintAction, taint: String) -> Self {
+        let (action, reason, held_seconds) = match action {
+            TaintAction::Removed => ("removed", None, None),
+            TaintAction::AlreadyGone => ("already-gone", None, None),
+            TaintAction::Released { held_seconds } => ("released", None, Some(held_seconds)),
+            TaintAction::Kept { reason, .. } => ("kept", Some(reason), None),
+        };
+        StartupTaintResult { action, taint, reason, held_seconds }
     }
 }
 
@@ -79,7 +86,8 @@ pub struct NodeResult {
 }
 
 impl NodeResult {
-    pub fn from_verdict(v: Verdict, images: &[String]) -> NodeResult {
+    /// The row of one verdict; `images` name the run's images, `taint` is `STARTUP_TAINT`.
+    pub fn from_verdict(v: Verdict, images: &[String], taint: &str) -> NodeResult {
         let notes = v.notes();
         NodeResult {
             notes,
@@ -93,7 +101,7 @@ impl NodeResult {
                 .into_iter()
                 .map(|i| ImageOnNode { image: images[i.index].clone(), result: i.result, message: i.message })
                 .collect(),
-            startup_taint: v.taint.map(Into::into),
+            startup_taint: v.taint.map(|action| StartupTaintResult::new(action, taint.to_string())),
             puller_kept: v.kept,
             replaced: v.replaced,
             not_replaced: v.not_replaced,
@@ -249,7 +257,8 @@ impl Report {
     /// its exit code.
     pub fn finish(&mut self, result: RunResult, images: &[Image], elapsed: Duration) {
         let names: Vec<String> = images.iter().map(|i| i.normalized.clone()).collect();
-        let nodes = result.verdicts.into_iter().map(|v| NodeResult::from_verdict(v, &names)).collect();
+        let taint = self.settings.selection.startup_taint.as_ref().map(ToString::to_string).unwrap_or_default();
+        let nodes = result.verdicts.into_iter().map(|v| NodeResult::from_verdict(v, &names, &taint)).collect();
         self.held_back_images =
             result.held_back.into_iter().map(|(i, reason)| HeldBack { image: names[i].clone(), reason }).collect();
         self.job_start_lag = result.lag;
@@ -412,7 +421,12 @@ impl Report {
             c(Outcome::Deleted),
             c(Outcome::NotCreated)
         );
-        for (outcome, label) in [(Outcome::Unfinished, "unfinished"), (Outcome::NotStarted, "not started")] {
+        for (outcome, label) in [
+            (Outcome::Unfinished, "unfinished"),
+            (Outcome::NotStarted, "not started"),
+            (Outcome::Held, "still held by the startup taint"),
+            (Outcome::Released, "released without every image"),
+        ] {
             if c(outcome) > 0 {
                 let _ = write!(line, ", {} {label}", c(outcome));
             }
@@ -424,8 +438,19 @@ impl Report {
         let taints = |action: &str| {
             self.nodes.iter().filter(|n| n.startup_taint.as_ref().is_some_and(|t| t.action == action)).count()
         };
-        if taints("removed") + taints("kept") > 0 {
+        if taints("removed") + taints("kept") + taints("released") > 0 {
             let _ = write!(line, "; startup taint removed from {}, kept on {}", taints("removed"), taints("kept"));
+            if taints("released") > 0 {
+                let _ = write!(line, ", released from {}", taints("released"));
+            }
+        }
+        // Whoever reads only the Event must learn which nodes are still held, and why.
+        let held: Vec<&NodeResult> = self.nodes.iter().filter(|n| n.outcome == Outcome::Held).collect();
+        if let Some(first) = held.first() {
+            let names: Vec<&str> = held.iter().take(NAMES_PER_GROUP).map(|n| n.node.as_str()).collect();
+            let more = held.len().saturating_sub(NAMES_PER_GROUP);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let _ = write!(line, "; held: {}{more} ({}: {})", names.join(", "), first.node, first.reason);
         }
         if let Some(empty) = self.empty {
             let _ = write!(line, "; {empty}");

@@ -34,7 +34,7 @@ use crate::pullers::{Puller, PullerTemplate, RunIdentity};
 use crate::report::{Report, RunSettings};
 use crate::signal::{Shutdown, Signal, signalled, unless_signalled};
 use crate::tracker::{Action, Ending, Input, Plan, Progress, RunResult, Tracker};
-use crate::types::{SelfInfo, Watched};
+use crate::types::{Announcement, SelfInfo, Watched};
 
 /// How a run ended without an error.
 #[derive(Debug)]
@@ -122,7 +122,7 @@ pub async fn run(
     let mut report = report;
     report.finish(result, &config.images, started.elapsed());
     print(config, &report, out)?;
-    announce(cluster, config, &me, &report, &mut shutdown).await;
+    announce(cluster, &me, &report, &mut shutdown).await;
     Ok(Finished::Report(Box::new(report)))
 }
 
@@ -156,7 +156,7 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
     let mut partition = Partition { asked: leftovers.iter().map(|l| l.node.clone()).collect(), ..Default::default() };
     let selector = config.selection.node_selector.as_deref();
     let total_nodes = cluster.for_each_node_page(selector, |page| partition.add(&page, &rule)).await?;
-    let Partition { eligible, skipped, taints, not_considered, asked, listed } = partition.sorted();
+    let Partition { eligible, skipped, unreachable, taints, not_considered, asked, listed } = partition.sorted();
     template.taints = taints;
     // A node is known to be gone only when every node was listed (no NODE_SELECTOR).
     let gone: HashSet<String> =
@@ -164,13 +164,17 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
     for s in &skipped {
         info!(node = %s.node, reason = %s.reason, "skipping node");
     }
+    for u in &unreachable {
+        warn!(node = %u.node.name, reason = %u.reason, "held by the startup taint, and no puller can reach it");
+    }
     info!(nodes = total_nodes, eligible = eligible.len(), skipped = skipped.len(), not_considered, "listed nodes");
 
     let settings = RunSettings::new(config, &template.namespace);
     let mut report = Report::new(&template.run_id, settings, total_nodes, &skipped);
     report.not_considered = not_considered;
     let policy = Policy { run_deadline: me.run_deadline.clone(), ..Policy::from(config) };
-    Ok(Planned { tracker: Tracker::new(policy, template), plan: Plan { eligible, leftovers, gone }, report, me })
+    let plan = Plan { eligible, leftovers, gone, unreachable };
+    Ok(Planned { tracker: Tracker::new(policy, template), plan, report, me })
 }
 
 /// Checks that need the cluster but belong to the configuration: a missing pull secret or priority
@@ -249,6 +253,11 @@ fn request(cluster: &Cluster, action: Action) -> Option<BoxFuture<'_, Input>> {
         Action::RemoveTaint { node, taint } => async move {
             let result = cluster.remove_startup_taint(&node, &taint).await;
             Input::TaintRemoved { node, result }
+        }
+        .boxed(),
+        Action::Announce { node, event } => async move {
+            let result = cluster.publish(&node.reference(), &event).await;
+            Input::Announced { node: node.name, result }
         }
         .boxed(),
         Action::Watch(_) | Action::Warn(_) => return None,
@@ -347,13 +356,20 @@ fn print(config: &Config, report: &Report, out: &mut (dyn Write + Send)) -> Resu
 }
 
 /// The summary line as a Kubernetes Event on the run's Job (or its pod), when it runs in one.
-async fn announce(cluster: &Cluster, config: &Config, me: &SelfInfo, report: &Report, shutdown: &mut Shutdown) {
+/// Best effort: a failure is only logged.
+async fn announce(cluster: &Cluster, me: &SelfInfo, report: &Report, shutdown: &mut Shutdown) {
     let Some(target) = &me.event_target else { return };
-    let instance = config.placement.pod.as_ref().map(|p| p.name.clone());
     let success = report.exit_code() == ExitCode::Success;
-    let publish = cluster.publish_event(target, success, report.summary(), instance);
-    if let Err(signal) = unless_signalled(shutdown, publish).await {
-        warn!(signal = signal.name(), "signal while publishing the summary Event; not waiting for it");
+    let event = Announcement {
+        warning: !success,
+        reason: if success { "PrePullSucceeded" } else { "PrePullFailed" },
+        action: "PrePull",
+        note: report.summary(),
+    };
+    match unless_signalled(shutdown, cluster.publish(target, &event)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "could not publish the summary Event"),
+        Err(signal) => warn!(signal = signal.name(), "signal while publishing the summary Event; not waiting for it"),
     }
 }
 
@@ -373,6 +389,7 @@ where
     F: Future<Output = Result<Cluster>>,
 {
     let config = Config::from_vars(vars).map_err(Error::Config)?;
-    let cluster = or_stopped!(&mut shutdown, connect(config.placement.namespace.clone()));
+    let cluster = or_stopped!(&mut shutdown, connect(config.placement.namespace.clone()))
+        .with_instance(config.placement.pod.as_ref().map(|p| p.name.clone()));
     run(&cluster, &config, shutdown, out, clock).await
 }

@@ -88,3 +88,36 @@ pub enum Watched {
     /// The run's pods: the Jobs' pods, or the bare puller pods.
     Pods,
 }
+
+/// A Kubernetes Event the run publishes: about itself (its summary), or about a node (its startup
+/// taint removed, or released without every image).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    pub warning: bool,
+    /// `reason`: what happened, in CamelCase.
+    pub reason: &'static str,
+    /// `action`: what the controller did.
+    pub action: &'static str,
+    /// The human words (at most 1,000 characters are kept).
+    pub note: String,
+}
+
+/// The node an Event is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRef {
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+impl NodeRef {
+    /// The reference an Event about this node carries.
+    pub fn reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(self.name.clone()),
+            uid: self.uid.clone(),
+            ..Default::default()
+        }
+    }
+}

@@ -10,7 +10,7 @@ use kube::runtime::watcher::Event;
 use crate::images::ImageMask;
 use crate::nodes::EligibleNode;
 use crate::outcome::Outcome;
-use crate::types::PullerKind;
+use crate::types::{NodeRef, PullerKind};
 
 use super::TaintAction;
 
@@ -37,9 +37,11 @@ pub(super) enum TaintState {
     None,
     /// It does; nothing decided yet.
     Carried,
-    /// Removal attempt number `attempt` (from 1) is in flight.
+    /// Removal attempt number `attempt` (from 1) is in flight; `release`: without every image,
+    /// held past the maximum.
     Removing {
         attempt: u8,
+        release: bool,
     },
     Done(TaintAction),
 }
@@ -97,6 +99,10 @@ pub(super) struct Older {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Entry {
     pub name: String,
+    /// The node's UID, for Events about it.
+    pub uid: Option<String>,
+    /// Since when it has carried the startup taint (its maximum hold counts from there).
+    pub held_since: Option<Timestamp>,
     /// The name of its puller (Job or pod).
     pub puller: String,
     /// Its blocking taints (the run's taint table): its puller tolerates exactly these.
@@ -142,6 +148,8 @@ impl Entry {
     pub fn new(node: EligibleNode, puller: String, all: ImageMask) -> Entry {
         Entry {
             name: node.name,
+            uid: node.uid,
+            held_since: node.held_since,
             puller,
             taints: node.taints,
             images: Images { wanted: node.images, present: all & !node.images, ..Default::default() },
@@ -153,6 +161,11 @@ impl Entry {
     /// It carries the startup taint and no removal was decided yet.
     pub fn holds_taint(&self) -> bool {
         matches!(self.taint, TaintState::Carried | TaintState::Removing { .. })
+    }
+
+    /// The node, for an Event about it.
+    pub fn node_ref(&self) -> NodeRef {
+        NodeRef { name: self.name.clone(), uid: self.uid.clone() }
     }
 
     /// What a create of its puller needs to know of it.

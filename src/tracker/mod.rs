@@ -39,13 +39,13 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::exit_code::ExitCode;
-use crate::nodes::EligibleNode;
+use crate::nodes::{EligibleNode, Unreachable};
 use crate::outcome::Outcome;
 use crate::policy::Policy;
 use crate::pullers::{Leftover, Puller, PullerTemplate};
 use crate::signal::Signal;
 use crate::taints::StartupTaint;
-use crate::types::{Created, PullerKind, TaintRemoval, Watched};
+use crate::types::{Announcement, Created, NodeRef, PullerKind, TaintRemoval, Watched};
 
 use breaker::Breaker;
 use entry::{Entry, STATES, State};
@@ -64,6 +64,8 @@ pub struct Plan {
     pub leftovers: Vec<Leftover>,
     /// The nodes of those leftovers that are known to no longer exist.
     pub gone: HashSet<String>,
+    /// Nodes held by the startup taint that no puller can reach: not released, and said so.
+    pub unreachable: Vec<Unreachable>,
 }
 
 /// What happened, as the run loop feeds it in (with the time it happened).
@@ -85,6 +87,8 @@ pub enum Input {
     Deleted { name: String, result: Result<()> },
     /// One attempt at removing the startup taint from `node` answered.
     TaintRemoved { node: String, result: Result<TaintRemoval> },
+    /// An Event about `node` was published (or not: best effort).
+    Announced { node: String, result: Result<()> },
     /// The clock ([`Policy::tick`]).
     Tick,
     /// SIGTERM or SIGINT: no more creates, drain, a partial report.
@@ -104,9 +108,12 @@ pub enum Action {
     /// that a late delete cannot reach another object of the same name). The answer comes back as
     /// [`Input::Deleted`].
     Delete { kind: PullerKind, name: String, uid: Option<String> },
-    /// Every image is on this node: remove this taint from it (one attempt); the answer comes back
-    /// as [`Input::TaintRemoved`].
+    /// Every image is on this node, or it was held too long: remove this taint from it (one
+    /// attempt); the answer comes back as [`Input::TaintRemoved`].
     RemoveTaint { node: String, taint: StartupTaint },
+    /// Publish this Event about a node (its startup taint removed, or released without every
+    /// image), for whoever watches nodes; the answer comes back as [`Input::Announced`].
+    Announce { node: NodeRef, event: Announcement },
     /// Something the person running the controller should hear now, not only in the report.
     Warn(Warning),
 }
@@ -153,8 +160,12 @@ pub enum TaintAction {
     Removed,
     /// Gone already when the run came to remove it (another run, or someone else).
     AlreadyGone,
-    /// Left on the node: why (the node did not succeed, the removal failed, the run stopped first).
-    Kept(String),
+    /// Removed without every image on the node: it had been held this long, past
+    /// `STARTUP_TAINT_MAX_HOLD_SECONDS`.
+    Released { held_seconds: u64 },
+    /// Left on the node: why (the node did not succeed, it was unreachable, the removal failed, the
+    /// run stopped first); `forbidden` when the API refused the run the right to remove it (RBAC).
+    Kept { reason: String, forbidden: bool },
 }
 
 /// How the run ended.
@@ -205,9 +216,12 @@ impl Verdict {
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         match &self.taint {
-            Some(TaintAction::Kept(why)) => notes.push(format!("taint kept: {why}")),
+            Some(TaintAction::Kept { reason, .. }) => notes.push(format!("taint kept: {reason}")),
             Some(TaintAction::Removed) => notes.push("startup taint removed".into()),
             Some(TaintAction::AlreadyGone) => notes.push("startup taint already gone".into()),
+            Some(TaintAction::Released { held_seconds }) => {
+                notes.push(format!("startup taint released after {held_seconds}s"))
+            }
             None => {}
         }
         if self.kept {
@@ -220,9 +234,14 @@ impl Verdict {
         notes
     }
 
-    /// What this node says about the run's exit code.
+    /// What this node says about the run's exit code: a node still held because the API refused
+    /// the run the right to release it is an API error (3), any other problem a failed node (1).
     pub fn exit_code(&self) -> ExitCode {
-        if self.outcome.is_success() { ExitCode::Success } else { ExitCode::NodesFailed }
+        match &self.taint {
+            _ if self.outcome.is_success() => ExitCode::Success,
+            Some(TaintAction::Kept { forbidden: true, .. }) => ExitCode::ClusterError,
+            _ => ExitCode::NodesFailed,
+        }
     }
 }
 
@@ -351,7 +370,8 @@ impl Tracker {
             Input::WatchFailed(error) => self.on_watch_error(error),
             Input::Created { name, result } => self.on_create(&name, result, now),
             Input::Deleted { name, result } => self.on_deleted(&name, result, now),
-            Input::TaintRemoved { node, result } => self.on_taint_removed(&node, result),
+            Input::TaintRemoved { node, result } => self.on_taint_removed(&node, result, now),
+            Input::Announced { node, result } => self.on_announced(&node, result),
             Input::Tick => self.on_tick(now),
             Input::Signal(signal) => self.on_signal(signal, now),
         }
@@ -388,12 +408,23 @@ impl Tracker {
             self.nodes.push(Entry::new(node, puller, all));
         }
         self.counts[State::Queued as usize] = self.nodes.len();
+        let reachable = self.nodes.len();
+        for Unreachable { node, reason } in plan.unreachable {
+            let puller = self.template.puller_name(&node.name);
+            self.by_name.insert(puller.clone(), self.nodes.len() as u32);
+            self.nodes.push(Entry::new(node, puller, 0));
+            self.counts[State::Queued as usize] += 1;
+            let i = self.nodes.len() - 1;
+            self.conclude(i, Outcome::Held, format!("held by the startup taint and unreachable: {reason}"), now);
+        }
+        zones.resize(self.nodes.len(), None);
         self.sort_leftovers(plan.leftovers, &plan.gone);
-        let present: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].images.wanted == 0).collect();
+        let present: Vec<usize> = (0..reachable).filter(|&i| self.nodes[i].images.wanted == 0).collect();
         for i in present {
             self.conclude(i, Outcome::AlreadyPresent, "every image is already on the node".into(), now);
         }
         self.plan_queue(&zones);
+        self.check_holds(now);
         if self.nodes.is_empty() && !self.policy.selection.startup_taint_only {
             self.outbox.push(Action::Warn(Warning::NoEligibleNode));
         }

@@ -36,9 +36,18 @@ pub(super) struct Cleanup {
 }
 
 impl Cleanup {
-    /// Deletes asked for whose answer has not come.
+    /// Deletes (and Events about nodes) asked for whose answer has not come.
     pub fn in_flight(&self) -> usize {
         self.count
+    }
+
+    /// An Event about a node was asked for: the run waits for its answer as for a delete's.
+    pub fn asked(&mut self) {
+        self.count += 1;
+    }
+
+    pub fn answered(&mut self) {
+        self.count = self.count.saturating_sub(1);
     }
 
     fn take(&mut self, name: &str) -> Option<Purpose> {

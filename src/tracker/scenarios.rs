@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::config::Config;
 use crate::naming::images_of_container;
+use crate::nodes::SkipReason;
 use crate::pullers::{LeftoverState, RunIdentity};
 
 /// One input of a scenario, named by node.
@@ -56,8 +57,8 @@ enum In {
     /// A delete of this puller (a node's, or an earlier run's by name) answered: `Ok`, or an API
     /// error (status code, message).
     Deleted(&'static str, std::result::Result<(), (u16, &'static str)>),
-    /// Every delete asked for and not answered yet answers `Ok`, in the order asked.
-    DeletesDone,
+    /// Every delete and node Event asked for and not answered yet answers `Ok`, in the order asked.
+    RequestsDone,
     /// A watch error with (status code, message).
     WatchError(u16, &'static str),
     /// The startup taint's removal from the node answered: removed, already gone, or an error
@@ -93,6 +94,8 @@ struct Scenario {
     /// Pullers earlier runs left, and the nodes known to be gone.
     leftovers: Vec<Leftover>,
     gone: &'static [&'static str],
+    /// Nodes held by the startup taint that no puller can reach.
+    unreachable: Vec<Unreachable>,
     /// (node, what the run did after the verdict, as the report's notes say it).
     after: &'static [(&'static str, &'static str)],
     /// Settings of the run besides the scenarios' defaults (`PULLER_KIND`, `CREATE_CONCURRENCY`, ...).
@@ -111,6 +114,7 @@ impl Default for Scenario {
             ending: End::Unset,
             leftovers: Vec::new(),
             gone: &[],
+            unreachable: Vec::new(),
             after: &[],
             vars: &[],
             exit: None,
@@ -248,6 +252,9 @@ const RBAC: &str = "jobs.batch is forbidden: User \"system:serviceaccount:ops:q\
 /// The admission policy refusing a node patch, in the apiserver's words.
 const VAP_DENIAL: &str = "nodes \"a\" is forbidden: ValidatingAdmissionPolicy 'quayctl-controller-node-patch' with binding 'quayctl-controller-node-patch' denied request: only the startup taint may be removed";
 
+/// RBAC refusing the node patch.
+const NO_PATCH: &str = "nodes \"a\" is forbidden: User \"system:serviceaccount:ops:q\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope";
+
 /// The Job a run of `template` creates first for `node` (every image).
 fn first_job(template: &PullerTemplate, node: &str) -> Box<Job> {
     let tracker = Tracker::new(Policy::from(&config(&[])), template.clone());
@@ -263,22 +270,20 @@ struct Start<'a> {
     nodes: &'a [EligibleNode],
     leftovers: &'a [Leftover],
     gone: &'a [&'a str],
+    unreachable: &'a [Unreachable],
 }
 
-/// The deletes a scenario's run asked for and that were not answered yet.
+/// The deletes and node Events a scenario's run asked for and that were not answered yet.
 #[derive(Default)]
-struct Pending(Vec<String>);
+struct Pending(Vec<Action>);
 
 impl Pending {
     fn saw(&mut self, actions: &[Action]) {
-        self.0.extend(actions.iter().filter_map(|a| match a {
-            Action::Delete { name, .. } => Some(name.clone()),
-            _ => None,
-        }));
+        self.0.extend(actions.iter().filter(|a| matches!(a, Action::Delete { .. } | Action::Announce { .. })).cloned());
     }
 
     fn answered(&mut self, name: &str) {
-        if let Some(i) = self.0.iter().position(|n| n == name) {
+        if let Some(i) = self.0.iter().position(|a| matches!(a, Action::Delete { name: n, .. } if n == name)) {
             self.0.remove(i);
         }
     }
@@ -287,13 +292,19 @@ impl Pending {
 fn input(step: In, t: i64, kind: PullerKind, start: &Start, pending: &mut Pending) -> Vec<Input> {
     let bare = kind == PullerKind::Pod;
     match step {
-        In::DeletesDone => {
-            std::mem::take(&mut pending.0).into_iter().map(|name| Input::Deleted { name, result: Ok(()) }).collect()
-        }
+        In::RequestsDone => std::mem::take(&mut pending.0)
+            .into_iter()
+            .filter_map(|action| match action {
+                Action::Delete { name, .. } => Some(Input::Deleted { name, result: Ok(()) }),
+                Action::Announce { node, .. } => Some(Input::Announced { node: node.name, result: Ok(()) }),
+                _ => None,
+            })
+            .collect(),
         In::Start => vec![Input::Start(Box::new(Plan {
             eligible: start.nodes.to_vec(),
             leftovers: start.leftovers.to_vec(),
             gone: start.gone.iter().map(|g| g.to_string()).collect::<HashSet<_>>(),
+            unreachable: start.unreachable.to_vec(),
         }))],
         In::Ready if bare => vec![Input::Pods(Event::InitDone)],
         In::Ready => vec![Input::Jobs(Event::InitDone), Input::Pods(Event::InitDone)],
@@ -394,6 +405,7 @@ fn compact(action: &Action) -> String {
             uid.as_ref().map_or_else(|| format!("delete {name}"), |uid| format!("delete {name} ({uid})"))
         }
         Action::RemoveTaint { node, .. } => format!("untaint {node}"),
+        Action::Announce { node, event } => format!("event {} {}", node.name, event.reason),
         Action::Warn(w) => format!("warn {}", warning(w)),
     }
 }
@@ -415,7 +427,8 @@ impl Scenario {
         );
         let mut tracker = tracker(self.vars);
         let kind = config(self.vars).puller.kind;
-        let start = Start { nodes: &self.nodes, leftovers: &self.leftovers, gone: self.gone };
+        let start =
+            Start { nodes: &self.nodes, leftovers: &self.leftovers, gone: self.gone, unreachable: &self.unreachable };
         let mut pending = Pending::default();
         for (index, (t, step, expected)) in self.steps.iter().enumerate() {
             let (t, expected) = (*t, *expected);
@@ -470,7 +483,7 @@ fn clone_in(step: &In) -> In {
         In::Pod(n, status) => In::Pod(n, status.clone()),
         In::PodDeleted(n) => In::PodDeleted(n),
         In::Deleted(n, result) => In::Deleted(n, *result),
-        In::DeletesDone => In::DeletesDone,
+        In::RequestsDone => In::RequestsDone,
         In::WatchError(code, m) => In::WatchError(*code, m),
         In::Untainted(n, result) => In::Untainted(n, *result),
         In::Tick => In::Tick,
@@ -556,7 +569,7 @@ fn pods_decide_nodes_per_image() {
             (12, In::Pod("a", pulling(done(), waiting("ImagePullBackOff", "Back-off pulling image"))), &[]),
             (31, In::Tick, &[]),
             (32, In::Tick, &["delete a"]),
-            (32, In::DeletesDone, &[]),
+            (32, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "image 2: ErrImagePull: failed to pull and unpack image")],
         ending: End::Done,
@@ -571,7 +584,7 @@ fn pods_decide_nodes_per_image() {
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", pulling(done(), waiting("InvalidImageName", "couldn't parse"))), &["delete a"]),
-            (2, In::DeletesDone, &[]),
+            (2, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "image 2: InvalidImageName: couldn't parse")],
         ending: End::Done,
@@ -590,7 +603,7 @@ fn pods_decide_nodes_per_image() {
             (2, In::Pod("a", helper), &[]),
             (31, In::Tick, &[]),
             (32, In::Tick, &["delete a"]),
-            (32, In::DeletesDone, &[]),
+            (32, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "the helper image cannot be pulled (HELPER_IMAGE): ImagePullBackOff")],
         ending: End::Done,
@@ -628,7 +641,7 @@ fn pods_decide_nodes_per_image() {
             (1, In::Created("b"), &[]),
             (2, In::Pod("a", gone), &["delete a"]),
             (3, In::Job("b", &[("Complete", "")]), &[]),
-            (3, In::DeletesDone, &[]),
+            (3, In::RequestsDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Deleted, "the node was deleted (PodGC: node no longer exists)"),
@@ -662,7 +675,7 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
                 &["delete b"],
             ),
             (3, In::Job("c", &[("FailureTarget", "DeadlineExceeded")]), &["delete c"]),
-            (3, In::DeletesDone, &[]),
+            (3, In::RequestsDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Succeeded, ""),
@@ -686,7 +699,7 @@ fn jobs_and_the_clock_decide_what_pods_do_not() {
             (61, In::Tick, &["delete a"]),
             (64, In::Tick, &[]),
             (65, In::Tick, &["delete b"]),
-            (65, In::DeletesDone, &[]),
+            (65, In::RequestsDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::TimedOut, "no verdict 60s after the Job was created"),
@@ -738,7 +751,7 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
             (32, In::Tick, &["delete a", "delete b", "warn held-back 2", "delete c", "create d [1]", "create e [1]"]),
             (33, In::Created("d"), &[]),
             (33, In::Created("e"), &[]),
-            (33, In::DeletesDone, &[]),
+            (33, In::RequestsDone, &[]),
             (34, In::Pod("d", json!({"phase": "Succeeded"})), &[]),
             (34, In::Pod("e", json!({"phase": "Succeeded"})), &[]),
         ],
@@ -769,7 +782,7 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
             (2, In::Pod("b", broken()), &[]),
             (2, In::Pod("c", broken()), &[]),
             (32, In::Tick, &["delete a", "delete b", "warn held-back 2", "delete c"]),
-            (33, In::DeletesDone, &[]),
+            (33, In::RequestsDone, &[]),
         ],
         verdicts: &[("d", Outcome::Failed, "image 2: not sent to the remaining nodes")],
         ending: End::Done,
@@ -825,7 +838,7 @@ fn seeds_and_max_parallel_bound_the_creates() {
             (1, In::Created("a"), &[]),
             (1, In::Failed("b", 403, "jobs.batch \"x\" is forbidden: exceeded quota: q"), &[]),
             (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &["delete a", "warn creates-stopped"]),
-            (2, In::DeletesDone, &[]),
+            (2, In::RequestsDone, &[]),
         ],
         verdicts: &[
             ("b", Outcome::NotCreated, "exceeded quota"),
@@ -1023,7 +1036,7 @@ fn a_signal_drains_the_creates_in_flight_then_ends_the_run() {
 
 /// Feed one step of a Job-kind run on `nodes` to `t` at `time`; the actions, compact.
 fn feed(t: &mut Tracker, nodes: &[EligibleNode], time: i64, step: In) -> Vec<String> {
-    let start = Start { nodes, leftovers: &[], gone: &[] };
+    let start = Start { nodes, leftovers: &[], gone: &[], unreachable: &[] };
     let inputs = input(step, time, PullerKind::Job, &start, &mut Pending::default());
     inputs.into_iter().flat_map(|i| t.step(at(time), i)).map(|a| compact(&a)).collect()
 }
@@ -1119,7 +1132,7 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
             (2, In::Pod("a", pulling(done(), done())), &["untaint a"]),
             (3, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b"]),
             (4, In::Job("c", &[("Complete", "")]), &["untaint c"]),
-            (5, In::Untainted("a", Ok(TaintRemoval::Removed)), &[]),
+            (5, In::Untainted("a", Ok(TaintRemoval::Removed)), &["event a StartupTaintRemoved"]),
         ],
         verdicts: &[("a", Outcome::Succeeded, ""), ("b", Outcome::Failed, "InvalidImageName")],
         after: &[
@@ -1132,7 +1145,7 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
     }
     .check();
     Scenario {
-        name: "a removal that fails keeps the taint and says why; one already gone is not an error",
+        name: "a removal that fails is no success: the node is held, with the API's words; one already gone is fine",
         vars: TAINT,
         nodes: tainted(&["a", "b"]),
         steps: vec![
@@ -1149,7 +1162,33 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
             ("a", "taint kept: its removal failed: nodes \"a\" is forbidden: ValidatingAdmissionPolicy 'quayctl-controller-node-patch' with binding 'quayctl-controller-node-patch' denied request: only the startup taint may be removed; puller kept"),
             ("b", "startup taint already gone; puller kept"),
         ],
+        verdicts: &[
+            (
+                "a",
+                Outcome::Held,
+                "every image is on the node, but it still carries the startup taint images-pending: its removal failed: nodes \"a\" is forbidden: ValidatingAdmissionPolicy",
+            ),
+            ("b", Outcome::Succeeded, ""),
+        ],
         ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a removal RBAC forbids: held, and the run exits 3 (the API refused it its rights)",
+        vars: TAINT,
+        nodes: tainted(&["a"]),
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
+            (3, In::Untainted("a", Err((403, NO_PATCH))), &[]),
+        ],
+        verdicts: &[("a", Outcome::Held, "its removal failed: nodes \"a\" is forbidden: User")],
+        ending: End::Done,
+        exit: Some(ExitCode::ClusterError),
         ..Scenario::default()
     }
     .check();
@@ -1165,9 +1204,10 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
         steps: vec![
             (0, In::Start, &["watch jobs", "watch pods", "untaint p"]),
             (0, In::Ready, &["create q"]),
-            (1, In::Untainted("p", Ok(TaintRemoval::Removed)), &[]),
+            (1, In::Untainted("p", Ok(TaintRemoval::Removed)), &["event p StartupTaintRemoved"]),
             (1, In::Created("q"), &[]),
             (2, In::Job("q", &[("Complete", "")]), &[]),
+            (2, In::RequestsDone, &[]),
         ],
         verdicts: &[("p", Outcome::AlreadyPresent, "")],
         after: &[("p", "startup taint removed"), ("q", "puller kept")],
@@ -1185,7 +1225,8 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
             (1, In::Created("a"), &[]),
             (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
             (3, In::Signal(Signal::Terminate), &[]),
-            (4, In::Untainted("a", Ok(TaintRemoval::Removed)), &[]),
+            (4, In::Untainted("a", Ok(TaintRemoval::Removed)), &["event a StartupTaintRemoved"]),
+            (4, In::RequestsDone, &[]),
         ],
         after: &[("a", "startup taint removed; puller kept")],
         ending: End::Signal(Signal::Terminate),
@@ -1228,7 +1269,7 @@ fn earlier_runs_pullers_are_kept_until_this_run_succeeds_on_their_node() {
             (2, In::Job("b", &[("Failed", "BackoffLimitExceeded")]), &["delete b"]),
             (2, In::Job("c", &[("Complete", "")]), &[]),
             (2, In::Job("d", &[("Complete", "")]), &[]),
-            (2, In::DeletesDone, &[]),
+            (2, In::RequestsDone, &[]),
         ],
         after: &[
             ("a", "puller kept; replaced 1 older puller(s); deleted prepull-r0-a"),
@@ -1261,7 +1302,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (2, In::Pod("a", pulling(done(), done())), &[]),
             (2, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b"]),
             (3, In::Pod("c", json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"})), &["delete c"]),
-            (3, In::DeletesDone, &[]),
+            (3, In::RequestsDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Succeeded, ""),
@@ -1282,7 +1323,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (2, In::Pod("a", json!({"phase": "Succeeded"})), &["delete a"]),
-            (2, In::DeletesDone, &[]),
+            (2, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         after: &[("a", "")],
@@ -1340,7 +1381,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
             (61, In::Tick, &["delete a"]),
-            (61, In::DeletesDone, &[]),
+            (61, In::RequestsDone, &[]),
         ],
         verdicts: &[(
             "a",
@@ -1372,7 +1413,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (9, In::Created("a"), &[]),
             (40, In::Tick, &[]),
             (41, In::Pod("a", pulling(done(), done())), &[]),
-            (41, In::DeletesDone, &[]),
+            (41, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         after: &[("a", "puller kept")],
@@ -1391,7 +1432,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (2, In::Pod("a", json!({"phase": "Running"})), &[]),
             (12, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (13, In::PodDeleted("a"), &[]),
-            (13, In::DeletesDone, &[]),
+            (13, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::TimedOut, "evicted or preempted, with no time left to pull again")],
         ending: End::Done,
@@ -1412,7 +1453,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (8, In::Tick, &["create a (24s)"]),
             (9, In::Created("a"), &[]),
             (10, In::Pod("a", pulling(done(), done())), &[]),
-            (10, In::DeletesDone, &[]),
+            (10, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
         ending: End::Done,
@@ -1436,7 +1477,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (5, In::Pod("a", json!({"phase": "Running"})), &[]),
             (6, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (7, In::PodDeleted("a"), &[]),
-            (7, In::DeletesDone, &[]),
+            (7, In::RequestsDone, &[]),
         ],
         verdicts: &[
             ("e", Outcome::NotCreated, "not attempted: the last 3 creates were refused the same way"),
@@ -1459,7 +1500,7 @@ fn an_evicted_puller_pod_is_replaced_within_the_same_deadline() {
             (4, In::Signal(Signal::Terminate), &[]),
             (5, In::PodDeleted("a"), &[]),
             (6, In::Created("b"), &[]),
-            (6, In::DeletesDone, &[]),
+            (6, In::RequestsDone, &[]),
         ],
         verdicts: &[
             ("a", Outcome::Unfinished, "evicted or preempted; the run was interrupted before it made a new one"),
@@ -1519,7 +1560,7 @@ fn the_answers_to_deletes_are_inputs() {
             (4, In::Deleted("a", Err((503, "unavailable"))), &["delete a (uid-a)"]),
             (5, In::Deleted("a", Err((500, "etcdserver: request timed out"))), &["delete a (uid-a)"]),
             (6, In::Deleted("a", Err((503, "unavailable"))), &["delete a"]),
-            (7, In::DeletesDone, &[]),
+            (7, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "evicted or preempted and could not be deleted to make way for a new one")],
         ending: End::Done,
@@ -1601,17 +1642,152 @@ fn a_taint_removal_that_meets_a_concurrent_change_is_tried_again_a_bounded_numbe
             (2, In::Job("b", &[("Complete", "")]), &["untaint b"]),
             (3, In::Untainted("a", Err(STALE)), &["untaint a"]),
             (3, In::Untainted("b", Err((409, "the object has been modified"))), &["untaint b"]),
-            (4, In::Untainted("b", Ok(TaintRemoval::Removed)), &[]),
+            (4, In::Untainted("b", Ok(TaintRemoval::Removed)), &["event b StartupTaintRemoved"]),
             (4, In::Untainted("a", Err((503, "unavailable"))), &["untaint a"]),
             (5, In::Untainted("a", Err(STALE)), &["untaint a"]),
             (6, In::Untainted("a", Err(STALE)), &["untaint a"]),
             (7, In::Untainted("a", Err(STALE)), &[]),
+            (7, In::RequestsDone, &[]),
         ],
         after: &[
             ("a", "taint kept: its removal failed: the server rejected our request due to an error in our request; puller kept"),
             ("b", "startup taint removed; puller kept"),
         ],
         ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+}
+
+/// Nodes carrying the startup taint since `t` (seconds from the scenarios' epoch).
+fn tainted_since(names: &[&str], t: i64) -> Vec<EligibleNode> {
+    tainted(names).into_iter().map(|n| EligibleNode { held_since: Some(at(t)), ..n }).collect()
+}
+
+/// A node held by the startup taint since `t` that no puller can reach, for `reason`.
+fn unreachable(name: &str, t: i64, reason: SkipReason) -> Unreachable {
+    let node = EligibleNode { name: name.into(), startup_tainted: true, held_since: Some(at(t)), ..Default::default() };
+    Unreachable { node, reason }
+}
+
+#[test]
+fn no_node_is_held_silently() {
+    Scenario {
+        name: "held nodes no puller can reach are not skipped: each is held, with why, and the run fails",
+        vars: &[("STARTUP_TAINT", "images-pending"), ("STARTUP_TAINT_ONLY", "true")],
+        unreachable: vec![
+            unreachable("cordoned", -10, SkipReason::Cordoned),
+            unreachable(
+                "booting",
+                -10,
+                SkipReason::NotReady { status: "False".into(), reason: Some("KubeletNotReady".into()) },
+            ),
+        ],
+        steps: vec![(0, In::Start, &["watch jobs", "watch pods"])],
+        verdicts: &[
+            ("cordoned", Outcome::Held, "held by the startup taint and unreachable: cordoned (spec.unschedulable)"),
+            ("booting", Outcome::Held, "unreachable: not Ready (Ready=False, KubeletNotReady)"),
+        ],
+        after: &[(
+            "booting",
+            "taint kept: held by the startup taint and unreachable: not Ready (Ready=False, KubeletNotReady)",
+        )],
+        ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a node whose pull fails keeps its taint until the maximum hold, then is released, and says so",
+        vars: &[("STARTUP_TAINT", "images-pending"), ("STARTUP_TAINT_MAX_HOLD_SECONDS", "600")],
+        nodes: tainted_since(&["a", "b"], -590),
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete a"]),
+            (3, In::RequestsDone, &[]),
+            (9, In::Tick, &[]),
+            // b is still pulling: the run goes on, and a has been held 600 s.
+            (10, In::Tick, &["untaint a", "untaint b"]),
+            (11, In::Untainted("a", Ok(TaintRemoval::Removed)), &["event a StartupTaintReleased"]),
+            (11, In::Untainted("b", Ok(TaintRemoval::Removed)), &["event b StartupTaintReleased"]),
+            (12, In::Pod("b", pulling(done(), done())), &[]),
+            (12, In::RequestsDone, &[]),
+        ],
+        verdicts: &[(
+            "a",
+            Outcome::Released,
+            "held 601s, past STARTUP_TAINT_MAX_HOLD_SECONDS (600s), without every image: the startup taint images-pending was removed anyway; failed: image 2: InvalidImageName",
+        ), ("b", Outcome::Released, "held 601s")],
+        after: &[("a", "startup taint released after 601s"), ("b", "startup taint released after 601s; puller kept")],
+        ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "held past the maximum when the run starts: released at once, and its pull still goes on",
+        vars: TAINT,
+        nodes: tainted_since(&["a"], -3600),
+        unreachable: vec![unreachable("gone-bad", -3600, SkipReason::NotLinux { os: "windows".into() })],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods", "untaint a", "untaint gone-bad"]),
+            (0, In::Ready, &["create a"]),
+            (0, In::Untainted("a", Ok(TaintRemoval::Removed)), &["event a StartupTaintReleased"]),
+            (0, In::Untainted("gone-bad", Err((422, VAP_DENIAL))), &[]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &[]),
+            (2, In::RequestsDone, &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Released, "held 3600s, past STARTUP_TAINT_MAX_HOLD_SECONDS (600s)"),
+            ("gone-bad", Outcome::Held, "unreachable: not a Linux node"),
+        ],
+        after: &[("a", "startup taint released after 3600s; puller kept")],
+        ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "STARTUP_TAINT_MAX_HOLD_SECONDS=0: never released, however long it is held (fail closed)",
+        vars: &[("STARTUP_TAINT", "images-pending"), ("STARTUP_TAINT_MAX_HOLD_SECONDS", "0")],
+        nodes: tainted_since(&["a"], -86_400),
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &["delete a"]),
+            (2, In::RequestsDone, &[]),
+        ],
+        verdicts: &[("a", Outcome::Failed, "BackoffLimitExceeded")],
+        after: &[("a", "taint kept: the node did not succeed (failed)")],
+        ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "the run stops before the removal answers: held, not succeeded",
+        vars: TAINT,
+        nodes: tainted(&["a"]),
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["untaint a"]),
+            (3, In::Signal(Signal::Terminate), &[]),
+            (9, In::Tick, &[]),
+        ],
+        verdicts: &[(
+            "a",
+            Outcome::Held,
+            "still carries the startup taint images-pending: the run stopped before removing it",
+        )],
+        ending: End::Signal(Signal::Terminate),
+        exit: Some(ExitCode::Terminated),
         ..Scenario::default()
     }
     .check();

@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 use crate::error::{ErrorClass, Result};
 use crate::exit_code::ExitCode;
 use crate::outcome::Outcome;
-use crate::types::TaintRemoval;
+use crate::types::{Announcement, TaintRemoval};
 
 use super::entry::{Entry, State, TaintState};
 use super::{
@@ -24,6 +24,7 @@ impl Tracker {
             return;
         }
         self.check_run_deadline(now);
+        self.check_holds(now);
         for i in 0..self.nodes.len() {
             if !matches!(self.nodes[i].state, State::Unstarted | State::Running) {
                 continue;
@@ -75,7 +76,7 @@ impl Tracker {
         entry.verdict = Some((outcome, reason));
         let (seed, created) = (entry.seed, entry.created_at.is_some());
         if outcome.is_success() && entry.taint == TaintState::Carried {
-            self.remove_taint(i, 1);
+            self.remove_taint(i, 1, false);
         }
         self.retain_or_delete(i, outcome, created);
         if seed && self.pacer.wave == super::pacing::Wave::Seeding {
@@ -118,26 +119,66 @@ impl Tracker {
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
-    /// Ask for attempt `attempt` at removing node `i`'s startup taint.
-    fn remove_taint(&mut self, i: usize, attempt: u8) {
+    /// Ask for attempt `attempt` at removing node `i`'s startup taint; `release`: without every
+    /// image, because it was held past the maximum.
+    fn remove_taint(&mut self, i: usize, attempt: u8, release: bool) {
         let Some(taint) = self.policy.selection.startup_taint.clone() else { return };
         if attempt == 1 {
             self.untainting += 1;
         }
-        self.nodes[i].taint = TaintState::Removing { attempt };
+        self.nodes[i].taint = TaintState::Removing { attempt, release };
         self.outbox.push(Action::RemoveTaint { node: self.nodes[i].name.clone(), taint });
+    }
+
+    /// The maximum hold: a node still carrying the startup taint (its pull failed or is still
+    /// going, or no puller can reach it) longer than `STARTUP_TAINT_MAX_HOLD_SECONDS` is released.
+    pub(super) fn check_holds(&mut self, now: Timestamp) {
+        let max = self.policy.selection.startup_taint_max_hold_seconds;
+        if max == 0 || self.interrupted.is_some() {
+            return;
+        }
+        let limit = span(Duration::from_secs(max));
+        for i in 0..self.nodes.len() {
+            let entry = &self.nodes[i];
+            if entry.taint == TaintState::Carried
+                && entry.held_since.is_some_and(|since| now.duration_since(since) >= limit)
+            {
+                warn!(node = %entry.name, max_hold_seconds = max, "held past the maximum without every image: releasing it");
+                self.remove_taint(i, 1, true);
+            }
+        }
     }
 
     /// One removal attempt answered. A concurrent change to the node (the patch's `test` failed, or
     /// a conflict) or a transient error is tried again, reading the node afresh, up to
-    /// [`crate::policy::Policy::taint_attempts`]; anything else keeps the taint and says why.
-    pub(super) fn on_taint_removed(&mut self, node: &str, result: Result<TaintRemoval>) {
+    /// [`crate::policy::Policy::taint_attempts`]; anything else keeps the taint and says why. A
+    /// removal (or a release) is announced on the node.
+    pub(super) fn on_taint_removed(&mut self, node: &str, result: Result<TaintRemoval>, now: Timestamp) {
         let Some(i) = self.node_named(node) else { return };
-        let TaintState::Removing { attempt } = self.nodes[i].taint else { return };
+        let TaintState::Removing { attempt, release } = self.nodes[i].taint else { return };
         self.untainting -= 1;
-        self.nodes[i].taint = TaintState::Done(match result {
+        let action = match result {
+            Ok(TaintRemoval::Removed) if release => {
+                let since = self.nodes[i].held_since.unwrap_or(now);
+                let held_seconds = now.duration_since(since).as_secs().max(0) as u64;
+                self.announce(i, true, "StartupTaintReleased", format!(
+                    "held {held_seconds}s, past STARTUP_TAINT_MAX_HOLD_SECONDS={}, without every image: quayctl-controller removed its startup taint anyway",
+                    self.policy.selection.startup_taint_max_hold_seconds
+                ));
+                TaintAction::Released { held_seconds }
+            }
             Ok(TaintRemoval::Removed) => {
                 info!(node, "every image is on the node: removed the startup taint");
+                let images = self.nodes[i].images.present | self.nodes[i].images.pulled;
+                self.announce(
+                    i,
+                    false,
+                    "StartupTaintRemoved",
+                    format!(
+                        "every image quayctl-controller pre-pulls is on the node ({}): removed its startup taint",
+                        images.count_ones()
+                    ),
+                );
                 TaintAction::Removed
             }
             Ok(TaintRemoval::AlreadyGone) => TaintAction::AlreadyGone,
@@ -147,14 +188,31 @@ impl Tracker {
             {
                 debug!(node, attempt, error = %e, "the node changed meanwhile; reading it again");
                 self.untainting += 1;
-                self.remove_taint(i, attempt + 1);
+                self.remove_taint(i, attempt + 1, release);
                 return;
             }
             Err(e) => {
                 warn!(node, error = %e, "could not remove the startup taint");
-                TaintAction::Kept(format!("its removal failed: {}", e.message()))
+                let reason = format!("its removal failed: {}", e.message());
+                TaintAction::Kept { reason, forbidden: e.class() == ErrorClass::Fatal }
             }
-        });
+        };
+        self.nodes[i].taint = TaintState::Done(action);
+    }
+
+    /// Publish an Event about node `i`.
+    fn announce(&mut self, i: usize, warning: bool, reason: &'static str, note: String) {
+        let event = Announcement { warning, reason, action: "PrePull", note };
+        self.cleanup.asked();
+        self.outbox.push(Action::Announce { node: self.nodes[i].node_ref(), event });
+    }
+
+    /// An Event about a node answered; it is best effort.
+    pub(super) fn on_announced(&mut self, node: &str, result: Result<()>) {
+        self.cleanup.answered();
+        if let Err(e) = result {
+            warn!(node, error = %e, "could not publish an Event about the node");
+        }
     }
 
     /// Decide whether the run is over: a signal (once the creates and taint removals in flight
@@ -209,13 +267,14 @@ impl Tracker {
         }
         for entry in &mut self.nodes {
             if entry.holds_taint() {
-                let why = match &entry.verdict {
+                let reason = match &entry.verdict {
+                    Some((Outcome::Held, why)) => why.clone(),
                     Some((outcome, _)) if !outcome.is_success() => {
                         format!("the node did not succeed ({})", outcome.label())
                     }
                     _ => "the run stopped before removing it".into(),
                 };
-                entry.taint = TaintState::Done(TaintAction::Kept(why));
+                entry.taint = TaintState::Done(TaintAction::Kept { reason, forbidden: false });
             }
         }
         let verdicts: Vec<Verdict> = (0..self.nodes.len()).map(|i| self.verdict_of(i)).collect();
@@ -235,6 +294,31 @@ impl Tracker {
         let exit_code =
             ExitCode::merge_all(verdicts.iter().map(Verdict::exit_code).chain([empty_code, ending.exit_code()]));
         RunResult { ending, verdicts, lag: self.lag(), held_back, empty, exit_code }
+    }
+
+    /// A node is never a success while it carries the startup taint at the end of the run, and a
+    /// node released without every image says so, whatever its pull did.
+    fn held_or_released(&self, outcome: Outcome, reason: String, taint: Option<&TaintAction>) -> (Outcome, String) {
+        let taint_name = self.policy.selection.startup_taint.as_ref().map(ToString::to_string).unwrap_or_default();
+        match taint {
+            Some(TaintAction::Released { held_seconds }) => {
+                let mut why = format!(
+                    "held {held_seconds}s, past STARTUP_TAINT_MAX_HOLD_SECONDS ({}s), without every image: the startup taint {taint_name} was removed anyway",
+                    self.policy.selection.startup_taint_max_hold_seconds
+                );
+                if outcome != Outcome::Held && !outcome.is_success() {
+                    why.push_str(&format!("; {}: {reason}", outcome.label()));
+                } else if outcome == Outcome::Held {
+                    why.push_str(&format!("; {reason}"));
+                }
+                (Outcome::Released, why)
+            }
+            Some(TaintAction::Kept { reason: why, .. }) if outcome.is_success() => (
+                Outcome::Held,
+                format!("every image is on the node, but it still carries the startup taint {taint_name}: {why}"),
+            ),
+            _ => (outcome, reason),
+        }
     }
 
     fn verdict_of(&self, i: usize) -> Verdict {
@@ -272,9 +356,10 @@ impl Tracker {
             TaintState::None => None,
             TaintState::Done(action) => Some(action.clone()),
             TaintState::Carried | TaintState::Removing { .. } => {
-                Some(TaintAction::Kept("the run stopped before removing it".into()))
+                Some(TaintAction::Kept { reason: "the run stopped before removing it".into(), forbidden: false })
             }
         };
+        let (outcome, reason) = self.held_or_released(outcome, reason, taint.as_ref());
         Verdict {
             node: e.name.clone(),
             job: e.created_at.is_some().then(|| e.puller.clone()),
