@@ -4,6 +4,7 @@
 //! [`crate::error`]. A timeout on every request that is not a watch. It imports the core (the types
 //! it hands over), never the reverse.
 
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ use crate::types::{Announcement, Created, PodRef, PullerKind, SelfInfo, TaintRem
 /// Nodes per list page: at 5,000 nodes that is 50 requests. A real node's status (its image list,
 /// up to 50 images with their names) can weigh tens of KiB, so a page is the run's largest buffer.
 const NODE_PAGE_SIZE: u32 = 100;
+/// Node metadata per page: a few hundred bytes each.
+const METADATA_PAGE_SIZE: u32 = 500;
 /// Objects per page of a watcher's (re)list: bounds the memory of one list response.
 const WATCH_PAGE_SIZE: u32 = 100;
 /// Every request that is not a watch gets an answer within this, or is a [`Error::Timeout`]. kube's
@@ -207,6 +210,22 @@ impl Cluster {
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(seen),
+            }
+        }
+    }
+
+    /// Which of `names` are nodes that exist: a list of every node's metadata alone (no status, no
+    /// spec), page by page, for the nodes a selective node list did not show.
+    pub async fn existing_nodes(&self, names: &HashSet<String>) -> Result<HashSet<String>> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut params = ListParams::default().limit(METADATA_PAGE_SIZE);
+        let mut found = HashSet::new();
+        loop {
+            let page = request("list nodes (metadata only)", api.list_metadata(&params)).await?;
+            found.extend(page.items.into_iter().filter_map(|n| n.metadata.name).filter(|n| names.contains(n)));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(found),
             }
         }
     }

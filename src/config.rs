@@ -36,6 +36,7 @@ struct RawEnv {
     helper_image: Option<String>,
     ttl_seconds_after_finished: Option<String>,
     run_id: Option<String>,
+    instance: Option<String>,
     dry_run: Option<String>,
     node_selector: Option<String>,
     create_concurrency: Option<String>,
@@ -247,6 +248,9 @@ impl Default for Pacing {
 pub struct Output {
     /// `RUN_ID`.
     pub run_id: Option<String>,
+    /// `INSTANCE`: the installation the run belongs to (its pullers carry it; it cleans up only its
+    /// own). Both CronJobs of one installation share it.
+    pub instance: Option<String>,
     /// `DRY_RUN`: print the pullers, create nothing.
     pub dry_run: bool,
     /// `REPORT_FORMAT`.
@@ -626,28 +630,30 @@ impl Validator {
         Pacing { create_concurrency, max_parallel, seed_nodes }
     }
 
-    /// `RUN_ID`, `DRY_RUN`, `REPORT_FORMAT`, `REPORT_FILE`.
+    /// `RUN_ID`, `INSTANCE`, `DRY_RUN`, `REPORT_FORMAT`, `REPORT_FILE`.
     fn output(&mut self, raw: &mut RawEnv) -> Output {
-        let run_id = self.run_id(raw.run_id.take());
+        let run_id = self.label_value("RUN_ID", raw.run_id.take());
+        let instance = self.label_value("INSTANCE", raw.instance.take());
         let dry_run = self.boolean("DRY_RUN", raw.dry_run.take());
         let report_format = self.choice(
             "REPORT_FORMAT",
             raw.report_format.take(),
             &[("text", ReportFormat::Text), ("json", ReportFormat::Json)],
         );
-        Output { run_id, dry_run, report_format, report_file: Self::present(raw.report_file.take()) }
+        Output { run_id, instance, dry_run, report_format, report_file: Self::present(raw.report_file.take()) }
     }
 
-    fn run_id(&mut self, value: Option<String>) -> Option<String> {
-        let run_id = Self::present(value);
-        if let Some(id) = run_id.as_deref().filter(|id| !is_label_value(id)) {
+    /// A value that goes into a label (`RUN_ID`, `INSTANCE`).
+    fn label_value(&mut self, variable: &'static str, value: Option<String>) -> Option<String> {
+        let value = Self::present(value);
+        if let Some(v) = value.as_deref().filter(|v| !is_label_value(v)) {
             self.fail(
-                "RUN_ID",
-                id,
+                variable,
+                v,
                 "must be at most 63 letters, digits, `-`, `_` or `.`, starting and ending alphanumeric",
             );
         }
-        run_id
+        value
     }
 
     fn validate(mut self, mut raw: RawEnv) -> Result<Config, Vec<ConfigError>> {
@@ -795,6 +801,7 @@ mod tests {
             ),
             (&with(&[("NAMESPACE", "Kube_System")]), "NAMESPACE=\"Kube_System\": not a valid namespace name"),
             (&with(&[("RUN_ID", "-bad-")]), "RUN_ID=\"-bad-\": must be at most 63"),
+            (&with(&[("INSTANCE", "two words")]), "INSTANCE=\"two words\": must be at most 63"),
             (&with(&[("DRY_RUN", "maybe")]), "DRY_RUN=\"maybe\": must be `true` or `false`"),
             (
                 &with(&[("NODE_SELECTOR", "pool in gpu")]),

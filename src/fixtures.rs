@@ -586,7 +586,7 @@ async fn all_nodes_succeed() {
         .unwrap();
     assert!(
         list.contains(
-            "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dquayctl-controller%2Cquayctl-controller%2Frun%3Dr1"
+            "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dquayctl-controller%2Cquayctl-controller%2Finstance%3Ddefault%2Cquayctl-controller%2Frun%3Dr1"
         ),
         "{list}"
     );
@@ -657,8 +657,13 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
     use crate::pullers::{Puller, PullerTemplate, RunIdentity};
     use crate::tracker::Tracker;
     let config = crate::config::Config::from_vars(vars(&[])).unwrap();
-    let identity =
-        RunIdentity { run_id: "r1".into(), namespace: "ops".into(), helper_image: Some("h".into()), owner: None };
+    let identity = RunIdentity {
+        run_id: "r1".into(),
+        instance: "default".into(),
+        namespace: "ops".into(),
+        helper_image: Some("h".into()),
+        owner: None,
+    };
     let template = PullerTemplate::new(&config, identity);
     // The Job a run of `template` would create for `node`.
     let build_for = |template: &PullerTemplate, node: &str| -> Job {

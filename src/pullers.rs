@@ -35,6 +35,8 @@ pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_RUN: &str = "quayctl-controller/run";
 pub const LABEL_NODE: &str = "quayctl-controller/node";
+/// The installation a puller belongs to (`INSTANCE`): a run cleans up only its own installation's.
+pub const LABEL_INSTANCE: &str = "quayctl-controller/instance";
 pub const ANNOTATION_NODE: &str = "quayctl-controller/node-name";
 pub const ANNOTATION_RUN: &str = "quayctl-controller/run-id";
 pub const ANNOTATION_IMAGES: &str = "quayctl-controller/images";
@@ -52,6 +54,8 @@ const RUN_AS_USER: i64 = 65532;
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunIdentity {
     pub run_id: String,
+    /// The installation (`INSTANCE`, else the owning CronJob's name, else `default`).
+    pub instance: String,
     /// Where the pullers are created.
     pub namespace: String,
     /// Image carrying `/quayctl-noop` (kubelet strategy only).
@@ -85,6 +89,12 @@ impl RunIdentity {
             .clone()
             .or_else(|| me.owner_job.as_ref().map(|o| o.name.clone()))
             .unwrap_or_else(|| now.strftime("%Y%m%d-%H%M%S").to_string());
+        let instance = config
+            .output
+            .instance
+            .clone()
+            .or_else(|| me.cronjob.as_ref().map(|c| naming::label_value(&c.name)))
+            .unwrap_or_else(|| "default".into());
         let wanted = if config.puller.keep_last { &me.cronjob } else { &me.owner_job };
         let owner = match (wanted, &config.placement.pod) {
             (Some(owner), Some(pod)) if pod.namespace == namespace => Some(owner.clone()),
@@ -100,7 +110,7 @@ impl RunIdentity {
             }
             (None, _) => None,
         };
-        Ok(RunIdentity { run_id, namespace: namespace.to_string(), helper_image, owner })
+        Ok(RunIdentity { run_id, instance, namespace: namespace.to_string(), helper_image, owner })
     }
 }
 
@@ -109,6 +119,8 @@ impl RunIdentity {
 #[derive(Clone, Debug)]
 pub struct PullerTemplate {
     pub run_id: String,
+    /// See [`RunIdentity::instance`].
+    pub instance: String,
     pub namespace: String,
     pub images: Vec<Image>,
     /// Image carrying `/quayctl-noop` (kubelet strategy only).
@@ -154,13 +166,24 @@ pub struct Leftover {
     /// The node it was for (its `quayctl-controller/node-name` annotation).
     pub node: String,
     pub state: LeftoverState,
+    /// The images it pulls (its `quayctl-controller/images` annotation, normalized): what it holds
+    /// on its node when it succeeded.
+    pub images: Vec<String>,
+    /// When it was created.
+    pub created_at: Option<Timestamp>,
+    /// Its `activeDeadlineSeconds` (the pod's, or the Job's).
+    pub deadline_seconds: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeftoverState {
-    /// Not finished yet (a run still going, or one that crashed): left alone.
+    /// Started and not finished yet (a run still going, or one that crashed): left alone, its
+    /// deadline ends it.
     Running,
-    /// It pulled every image: it keeps them in use until a later run succeeds on its node.
+    /// Never started (a pod no node ran: no room, its node gone): no deadline counts for it, so the
+    /// tracker removes it once the run that made it would have given up.
+    Unstarted,
+    /// It pulled every image: it keeps them in use until a later puller holds them all.
     Succeeded,
     /// Finished without pulling everything.
     Failed,
@@ -170,14 +193,18 @@ impl Leftover {
     /// A puller Job of another run (`None` when it is not one of ours). Its pod counted as
     /// succeeded is a success already (the terminal condition may follow a moment later).
     pub fn from_job(job: &Job) -> Option<Leftover> {
-        let counted = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0;
+        let status = job.status.as_ref();
+        let counted = status.and_then(|s| s.succeeded).unwrap_or(0) > 0;
+        let started = status.and_then(|s| s.start_time.as_ref()).is_some();
         let state = match outcome_from_job(job, None) {
             Some((Outcome::Succeeded, _)) => LeftoverState::Succeeded,
             None if counted => LeftoverState::Succeeded,
-            None => LeftoverState::Running,
+            None if started => LeftoverState::Running,
+            None => LeftoverState::Unstarted,
             Some(_) => LeftoverState::Failed,
         };
-        leftover(PullerKind::Job, &job.metadata, state)
+        let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+        leftover(PullerKind::Job, &job.metadata, state, deadline)
     }
 
     /// A puller pod of another run: a bare one (pods of puller Jobs go with their Job).
@@ -185,18 +212,36 @@ impl Leftover {
         if owning_job(pod).is_some() {
             return None;
         }
-        let state = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        let status = pod.status.as_ref();
+        let state = match status.and_then(|s| s.phase.as_deref()) {
             Some("Succeeded") => LeftoverState::Succeeded,
             Some("Failed") => LeftoverState::Failed,
-            _ => LeftoverState::Running,
+            // The kubelet sets startTime when it takes the pod; until then nothing counts its deadline.
+            _ if status.and_then(|s| s.start_time.as_ref()).is_some() => LeftoverState::Running,
+            _ => LeftoverState::Unstarted,
         };
-        leftover(PullerKind::Pod, &pod.metadata, state)
+        let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+        leftover(PullerKind::Pod, &pod.metadata, state, deadline)
     }
 }
 
-fn leftover(kind: PullerKind, meta: &ObjectMeta, state: LeftoverState) -> Option<Leftover> {
-    let node = meta.annotations.as_ref()?.get(ANNOTATION_NODE)?.clone();
-    Some(Leftover { kind, name: meta.name.clone()?, uid: meta.uid.clone(), node, state })
+fn leftover(kind: PullerKind, meta: &ObjectMeta, state: LeftoverState, deadline: Option<i64>) -> Option<Leftover> {
+    let annotations = meta.annotations.as_ref()?;
+    let node = annotations.get(ANNOTATION_NODE)?.clone();
+    let images = annotations
+        .get(ANNOTATION_IMAGES)
+        .map(|list| list.split(';').filter(|i| !i.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    Some(Leftover {
+        kind,
+        name: meta.name.clone()?,
+        uid: meta.uid.clone(),
+        node,
+        state,
+        images,
+        created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
+        deadline_seconds: deadline,
+    })
 }
 
 /// What to do with an existing Job found on a 409.
@@ -211,9 +256,10 @@ pub enum Adoption {
 impl PullerTemplate {
     /// The template for one run of `config`.
     pub fn new(config: &Config, run: RunIdentity) -> PullerTemplate {
-        let RunIdentity { run_id, namespace, helper_image, owner } = run;
+        let RunIdentity { run_id, instance, namespace, helper_image, owner } = run;
         PullerTemplate {
             run_id,
+            instance,
             namespace,
             images: config.images.clone(),
             helper_image,
@@ -242,12 +288,21 @@ impl PullerTemplate {
 
     /// Label selector matching every Job (and pod) of this run.
     pub fn run_selector(&self) -> String {
-        format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}={}", naming::label_value(&self.run_id))
+        format!(
+            "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={},{LABEL_RUN}={}",
+            self.instance,
+            naming::label_value(&self.run_id)
+        )
     }
 
-    /// Label selector matching the pullers of every other run.
+    /// Label selector matching the pullers of every other run of this installation (another
+    /// installation's, in the same namespace, are not this run's to clean up).
     pub fn other_runs_selector(&self) -> String {
-        format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}!={}", naming::label_value(&self.run_id))
+        format!(
+            "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={},{LABEL_RUN}!={}",
+            self.instance,
+            naming::label_value(&self.run_id)
+        )
     }
 
     pub fn puller_name(&self, node: &str) -> String {
@@ -260,6 +315,7 @@ impl PullerTemplate {
             (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
             (LABEL_RUN.to_string(), naming::label_value(&self.run_id)),
             (LABEL_NODE.to_string(), naming::label_value(node)),
+            (LABEL_INSTANCE.to_string(), self.instance.clone()),
         ])
     }
 
@@ -565,6 +621,7 @@ mod tests {
         let config = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
         let run = RunIdentity {
             run_id: "nightly-7".into(),
+            instance: "default".into(),
             namespace: "prepull".into(),
             helper_image: Some("ghcr.io/x/quayctl-controller:0.1.0".to_string()),
             owner: None,
@@ -701,7 +758,12 @@ mod tests {
         let t = template(PullStrategy::Kubelet);
         assert_eq!(
             t.run_selector(),
-            "app.kubernetes.io/managed-by=quayctl-controller,quayctl-controller/run=nightly-7"
+            "app.kubernetes.io/managed-by=quayctl-controller,quayctl-controller/instance=default,quayctl-controller/run=nightly-7"
+        );
+        assert_eq!(
+            t.other_runs_selector(),
+            "app.kubernetes.io/managed-by=quayctl-controller,quayctl-controller/instance=default,quayctl-controller/run!=nightly-7",
+            "another installation's pullers are never this run's to clean up"
         );
         let job = build_for(&t, "n1");
         assert_eq!(t.adoption(&job.metadata, "n1"), Adoption::Adopt(0b11));
@@ -835,7 +897,8 @@ mod tests {
             .unwrap()
         };
         let state = |status| Leftover::from_job(&job(status)).unwrap().state;
-        assert_eq!(state(json!({})), LeftoverState::Running);
+        assert_eq!(state(json!({})), LeftoverState::Unstarted, "no startTime: nothing counts its deadline");
+        assert_eq!(state(json!({"startTime": "2026-01-01T00:00:00Z"})), LeftoverState::Running);
         assert_eq!(state(json!({"succeeded": 1})), LeftoverState::Succeeded, "counted before Complete");
         let complete = json!({"conditions": [{"type": "Complete", "status": "True"}]});
         assert_eq!(state(complete), LeftoverState::Succeeded);

@@ -158,9 +158,16 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
     let total_nodes = cluster.for_each_node_page(selector, |page| partition.add(&page, &rule)).await?;
     let Partition { eligible, skipped, unreachable, taints, not_considered, asked, listed } = partition.sorted();
     template.taints = taints;
-    // A node is known to be gone only when every node was listed (no NODE_SELECTOR).
-    let gone: HashSet<String> =
-        if selector.is_none() { asked.difference(&listed).cloned().collect() } else { HashSet::new() };
+    // The nodes earlier runs left pullers for that the list did not show: gone, unless a
+    // NODE_SELECTOR left them out (then one list of every node's name says which still exist).
+    let unlisted: HashSet<String> = asked.difference(&listed).cloned().collect();
+    let gone = match selector {
+        Some(_) if !unlisted.is_empty() => {
+            let existing = cluster.existing_nodes(&unlisted).await?;
+            unlisted.difference(&existing).cloned().collect()
+        }
+        _ => unlisted,
+    };
     for s in &skipped {
         info!(node = %s.node, reason = %s.reason, "skipping node");
     }

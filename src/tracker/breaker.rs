@@ -93,8 +93,18 @@ impl Tracker {
     /// The breaker: queued nodes no longer get image `idx`; a node left with nothing to pull fails.
     fn hold_back(&mut self, idx: usize, reason: String, now: Timestamp) {
         let bit = 1u64 << idx;
-        let queued: Vec<u32> =
-            self.pacer.queue.iter().copied().filter(|&q| self.nodes[q as usize].images.wanted & bit != 0).collect();
+        // A node whose older kept puller holds the image has it on disk: the kubelet finds it there,
+        // and the new puller must hold it too, or the older one could never be replaced.
+        let queued: Vec<u32> = self
+            .pacer
+            .queue
+            .iter()
+            .copied()
+            .filter(|&q| {
+                let e = &self.nodes[q as usize];
+                e.images.wanted & bit != 0 && !e.older.iter().any(|o| o.images & bit != 0)
+            })
+            .collect();
         for q in queued {
             let images = &mut self.nodes[q as usize].images;
             images.wanted &= !bit;

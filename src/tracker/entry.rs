@@ -88,12 +88,14 @@ impl Images {
     }
 }
 
-/// A puller of an earlier run on this node that this run may replace.
+/// A kept puller of an earlier run on this node: what it holds, of the images this run asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Older {
     pub kind: PullerKind,
     pub name: String,
     pub uid: Option<String>,
+    pub images: ImageMask,
+    pub created_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -105,6 +107,8 @@ pub(super) struct Entry {
     pub held_since: Option<Timestamp>,
     /// The name of its puller (Job or pod).
     pub puller: String,
+    /// Its puller's UID once created: it is deleted as that object only.
+    pub puller_uid: Option<String>,
     /// Its blocking taints (the run's taint table): its puller tolerates exactly these.
     pub taints: Box<[u16]>,
     pub state: State,

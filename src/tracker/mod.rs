@@ -418,7 +418,11 @@ impl Tracker {
             self.conclude(i, Outcome::Held, format!("held by the startup taint and unreachable: {reason}"), now);
         }
         zones.resize(self.nodes.len(), None);
-        self.sort_leftovers(plan.leftovers, &plan.gone);
+        self.sort_leftovers(plan.leftovers, &plan.gone, now);
+        self.retain_every_image();
+        for i in 0..reachable {
+            self.release_if_complete(i);
+        }
         let present: Vec<usize> = (0..reachable).filter(|&i| self.nodes[i].images.wanted == 0).collect();
         for i in present {
             self.conclude(i, Outcome::AlreadyPresent, "every image is already on the node".into(), now);

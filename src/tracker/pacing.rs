@@ -191,6 +191,7 @@ impl Tracker {
             Ok(Created::New(puller)) => {
                 self.pacer.denials = (String::new(), 0);
                 let created_at = puller.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+                self.nodes[i].puller_uid = puller.meta().uid.clone();
                 self.confirm(i, created_at);
                 // The watches may have shown the puller and its pod before the create returned.
                 if let Some(event) = self.nodes[i].early_job.take() {
@@ -205,6 +206,7 @@ impl Tracker {
                     self.pacer.denials = (String::new(), 0);
                     let created_at = puller.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
                     let entry = &mut self.nodes[i];
+                    entry.puller_uid = puller.meta().uid.clone();
                     entry.early_job = None;
                     let early_pod = entry.early_pod.take();
                     entry.images.present |= entry.images.wanted & !images;

@@ -6,13 +6,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use k8s_openapi::jiff::Timestamp;
 use tracing::{info, warn};
 
+use std::time::Duration;
+
 use crate::error::{ErrorClass, Result};
+use crate::images::{ImageMask, all_images};
 use crate::outcome::Outcome;
 use crate::pullers::{Leftover, LeftoverState};
 use crate::types::PullerKind;
 
-use super::entry::Older;
-use super::{Action, Tracker};
+use super::entry::{Older, State};
+use super::{Action, Tracker, span};
 
 /// Why a puller is being deleted: what its answer means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,13 +72,13 @@ impl Tracker {
         self.outbox.push(Action::Delete { kind, name, uid });
     }
 
-    /// Ask for node `i`'s own puller to be deleted, once.
+    /// Ask for node `i`'s own puller to be deleted, once (that object: by its UID).
     pub(super) fn delete_own(&mut self, i: usize) {
         let entry = &mut self.nodes[i];
         if !entry.deleting {
             entry.deleting = true;
-            let name = entry.puller.clone();
-            self.delete(self.template.kind(), name, None, Purpose::Own(i));
+            let (name, uid) = (entry.puller.clone(), entry.puller_uid.clone());
+            self.delete(self.template.kind(), name, uid, Purpose::Own(i));
         }
     }
 
@@ -120,53 +123,119 @@ impl Tracker {
         }
     }
 
-    /// The pullers earlier runs left: finished without success, or on a node that is gone: deleted
-    /// now; successful on a node of this run: deleted once this run succeeds there; the rest (still
-    /// running; on nodes this run does not reach) left alone.
-    pub(super) fn sort_leftovers(&mut self, leftovers: Vec<Leftover>, gone: &HashSet<String>) {
-        let (mut now, mut later) = (0, 0);
+    /// The pullers earlier runs of this installation left (never another installation's: the
+    /// selector says so). Finished without success, on a node that is gone, or never started and
+    /// past the time the run that made it would have given up: deleted now (by UID). Successful
+    /// on a node of this run: kept until a newer kept puller holds every image it holds that the
+    /// run still asks for (of two it already has, the older one goes now if the newer holds all
+    /// of it). Still running, or on nodes this run does not reach: left alone.
+    pub(super) fn sort_leftovers(&mut self, leftovers: Vec<Leftover>, gone: &HashSet<String>, now: Timestamp) {
+        let (mut now_count, mut later) = (0, 0);
         for l in leftovers {
             match l.state {
                 LeftoverState::Running => continue,
+                LeftoverState::Unstarted if !self.expired(&l, now) => continue,
                 LeftoverState::Succeeded if !gone.contains(&l.node) => {
                     if let Some(i) = self.node_named(&l.node) {
                         later += 1;
-                        self.nodes[i].older.push(Older { kind: l.kind, name: l.name, uid: l.uid });
+                        let images = self.mask_of(&l.images);
+                        let older = Older { kind: l.kind, name: l.name, uid: l.uid, images, created_at: l.created_at };
+                        self.nodes[i].older.push(older);
                     }
                     continue;
                 }
-                LeftoverState::Succeeded | LeftoverState::Failed => {}
+                LeftoverState::Unstarted | LeftoverState::Succeeded | LeftoverState::Failed => {}
             }
-            now += 1;
+            now_count += 1;
             self.delete(l.kind, l.name, l.uid, Purpose::Leftover);
         }
-        if now + later > 0 {
+        for i in 0..self.nodes.len() {
+            self.drop_redundant_older(i);
+        }
+        if now_count + later > 0 {
             info!(
-                deleted_now = now,
-                replaced_on_success = later,
-                "pullers of earlier runs: finished without success or on gone nodes are deleted now; \
-                 successful ones go once this run succeeds on their node"
+                deleted_now = now_count,
+                kept_until_replaced = later,
+                "pullers of earlier runs: finished without success, on gone nodes or never started are deleted now; \
+                 successful ones stay until a newer one holds their images"
             );
         }
     }
 
-    /// What a verdict means for the pullers, once per node. A success with a puller of its own: that
-    /// puller now keeps the images in use, so the older ones go (a node that was `already-present`
-    /// keeps them: they are what holds its images). A puller that did not pull everything it was
-    /// given is deleted when nothing else would remove it (no TTL when `KEEP_LAST_PULLER` keeps what
-    /// succeeded); one that did is kept, even on a node that failed (an image the breaker held
-    /// back): it holds what it pulled.
-    pub(super) fn retain_or_delete(&mut self, i: usize, outcome: Outcome, created: bool) {
-        if outcome == Outcome::Succeeded && created {
-            for older in std::mem::take(&mut self.nodes[i].older) {
-                self.nodes[i].replaced.push(older.name.clone());
-                self.delete(older.kind, older.name, older.uid, Purpose::Older(i));
+    /// A puller that never started is past the time the run that made it would have given up: its
+    /// deadline (or this run's pull deadline), the wait grace and the slack, from its creation.
+    fn expired(&self, l: &Leftover, now: Timestamp) -> bool {
+        let Some(created) = l.created_at else { return false };
+        let deadline = l.deadline_seconds.map_or(self.policy.pull_deadline, |d| Duration::from_secs(d.max(0) as u64));
+        let wait = self.policy.node_deadline.saturating_sub(self.policy.pull_deadline);
+        now.duration_since(created) >= span(deadline + wait)
+    }
+
+    /// The images of this run among `names` (normalized references).
+    fn mask_of(&self, names: &[String]) -> ImageMask {
+        self.template
+            .images
+            .iter()
+            .enumerate()
+            .filter(|(_, image)| names.contains(&image.normalized))
+            .fold(0, |mask, (i, _)| mask | 1 << i)
+    }
+
+    /// Of node `i`'s older kept pullers, delete each whose images (of those the run asks for) a
+    /// newer one holds: at most one stays where one holds them all.
+    fn drop_redundant_older(&mut self, i: usize) {
+        let older = &mut self.nodes[i].older;
+        older.sort_by_key(|o| o.created_at);
+        let mut redundant = Vec::new();
+        for j in 0..older.len() {
+            if older[j + 1..].iter().any(|newer| older[j].images & !newer.images == 0) {
+                redundant.push(j);
             }
         }
+        for j in redundant.into_iter().rev() {
+            let o = self.nodes[i].older.remove(j);
+            self.nodes[i].replaced.push(o.name.clone());
+            self.delete(o.kind, o.name, o.uid, Purpose::Older(i));
+        }
+    }
+
+    /// With `KEEP_LAST_PULLER`, a node's puller carries every image of the run, those already on
+    /// the node included (the kubelet finds them there: nothing is pulled), so that the one kept
+    /// puller holds them all. A node gets none only when it has every image and one older kept
+    /// puller already holds them all.
+    pub(super) fn retain_every_image(&mut self) {
+        if !self.template.keep_last() {
+            return;
+        }
+        let all = all_images(self.template.images.len());
+        for entry in self.nodes.iter_mut().filter(|e| e.state != State::Done) {
+            let held = entry.older.iter().any(|o| o.images & all == all);
+            if !(entry.images.wanted == 0 && held) {
+                entry.images.wanted = all;
+            }
+        }
+    }
+
+    /// What a verdict means for the pullers, once per node. A puller that pulled every image it was
+    /// given is kept (`KEEP_LAST_PULLER`): each older kept puller whose images it holds goes. One
+    /// that did not is deleted when nothing else would remove it (no TTL when `KEEP_LAST_PULLER`
+    /// keeps what succeeded), and the older ones stay: they hold what it could not. Without
+    /// `KEEP_LAST_PULLER`, a success deletes the older ones (nothing is to be kept).
+    pub(super) fn retain_or_delete(&mut self, i: usize, outcome: Outcome, created: bool) {
         if !created || matches!(outcome, Outcome::Unfinished | Outcome::NotStarted | Outcome::Deleted) {
             return;
         }
-        let kept = self.template.keep_last() && self.nodes[i].images.complete();
+        let complete = self.nodes[i].images.complete();
+        let kept = self.template.keep_last() && complete;
+        let holds = self.nodes[i].images.wanted;
+        let replaces = |o: &Older| if kept { o.images & !holds == 0 } else { outcome == Outcome::Succeeded };
+        let (replaced, stay): (Vec<Older>, Vec<Older>) =
+            std::mem::take(&mut self.nodes[i].older).into_iter().partition(|o| replaces(o));
+        self.nodes[i].older = stay;
+        for older in replaced {
+            self.nodes[i].replaced.push(older.name.clone());
+            self.delete(older.kind, older.name, older.uid, Purpose::Older(i));
+        }
         if self.template.ttl_seconds_after_finished().is_none() && !kept {
             self.delete_own(i);
         }

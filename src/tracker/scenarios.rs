@@ -141,8 +141,13 @@ fn config(extra: &[(&str, &str)]) -> Config {
 }
 
 fn template_with(extra: &[(&str, &str)]) -> PullerTemplate {
-    let run =
-        RunIdentity { run_id: "r".into(), namespace: "ops".into(), helper_image: Some("h:1".into()), owner: None };
+    let run = RunIdentity {
+        run_id: "r".into(),
+        instance: "default".into(),
+        namespace: "ops".into(),
+        helper_image: Some("h:1".into()),
+        owner: None,
+    };
     PullerTemplate::new(&config(extra), run)
 }
 
@@ -166,7 +171,16 @@ fn tainted(names: &[&str]) -> Vec<EligibleNode> {
 
 fn leftover(node: &str, run: &str, state: LeftoverState) -> Leftover {
     let name = format!("prepull-{run}-{node}");
-    Leftover { kind: PullerKind::Job, uid: Some(format!("uid-{name}")), name, node: node.into(), state }
+    Leftover {
+        kind: PullerKind::Job,
+        uid: Some(format!("uid-{name}")),
+        name,
+        node: node.into(),
+        state,
+        images: config(&[]).images.iter().map(|i| i.normalized.clone()).collect(),
+        created_at: Some(at(-3600)),
+        deadline_seconds: Some(45),
+    }
 }
 
 fn at(t: i64) -> Timestamp {
@@ -765,8 +779,8 @@ fn the_breaker_holds_a_broken_image_back_from_the_remaining_nodes() {
     }
     .check();
     Scenario {
-        name: "a node left with nothing to pull fails without a Job",
-        vars: &[("MAX_PARALLEL", "3")],
+        name: "a node left with nothing to pull fails without a Job (nothing to keep)",
+        vars: &[("MAX_PARALLEL", "3"), ("KEEP_LAST_PULLER", "false")],
         nodes: {
             let mut n = nodes(&["a", "b", "c", "d"]);
             n[3].images = 0b10;
@@ -1067,7 +1081,8 @@ fn start_lag_is_measured_and_paces_the_creates() {
 #[test]
 fn nodes_that_already_hold_every_image_get_no_job() {
     Scenario {
-        name: "SKIP_PRESENT: a node with nothing left to pull is already-present, at once",
+        name: "SKIP_PRESENT without KEEP_LAST_PULLER: a node with nothing left to pull is already-present, at once",
+        vars: &[("KEEP_LAST_PULLER", "false")],
         nodes: {
             let mut n = nodes(&["p", "q"]);
             n[0].images = 0;
@@ -1203,14 +1218,18 @@ fn the_startup_taint_goes_once_every_image_is_on_the_node() {
         },
         steps: vec![
             (0, In::Start, &["watch jobs", "watch pods", "untaint p"]),
-            (0, In::Ready, &["create q"]),
+            // KEEP_LAST_PULLER: p's images need a puller to hold them, which pulls nothing; its
+            // taint does not wait for it.
+            (0, In::Ready, &["create p", "create q"]),
             (1, In::Untainted("p", Ok(TaintRemoval::Removed)), &["event p StartupTaintRemoved"]),
+            (1, In::Created("p"), &[]),
             (1, In::Created("q"), &[]),
+            (2, In::Job("p", &[("Complete", "")]), &[]),
             (2, In::Job("q", &[("Complete", "")]), &[]),
             (2, In::RequestsDone, &[]),
         ],
-        verdicts: &[("p", Outcome::AlreadyPresent, "")],
-        after: &[("p", "startup taint removed"), ("q", "puller kept")],
+        verdicts: &[("p", Outcome::Succeeded, "")],
+        after: &[("p", "startup taint removed; puller kept"), ("q", "puller kept")],
         ending: End::Done,
         ..Scenario::default()
     }
@@ -1300,8 +1319,8 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (1, In::Created("b"), &[]),
             (1, In::Created("c"), &[]),
             (2, In::Pod("a", pulling(done(), done())), &[]),
-            (2, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b"]),
-            (3, In::Pod("c", json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"})), &["delete c"]),
+            (2, In::Pod("b", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete b (uid-b)"]),
+            (3, In::Pod("c", json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"})), &["delete c (uid-c)"]),
             (3, In::RequestsDone, &[]),
         ],
         verdicts: &[
@@ -1322,7 +1341,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
-            (2, In::Pod("a", json!({"phase": "Succeeded"})), &["delete a"]),
+            (2, In::Pod("a", json!({"phase": "Succeeded"})), &["delete a (uid-a)"]),
             (2, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Succeeded, "")],
@@ -1380,7 +1399,7 @@ fn pod_kind_pullers_are_decided_from_their_pod_and_cleaned_up_by_the_run() {
             (0, In::Start, &["watch pods"]),
             (0, In::Ready, &["create a"]),
             (1, In::Created("a"), &[]),
-            (61, In::Tick, &["delete a"]),
+            (61, In::Tick, &["delete a (uid-a)"]),
             (61, In::RequestsDone, &[]),
         ],
         verdicts: &[(
@@ -1559,7 +1578,7 @@ fn the_answers_to_deletes_are_inputs() {
             (3, In::Pod("a", evicted()), &["delete a (uid-a)"]),
             (4, In::Deleted("a", Err((503, "unavailable"))), &["delete a (uid-a)"]),
             (5, In::Deleted("a", Err((500, "etcdserver: request timed out"))), &["delete a (uid-a)"]),
-            (6, In::Deleted("a", Err((503, "unavailable"))), &["delete a"]),
+            (6, In::Deleted("a", Err((503, "unavailable"))), &["delete a (uid-a)"]),
             (7, In::RequestsDone, &[]),
         ],
         verdicts: &[("a", Outcome::Failed, "evicted or preempted and could not be deleted to make way for a new one")],
@@ -1788,6 +1807,173 @@ fn no_node_is_held_silently() {
         )],
         ending: End::Signal(Signal::Terminate),
         exit: Some(ExitCode::Terminated),
+        ..Scenario::default()
+    }
+    .check();
+}
+
+/// A kept puller an earlier run (`run`) left on `node`, holding these images (1-based) of the run.
+fn kept(node: &str, run: &str, images: &[usize], created: i64) -> Leftover {
+    let all: Vec<String> = config(&[]).images.iter().map(|i| i.normalized.clone()).collect();
+    Leftover {
+        images: images.iter().map(|i| all[i - 1].clone()).collect(),
+        created_at: Some(at(created)),
+        ..leftover(node, run, LeftoverState::Succeeded)
+    }
+}
+
+#[test]
+fn no_image_is_left_unprotected() {
+    Scenario {
+        name: "SKIP_PRESENT: the new puller also holds what is already there, so the older one may go",
+        vars: &[("SKIP_PRESENT", "true")],
+        // Image 1 is on the node (held by r0's puller); image 2 is new to the list.
+        nodes: {
+            let mut n = nodes(&["a"]);
+            n[0].images = 0b10;
+            n
+        },
+        leftovers: vec![kept("a", "r0", &[1], -600)],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Job("a", &[("Complete", "")]), &["delete prepull-r0-a (uid-prepull-r0-a)"]),
+            (2, In::RequestsDone, &[]),
+        ],
+        verdicts: &[("a", Outcome::Succeeded, "")],
+        after: &[("a", "puller kept; replaced 1 older puller(s); deleted prepull-r0-a")],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "every image present and one older puller holds them all: nothing to create, nothing to delete",
+        vars: &[("SKIP_PRESENT", "true")],
+        nodes: {
+            let mut n = nodes(&["a", "b"]);
+            n[0].images = 0;
+            n[1].images = 0;
+            n
+        },
+        leftovers: vec![kept("a", "r0", &[1, 2], -600), kept("b", "r0", &[1], -600)],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            // b's older puller holds image 1 only: b gets one that holds both.
+            (0, In::Ready, &["create b"]),
+            (1, In::Created("b"), &[]),
+            (2, In::Job("b", &[("Complete", "")]), &["delete prepull-r0-b (uid-prepull-r0-b)"]),
+            (2, In::RequestsDone, &[]),
+        ],
+        verdicts: &[("a", Outcome::AlreadyPresent, ""), ("b", Outcome::Succeeded, "")],
+        after: &[("a", ""), ("b", "puller kept; replaced 1 older puller(s); deleted prepull-r0-b")],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "the breaker holds image 2 back, but not from a node whose kept puller holds it: one puller per node",
+        vars: &[("MAX_PARALLEL", "3")],
+        nodes: nodes(&["a", "b", "c", "d", "e"]),
+        leftovers: vec![kept("d", "r0", &[1, 2], -600)],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a", "create b", "create c"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (1, In::Created("c"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
+            (2, In::Pod("b", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
+            (2, In::Pod("c", pulling(done(), waiting("ErrImagePull", NOT_FOUND))), &[]),
+            (32, In::Tick, &["delete a", "delete b", "warn held-back 2", "delete c", "create d", "create e [1]"]),
+            (33, In::Created("d"), &[]),
+            (33, In::Created("e"), &[]),
+            // d has image 2 on disk: the kubelet finds it there.
+            (34, In::Job("d", &[("Complete", "")]), &["delete prepull-r0-d (uid-prepull-r0-d)"]),
+            (34, In::Job("e", &[("Complete", "")]), &[]),
+            (34, In::RequestsDone, &[]),
+        ],
+        verdicts: &[("d", Outcome::Succeeded, ""), ("e", Outcome::Failed, "image 2: not sent to the remaining nodes")],
+        after: &[
+            ("d", "puller kept; replaced 1 older puller(s); deleted prepull-r0-d"),
+            // e's puller holds image 1, and no older one holds anything there.
+            ("e", "puller kept"),
+        ],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a puller that did not get everything is not kept, and the older one holding more stays",
+        nodes: nodes(&["a"]),
+        leftovers: vec![kept("a", "r0", &[1, 2], -600)],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a"]),
+            (1, In::Created("a"), &[]),
+            (2, In::Pod("a", pulling(done(), waiting("InvalidImageName", "bad"))), &["delete a"]),
+            (2, In::RequestsDone, &[]),
+        ],
+        verdicts: &[("a", Outcome::Failed, "InvalidImageName")],
+        after: &[("a", "")],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "two older pullers on a node: the one a newer holds entirely goes at the start; at most one stays",
+        nodes: nodes(&["a", "b"]),
+        leftovers: vec![
+            kept("a", "r0", &[1], -900),
+            kept("a", "r1", &[1, 2], -600),
+            kept("b", "r0", &[1, 2], -900),
+            kept("b", "r1", &[1], -600),
+        ],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods", "delete prepull-r0-a (uid-prepull-r0-a)"]),
+            (0, In::Ready, &["create a", "create b"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Job("a", &[("Failed", "BackoffLimitExceeded")]), &["delete a"]),
+            (
+                2,
+                In::Job("b", &[("Complete", "")]),
+                &["delete prepull-r0-b (uid-prepull-r0-b)", "delete prepull-r1-b (uid-prepull-r1-b)"],
+            ),
+            (2, In::RequestsDone, &[]),
+        ],
+        after: &[
+            ("a", "replaced 1 older puller(s); deleted prepull-r0-a"),
+            ("b", "puller kept; replaced 2 older puller(s); deleted prepull-r0-b; deleted prepull-r1-b"),
+        ],
+        ending: End::Done,
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a pod that never started outlives no run: removed once its run would have given up, not before",
+        vars: POD,
+        nodes: nodes(&["a"]),
+        leftovers: vec![
+            Leftover {
+                kind: PullerKind::Pod,
+                created_at: Some(at(-61)),
+                deadline_seconds: Some(30),
+                ..leftover("old", "r0", LeftoverState::Unstarted)
+            },
+            Leftover {
+                kind: PullerKind::Pod,
+                created_at: Some(at(-59)),
+                deadline_seconds: Some(30),
+                ..leftover("young", "r0", LeftoverState::Unstarted)
+            },
+        ],
+        steps: vec![
+            // 30 s of pull deadline, 15 s of wait grace and 15 s of slack: 60 s after its creation.
+            (0, In::Start, &["watch pods", "delete prepull-r0-old (uid-prepull-r0-old)"]),
+            (0, In::RequestsDone, &[]),
+        ],
+        ending: End::Running,
         ..Scenario::default()
     }
     .check();

@@ -75,8 +75,8 @@ impl Tracker {
         }
         entry.verdict = Some((outcome, reason));
         let (seed, created) = (entry.seed, entry.created_at.is_some());
-        if outcome.is_success() && entry.taint == TaintState::Carried {
-            self.remove_taint(i, 1, false);
+        if outcome.is_success() {
+            self.release_if_complete(i);
         }
         self.retain_or_delete(i, outcome, created);
         if seed && self.pacer.wave == super::pacing::Wave::Seeding {
@@ -86,6 +86,7 @@ impl Tracker {
 
     /// Conclude node `i` if every image of its puller is pulled or failed.
     pub(super) fn settle(&mut self, i: usize, now: Timestamp) {
+        self.release_if_complete(i);
         let entry = &self.nodes[i];
         let images = &entry.images;
         if entry.state == State::Done
@@ -117,6 +118,18 @@ impl Tracker {
             .map(|n| format!("image {}: {}", n.image + 1, n.message))
             .collect();
         (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Node `i` holds every image (already there, or pulled): its startup taint goes now, even
+    /// while its puller is still running the ones that were there already (`KEEP_LAST_PULLER`).
+    pub(super) fn release_if_complete(&mut self, i: usize) {
+        let all = crate::images::all_images(self.template.images.len());
+        let entry = &self.nodes[i];
+        let on_node = entry.images.present | entry.images.pulled;
+        let succeeded = entry.verdict.as_ref().is_some_and(|(o, _)| o.is_success());
+        if entry.taint == TaintState::Carried && (on_node & all == all || succeeded) {
+            self.remove_taint(i, 1, false);
+        }
     }
 
     /// Ask for attempt `attempt` at removing node `i`'s startup taint; `release`: without every
@@ -328,10 +341,12 @@ impl Tracker {
             .map(|idx| {
                 let bit = 1 << idx;
                 let im = &e.images;
-                let result = if im.pulled & bit != 0 {
-                    ImageResult::Pulled
-                } else if im.present & bit != 0 {
+                // An image already on the node stays `present`, even when its puller ran it to
+                // hold it (KEEP_LAST_PULLER): nothing was pulled.
+                let result = if im.present & bit != 0 {
                     ImageResult::Present
+                } else if im.pulled & bit != 0 {
+                    ImageResult::Pulled
                 } else if im.failed & bit != 0 {
                     ImageResult::Failed
                 } else if im.not_sent & bit != 0 {
