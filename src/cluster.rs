@@ -341,6 +341,20 @@ impl Cluster {
         watcher(api, watcher::Config::default().labels(selector).page_size(WATCH_PAGE_SIZE)).default_backoff()
     }
 
+    /// The node watch (`STARTUP_TAINT_WATCH_SECONDS`), label-selected by `NODE_SELECTOR`. Nothing is
+    /// cached: each event is judged and dropped.
+    pub fn watch_nodes(
+        &self,
+        selector: Option<&str>,
+    ) -> impl Stream<Item = Result<watcher::Event<Node>, watcher::Error>> + Send + use<> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut config = watcher::Config::default().page_size(NODE_PAGE_SIZE);
+        if let Some(selector) = selector {
+            config = config.labels(selector);
+        }
+        watcher(api, config).default_backoff()
+    }
+
     /// Publish an Event about `target` (the run's Job or pod, or a node) as `quayctl-controller`
     /// with this pod's name as the instance. Events about a node go to the `default` namespace, as
     /// for every cluster-scoped object.

@@ -58,6 +58,7 @@ struct RawEnv {
     startup_taint: Option<String>,
     startup_taint_only: Option<String>,
     startup_taint_max_hold_seconds: Option<String>,
+    startup_taint_watch_seconds: Option<String>,
     keep_last_puller: Option<String>,
     puller_kind: Option<String>,
 }
@@ -144,6 +145,14 @@ pub struct Selection {
     /// `STARTUP_TAINT_MAX_HOLD_SECONDS`: a node held longer than this (from the taint's `timeAdded`,
     /// else the node's creation) is released without every image; 0 = never (fail closed).
     pub startup_taint_max_hold_seconds: u64,
+    /// `STARTUP_TAINT_WATCH_SECONDS`: after its node list the run watches the nodes this long, and
+    /// pre-pulls (then releases) every node that appears with the startup taint; 0 = no watch.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub startup_taint_watch_seconds: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Below the cluster autoscaler's 15 minutes (`--max-node-provision-time` from the scale-up,
@@ -159,6 +168,7 @@ impl Default for Selection {
             startup_taint: None,
             startup_taint_only: false,
             startup_taint_max_hold_seconds: DEFAULT_MAX_HOLD_SECONDS,
+            startup_taint_watch_seconds: 0,
         }
     }
 }
@@ -518,6 +528,11 @@ impl Validator {
             DEFAULT_MAX_HOLD_SECONDS,
             (0, MAX_HOLD_SECONDS),
         );
+        let startup_taint_watch_seconds =
+            self.integer("STARTUP_TAINT_WATCH_SECONDS", raw.startup_taint_watch_seconds.take(), 0, (0, 3600));
+        if startup_taint_watch_seconds > 0 && startup_taint.is_none() {
+            self.unset("STARTUP_TAINT", "required with STARTUP_TAINT_WATCH_SECONDS: the taint joining nodes carry");
+        }
         Selection {
             node_selector,
             tolerations,
@@ -525,6 +540,7 @@ impl Validator {
             startup_taint,
             startup_taint_only,
             startup_taint_max_hold_seconds,
+            startup_taint_watch_seconds,
         }
     }
 
@@ -819,6 +835,14 @@ mod tests {
             ),
             (&with(&[("KEEP_LAST_PULLER", "sometimes")]), "KEEP_LAST_PULLER=\"sometimes\": must be `true` or `false`"),
             (&with(&[("PULLER_KIND", "daemonset")]), "PULLER_KIND=\"daemonset\": must be `job` (default) or `pod`"),
+            (
+                &with(&[("STARTUP_TAINT_WATCH_SECONDS", "60")]),
+                "STARTUP_TAINT is not set: required with STARTUP_TAINT_WATCH_SECONDS",
+            ),
+            (
+                &with(&[("STARTUP_TAINT", "t"), ("STARTUP_TAINT_WATCH_SECONDS", "3601")]),
+                "STARTUP_TAINT_WATCH_SECONDS=\"3601\": must be between 0 and 3600",
+            ),
             (
                 &with(&[("STARTUP_TAINT_MAX_HOLD_SECONDS", "86401")]),
                 "STARTUP_TAINT_MAX_HOLD_SECONDS=\"86401\": must be between 0 and 86400",

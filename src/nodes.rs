@@ -187,6 +187,44 @@ pub struct Partition {
     pub listed: std::collections::HashSet<String>,
 }
 
+/// What the run makes of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Eligible(EligibleNode),
+    /// Held by the startup taint, and no puller can reach it.
+    Unreachable(Unreachable),
+    Skipped(Skipped),
+    /// `STARTUP_TAINT_ONLY` and it does not carry the startup taint.
+    NotConsidered,
+}
+
+/// Decide about one node: eligible (with what it pulls and the taints its puller tolerates,
+/// interned in `taints`), held but unreachable, skipped with the reason, or not considered.
+pub fn decide(node: &Node, rule: &Eligibility, taints: &mut TaintTable) -> Decision {
+    let startup = rule.selection.startup_taint.as_ref();
+    let held = startup_taint_of(node, startup);
+    if rule.selection.startup_taint_only && held.is_none() {
+        return Decision::NotConsidered;
+    }
+    let mut eligible = EligibleNode {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        uid: node.metadata.uid.clone(),
+        startup_tainted: held.is_some(),
+        held_since: held.and_then(|t| held_since(node, t)),
+        ..Default::default()
+    };
+    match eligibility(node, &rule.selection.tolerations, startup) {
+        Ok(blocking) => {
+            eligible.zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
+            eligible.taints = blocking.into_iter().map(|t| taints.intern(t)).collect();
+            eligible.images = images_needed(node, rule);
+            Decision::Eligible(eligible)
+        }
+        Err(reason) if held.is_some() => Decision::Unreachable(Unreachable { node: eligible, reason }),
+        Err(reason) => Decision::Skipped(Skipped { node: eligible.name, reason }),
+    }
+}
+
 impl Partition {
     /// Sort one more page of nodes into eligible and skipped.
     pub fn add(&mut self, nodes: &[Node], rule: &Eligibility) {
@@ -194,29 +232,11 @@ impl Partition {
             if let Some(name) = node.metadata.name.as_ref().filter(|n| self.asked.contains(*n)) {
                 self.listed.insert(name.clone());
             }
-            let startup = rule.selection.startup_taint.as_ref();
-            let held = startup_taint_of(node, startup);
-            if rule.selection.startup_taint_only && held.is_none() {
-                self.not_considered += 1;
-                continue;
-            }
-            let name = node.metadata.name.clone().unwrap_or_default();
-            let mut eligible = EligibleNode {
-                name,
-                uid: node.metadata.uid.clone(),
-                startup_tainted: held.is_some(),
-                held_since: held.and_then(|t| held_since(node, t)),
-                ..Default::default()
-            };
-            match eligibility(node, &rule.selection.tolerations, startup) {
-                Ok(blocking) => {
-                    eligible.zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
-                    eligible.taints = blocking.into_iter().map(|t| self.taints.intern(t)).collect();
-                    eligible.images = images_needed(node, rule);
-                    self.eligible.push(eligible)
-                }
-                Err(reason) if held.is_some() => self.unreachable.push(Unreachable { node: eligible, reason }),
-                Err(reason) => self.skipped.push(Skipped { node: eligible.name, reason }),
+            match decide(node, rule, &mut self.taints) {
+                Decision::Eligible(eligible) => self.eligible.push(eligible),
+                Decision::Unreachable(unreachable) => self.unreachable.push(unreachable),
+                Decision::Skipped(skipped) => self.skipped.push(skipped),
+                Decision::NotConsidered => self.not_considered += 1,
             }
         }
     }

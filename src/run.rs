@@ -240,6 +240,19 @@ fn watch<K: Object>(
         .boxed()
 }
 
+/// The node watch of `STARTUP_TAINT_WATCH_SECONDS`, as tracker inputs.
+fn watch_nodes(cluster: &Cluster, selector: Option<&str>) -> BoxStream<'static, Input> {
+    let ended = Error::WatchEnded("watch nodes".into());
+    cluster
+        .watch_nodes(selector)
+        .map(|item| match item {
+            Ok(event) => Input::Nodes(event),
+            Err(e) => Input::WatchFailed(Error::watch("watch nodes", e)),
+        })
+        .chain(futures::stream::once(async move { Input::WatchFailed(ended) }))
+        .boxed()
+}
+
 /// A request the tracker asked for, as the input its answer becomes.
 fn request(cluster: &Cluster, action: Action) -> Option<BoxFuture<'_, Input>> {
     Some(match action {
@@ -294,6 +307,7 @@ async fn drive(
             match action {
                 Action::Watch(Watched::Jobs) => watches.push(watch::<Job>(cluster, &selector, Input::Jobs)),
                 Action::Watch(Watched::Pods) => watches.push(watch::<Pod>(cluster, &selector, Input::Pods)),
+                Action::Watch(Watched::Nodes) => watches.push(watch_nodes(cluster, tracker.node_selector())),
                 Action::Warn(warning) => warn!("{warning}"),
                 action => requests.extend(request(cluster, action)),
             }

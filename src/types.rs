@@ -87,6 +87,8 @@ pub enum Watched {
     Jobs,
     /// The run's pods: the Jobs' pods, or the bare puller pods.
     Pods,
+    /// The nodes (`STARTUP_TAINT_WATCH_SECONDS`): those that join with the startup taint.
+    Nodes,
 }
 
 /// A Kubernetes Event the run publishes: about itself (its summary), or about a node (its startup

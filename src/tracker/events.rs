@@ -21,8 +21,9 @@ use super::{Ending, Tracker, span};
 /// The watches the run asked for, and what they have shown so far.
 #[derive(Debug, Default)]
 pub(super) struct Watches {
-    /// Asked for at the start, and whether each has listed (its first `InitDone`).
-    asked: Vec<(Watched, bool)>,
+    /// Asked for at the start, whether creates wait for it, and whether it has listed (its first
+    /// `InitDone`).
+    asked: Vec<(Watched, bool, bool)>,
     /// (seen pullers, confirmations before the relist began) while the puller watch relists.
     relist: Option<(HashSet<u32>, u64)>,
     /// Creates confirmed so far: a relist only judges pullers confirmed before it began.
@@ -30,17 +31,19 @@ pub(super) struct Watches {
 }
 
 impl Watches {
-    pub fn ask(&mut self, kind: Watched) {
-        self.asked.push((kind, false));
+    /// Ask for a watch of `kind`; `gates`: no puller is created before it has listed.
+    pub fn ask(&mut self, kind: Watched, gates: bool) {
+        self.asked.push((kind, gates, false));
     }
 
-    /// Every watch the run asked for has listed: from here on nothing it creates can be missed.
+    /// Every watch of what the run creates has listed: from here on nothing it creates can be
+    /// missed.
     pub fn listed(&self) -> bool {
-        !self.asked.is_empty() && self.asked.iter().all(|(_, listed)| *listed)
+        self.asked.iter().any(|(_, gates, _)| *gates) && self.asked.iter().all(|(_, gates, listed)| !gates || *listed)
     }
 
-    fn set_listed(&mut self, kind: Watched) {
-        for (k, listed) in &mut self.asked {
+    pub fn set_listed(&mut self, kind: Watched) {
+        for (k, _, listed) in &mut self.asked {
             if *k == kind {
                 *listed = true;
             }

@@ -21,6 +21,7 @@
 mod breaker;
 mod entry;
 mod events;
+mod joining;
 mod pacing;
 mod retention;
 mod verdicts;
@@ -32,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::watcher::Event;
 use tracing::warn;
@@ -50,6 +51,7 @@ use crate::types::{Announcement, Created, NodeRef, PullerKind, TaintRemoval, Wat
 use breaker::Breaker;
 use entry::{Entry, STATES, State};
 use events::Watches;
+use joining::Window;
 use pacing::Pacer;
 use retention::Cleanup;
 
@@ -79,6 +81,8 @@ pub enum Input {
     Jobs(Event<Job>),
     /// An event of the run's label-selected pod watch.
     Pods(Event<Pod>),
+    /// An event of the node watch (`STARTUP_TAINT_WATCH_SECONDS`).
+    Nodes(Event<Node>),
     /// A watch failed ([`Error::watch`], or [`Error::WatchEnded`]).
     WatchFailed(Error),
     /// The create request for the puller named `name` answered.
@@ -310,6 +314,8 @@ pub struct Tracker {
     /// When the run started (its [`Input::Start`]); nothing happens before.
     started: Option<Timestamp>,
     watches: Watches,
+    /// Joining nodes, while the run watches for them.
+    window: Window,
     pacer: Pacer,
     breaker: Breaker,
     cleanup: Cleanup,
@@ -346,6 +352,7 @@ impl Tracker {
             counts: [0; STATES],
             started: None,
             watches: Watches::default(),
+            window: Window::default(),
             pacer: Pacer::default(),
             cleanup: Cleanup::default(),
             untainting: 0,
@@ -367,6 +374,7 @@ impl Tracker {
             input if self.started.is_none() => warn!(?input, "an input before the run started; ignored"),
             Input::Jobs(event) => self.on_job_event(event, now),
             Input::Pods(event) => self.on_pod_event(event, now),
+            Input::Nodes(event) => self.on_node_event(event, now),
             Input::WatchFailed(error) => self.on_watch_error(error),
             Input::Created { name, result } => self.on_create(&name, result, now),
             Input::Deleted { name, result } => self.on_deleted(&name, result, now),
@@ -395,42 +403,51 @@ impl Tracker {
             PullerKind::Pod => &[Watched::Pods],
         };
         for &kind in watched {
-            self.watches.ask(kind);
+            self.watches.ask(kind, true);
             self.outbox.push(Action::Watch(kind));
         }
-        let all = crate::images::all_images(self.template.images.len());
         let mut zones = Vec::with_capacity(plan.eligible.len());
         self.nodes.reserve(plan.eligible.len());
         for node in plan.eligible {
-            let puller = self.template.puller_name(&node.name);
-            self.by_name.insert(puller.clone(), self.nodes.len() as u32);
             zones.push(node.zone.clone());
-            self.nodes.push(Entry::new(node, puller, all));
+            self.track(node);
         }
-        self.counts[State::Queued as usize] = self.nodes.len();
         let reachable = self.nodes.len();
-        for Unreachable { node, reason } in plan.unreachable {
-            let puller = self.template.puller_name(&node.name);
-            self.by_name.insert(puller.clone(), self.nodes.len() as u32);
-            self.nodes.push(Entry::new(node, puller, 0));
-            self.counts[State::Queued as usize] += 1;
-            let i = self.nodes.len() - 1;
-            self.conclude(i, Outcome::Held, format!("held by the startup taint and unreachable: {reason}"), now);
+        self.sort_leftovers(plan.leftovers, &plan.gone, now);
+        for i in 0..reachable {
+            self.admit(i, now);
+        }
+        self.open_window(now);
+        for unreachable in plan.unreachable {
+            self.unreachable(unreachable, now);
         }
         zones.resize(self.nodes.len(), None);
-        self.sort_leftovers(plan.leftovers, &plan.gone, now);
-        self.retain_every_image();
-        for i in 0..reachable {
-            self.release_if_complete(i);
-        }
-        let present: Vec<usize> = (0..reachable).filter(|&i| self.nodes[i].images.wanted == 0).collect();
-        for i in present {
-            self.conclude(i, Outcome::AlreadyPresent, "every image is already on the node".into(), now);
-        }
         self.plan_queue(&zones);
         self.check_holds(now);
         if self.nodes.is_empty() && !self.policy.selection.startup_taint_only {
             self.outbox.push(Action::Warn(Warning::NoEligibleNode));
+        }
+    }
+
+    /// Track one more node (queued, not yet in the queue); its index.
+    fn track(&mut self, node: EligibleNode) -> usize {
+        let all = crate::images::all_images(self.template.images.len());
+        let puller = self.template.puller_name(&node.name);
+        let i = self.nodes.len();
+        self.by_name.insert(puller.clone(), i as u32);
+        self.nodes.push(Entry::new(node, puller, all));
+        self.counts[State::Queued as usize] += 1;
+        i
+    }
+
+    /// What a node's images mean before any puller: with `KEEP_LAST_PULLER` its puller carries
+    /// them all; its taint goes at once if every image is there; with nothing to create it is
+    /// `already-present`.
+    fn admit(&mut self, i: usize, now: Timestamp) {
+        self.retain_every_image(i);
+        self.release_if_complete(i);
+        if self.nodes[i].images.wanted == 0 {
+            self.conclude(i, Outcome::AlreadyPresent, "every image is already on the node".into(), now);
         }
     }
 
@@ -442,6 +459,11 @@ impl Tracker {
     /// The bounds the run is judged by (the loop reads its tick and progress interval).
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// `NODE_SELECTOR`: what the node watch selects.
+    pub fn node_selector(&self) -> Option<&str> {
+        self.policy.selection.node_selector.as_deref()
     }
 
     /// The label selector of this run's pullers: what its watches select.
@@ -509,6 +531,7 @@ impl Tracker {
                 signal = signal.name(),
                 "interrupted: no more pullers are created; created ones are left to finish (a later run removes them)"
             );
+            self.check_window(now);
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::outcome::Outcome;
 use crate::pullers::{Leftover, LeftoverState};
 use crate::types::PullerKind;
 
-use super::entry::{Older, State};
+use super::entry::Older;
 use super::{Action, Tracker, span};
 
 /// Why a puller is being deleted: what its answer means.
@@ -199,20 +199,19 @@ impl Tracker {
         }
     }
 
-    /// With `KEEP_LAST_PULLER`, a node's puller carries every image of the run, those already on
+    /// With `KEEP_LAST_PULLER`, node `i`'s puller carries every image of the run, those already on
     /// the node included (the kubelet finds them there: nothing is pulled), so that the one kept
-    /// puller holds them all. A node gets none only when it has every image and one older kept
-    /// puller already holds them all.
-    pub(super) fn retain_every_image(&mut self) {
+    /// puller holds them all. It gets none only when it has every image and one older kept puller
+    /// already holds them all.
+    pub(super) fn retain_every_image(&mut self, i: usize) {
         if !self.template.keep_last() {
             return;
         }
         let all = all_images(self.template.images.len());
-        for entry in self.nodes.iter_mut().filter(|e| e.state != State::Done) {
-            let held = entry.older.iter().any(|o| o.images & all == all);
-            if !(entry.images.wanted == 0 && held) {
-                entry.images.wanted = all;
-            }
+        let entry = &mut self.nodes[i];
+        let held = entry.older.iter().any(|o| o.images & all == all);
+        if !(entry.images.wanted == 0 && held) {
+            entry.images.wanted = all;
         }
     }
 

@@ -54,6 +54,8 @@ enum In {
     Pod(&'static str, Value),
     /// `PULLER_KIND=pod`: the node's pod deleted.
     PodDeleted(&'static str),
+    /// The node watch shows this node (Ready or not), carrying these `NoSchedule` taints.
+    Node(&'static str, bool, &'static [&'static str]),
     /// A delete of this puller (a node's, or an earlier run's by name) answered: `Ok`, or an API
     /// error (status code, message).
     Deleted(&'static str, std::result::Result<(), (u16, &'static str)>),
@@ -359,6 +361,13 @@ fn input(step: In, t: i64, kind: PullerKind, start: &Start, pending: &mut Pendin
         In::Pod(node, status) if bare => vec![Input::Pods(Event::Apply(bare_pod(node, t, status)))],
         In::Pod(node, status) => vec![Input::Pods(Event::Apply(pod(node, t, status)))],
         In::PodDeleted(node) => vec![Input::Pods(Event::Delete(bare_pod(node, t, json!({}))))],
+        In::Node(name, ready, taints) => {
+            let ready = if ready { "True" } else { "False" };
+            let taints: Vec<(&str, &str)> = taints.iter().map(|k| (*k, "NoSchedule")).collect();
+            let mut node = crate::nodes::tests::node(name, Some(ready), false, &taints);
+            node.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(t)));
+            vec![Input::Nodes(Event::Apply(node))]
+        }
         In::Deleted(name, result) => {
             let name = if name.starts_with("prepull-") { name.to_string() } else { puller_name(name) };
             pending.answered(&name);
@@ -396,6 +405,7 @@ fn compact(action: &Action) -> String {
     match action {
         Action::Watch(Watched::Jobs) => "watch jobs".into(),
         Action::Watch(Watched::Pods) => "watch pods".into(),
+        Action::Watch(Watched::Nodes) => "watch nodes".into(),
         Action::Create(puller) => {
             let node = puller.name().trim_start_matches("prepull-r-").to_string();
             let spec = match puller {
@@ -496,6 +506,7 @@ fn clone_in(step: &In) -> In {
         In::Relist(n) => In::Relist(n),
         In::Pod(n, status) => In::Pod(n, status.clone()),
         In::PodDeleted(n) => In::PodDeleted(n),
+        In::Node(n, ready, taints) => In::Node(n, *ready, taints),
         In::Deleted(n, result) => In::Deleted(n, *result),
         In::RequestsDone => In::RequestsDone,
         In::WatchError(code, m) => In::WatchError(*code, m),
@@ -1974,6 +1985,100 @@ fn no_image_is_left_unprotected() {
             (0, In::RequestsDone, &[]),
         ],
         ending: End::Running,
+        ..Scenario::default()
+    }
+    .check();
+}
+
+/// A run for joining nodes that watches for them for 60 s.
+const JOINING: &[(&str, &str)] = &[
+    ("STARTUP_TAINT", "images-pending"),
+    ("STARTUP_TAINT_ONLY", "true"),
+    ("STARTUP_TAINT_WATCH_SECONDS", "60"),
+    ("PULLER_KIND", "pod"),
+];
+
+#[test]
+fn nodes_that_join_during_the_window_are_pulled_on_and_released_within_seconds() {
+    Scenario {
+        name: "a node that joins with the startup taint is pulled on at once; the run ends with the window",
+        vars: JOINING,
+        steps: vec![
+            (0, In::Start, &["watch pods", "watch nodes"]),
+            (0, In::Ready, &[]),
+            (5, In::Node("j1", true, &["images-pending"]), &["create j1"]),
+            (5, In::Node("plain", true, &[]), &[]),
+            (6, In::Created("j1"), &[]),
+            (8, In::Pod("j1", pulling(done(), done())), &["untaint j1"]),
+            (8, In::Untainted("j1", Ok(TaintRemoval::Removed)), &["event j1 StartupTaintRemoved"]),
+            (8, In::RequestsDone, &[]),
+            // Seen again (its taint is gone now): nothing more to do.
+            (9, In::Node("j1", true, &[]), &[]),
+            (59, In::Tick, &[]),
+            (60, In::Tick, &[]),
+        ],
+        verdicts: &[("j1", Outcome::Succeeded, "")],
+        after: &[("j1", "startup taint removed; puller kept")],
+        ending: End::Done,
+        exit: Some(ExitCode::Success),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a joining node not Ready yet waits for the window; one that never gets Ready is held at its end",
+        vars: JOINING,
+        unreachable: vec![unreachable(
+            "listed-booting",
+            -5,
+            SkipReason::NotReady { status: "False".into(), reason: None },
+        )],
+        steps: vec![
+            (0, In::Start, &["watch pods", "watch nodes"]),
+            (0, In::Ready, &[]),
+            (5, In::Node("booting", false, &["images-pending"]), &[]),
+            (6, In::Node("stuck", false, &["images-pending", "nvidia.com/gpu"]), &[]),
+            // Ready now: reached with exactly its taints, whatever TOLERATIONS says.
+            (9, In::Node("booting", true, &["images-pending"]), &["create booting"]),
+            (10, In::Node("listed-booting", true, &["images-pending"]), &["create listed-booting"]),
+            (11, In::Created("booting"), &[]),
+            (11, In::Created("listed-booting"), &[]),
+            (12, In::Pod("booting", pulling(done(), done())), &["untaint booting"]),
+            (12, In::Pod("listed-booting", pulling(done(), done())), &["untaint listed-booting"]),
+            (13, In::Untainted("booting", Ok(TaintRemoval::Removed)), &["event booting StartupTaintRemoved"]),
+            (
+                13,
+                In::Untainted("listed-booting", Ok(TaintRemoval::Removed)),
+                &["event listed-booting StartupTaintRemoved"],
+            ),
+            (13, In::RequestsDone, &[]),
+            (60, In::Tick, &[]),
+        ],
+        verdicts: &[
+            ("booting", Outcome::Succeeded, ""),
+            ("listed-booting", Outcome::Succeeded, ""),
+            (
+                "stuck",
+                Outcome::Held,
+                "held by the startup taint and unreachable: not Ready (Ready=False, KubeletReady)",
+            ),
+        ],
+        ending: End::Done,
+        exit: Some(ExitCode::NodesFailed),
+        ..Scenario::default()
+    }
+    .check();
+    Scenario {
+        name: "a signal closes the window: nothing new is taken, what waits is held",
+        vars: JOINING,
+        steps: vec![
+            (0, In::Start, &["watch pods", "watch nodes"]),
+            (0, In::Ready, &[]),
+            (5, In::Node("booting", false, &["images-pending"]), &[]),
+            (6, In::Signal(Signal::Terminate), &[]),
+            (7, In::Node("late", true, &["images-pending"]), &[]),
+        ],
+        verdicts: &[("booting", Outcome::Held, "not Ready")],
+        ending: End::Signal(Signal::Terminate),
         ..Scenario::default()
     }
     .check();

@@ -24,6 +24,7 @@ impl Tracker {
             return;
         }
         self.check_run_deadline(now);
+        self.check_window(now);
         self.check_holds(now);
         for i in 0..self.nodes.len() {
             if !matches!(self.nodes[i].state, State::Unstarted | State::Running) {
@@ -242,7 +243,7 @@ impl Tracker {
             return;
         }
         let untainting = self.untainting;
-        let all_done = self.count(State::Done) == self.nodes.len() && untainting == 0;
+        let all_done = self.count(State::Done) == self.nodes.len() && untainting == 0 && !self.window_open();
         let ending = match self.interrupted {
             Some((signal, until))
                 if all_done || (self.count(State::Creating) == 0 && untainting == 0) || now >= until =>
