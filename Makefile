@@ -12,7 +12,7 @@ CACHE      := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/quayctl-controller
 K8S        ?= newest
 export K8S
 
-.PHONY: help deps build test unit e2e e2e-matrix e2e-real leak-check lint image deploy demo bench heap control-plane clean
+.PHONY: help deps build test unit e2e e2e-matrix e2e-real leak-check lint image deploy demo bench bench-join heap control-plane clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,7 @@ lint: ## rustfmt, clippy (-D warnings), shellcheck on the scripts, actionlint on
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 	shellcheck -x hack/*.sh tests/*.sh .ci/run
+	hack/chart-schema.py --check
 	hack/actionlint.sh
 
 image: ## docker build (needs a Docker engine)
@@ -65,6 +66,9 @@ demo: ## build what is missing, run the controller on ~20 simulated nodes, tear 
 bench: ## figures: run time, peak memory, API requests at N simulated nodes; real-node pull floor
 	hack/bench.sh
 	hack/bench-real.sh
+
+bench-join: ## figures: how long a joining node waits for its release (before/after the watch window), and what the node watch costs
+	hack/bench-join.sh
 
 heap: ## heap profile (heaptrack) of a run at HEAP_NODES (default 5000) kwok nodes: where the memory goes
 	hack/heap.sh

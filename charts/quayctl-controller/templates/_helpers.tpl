@@ -50,6 +50,10 @@ containers:
   {{- if .only }}
   - name: STARTUP_TAINT_ONLY
     value: "true"
+  - name: STARTUP_TAINT_WATCH_SECONDS
+    value: {{ $root.Values.joining.watchSeconds | int64 | toString | quote }}
+  - name: PULLER_KIND
+    value: {{ $root.Values.joining.pullerKind | quote }}
   {{- end }}
   - name: POD_NAME
     valueFrom:
