@@ -620,6 +620,26 @@ async fn deploy_manifests_rbac_and_pod_security() {
     assert!(run.stdout.contains("3/3 eligible nodes succeeded"), "{run:?}");
     assert_eq!(run.stdout.matches("replaced 1 older puller(s)").count(), 3, "the Jobs of the first run go: {run:?}");
 
+    // Every removal is announced on the node, by the ServiceAccount, in the `default` namespace.
+    let events = node_events(&client, "rbac-00").await;
+    assert!(events.iter().any(|(kind, reason, _)| kind == "Normal" && reason == "StartupTaintRemoved"), "{events:?}");
+
+    // Without `patch nodes` the removal is refused: the node is held, not succeeded, and the run
+    // exits 3 (the API refused it its rights), naming the node, the taint and the API's words.
+    let no_patch = r#"[{"op":"replace","path":"/rules/0/verbs","value":["get","list","watch"]}]"#;
+    assert!(kubectl(&["patch", "clusterrole", "quayctl-controller", "--type=json", "-p", no_patch], None).await.0);
+    assert!(kubectl(&["taint", "node", "rbac-02", &startup], None).await.0);
+    let run = controller(&with(vars.clone(), &[("RUN_ID", "rbac-nopatch")])).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    let row = run.row("rbac-02");
+    assert!(row.contains("held") && row.contains(STARTUP_TAINT) && row.contains("cannot patch resource"), "{run:?}");
+    assert!(
+        run.stdout.contains("held: rbac-02 (rbac-02: every image is on the node, but"),
+        "the summary (the Event): {run:?}"
+    );
+    assert_eq!(taints_of(&client, "rbac-02").await, std::slice::from_ref(&startup));
+    assert!(kubectl(&["taint", "node", "rbac-02", &format!("{STARTUP_TAINT}-")], None).await.0);
+
     // Remove one needed verb: creating Jobs.
     let patch = r#"[{"op":"replace","path":"/rules/0/verbs","value":["get","list","watch","delete"]}]"#;
     let (ok, out) =
@@ -1044,6 +1064,275 @@ async fn windows_skipped_and_tainted_pool_reached_with_tolerations() {
 
 const STARTUP_TAINT: &str = "startup-taint.cluster-autoscaler.kubernetes.io/quayctl-images";
 
+/// Apply kwok nodes `specs` (see hack/nodes.sh) of group `group` carrying `taints` besides their
+/// shape's, and wait until each is initialized (Ready, or NotReady for `notready-*`).
+async fn tainted_nodes(client: &Client, group: &str, specs: &[&str], taints: &str) {
+    let manifest = std::process::Command::new(repo().join("hack/nodes.sh"))
+        .args(specs)
+        .env("NODE_LABELS", format!("e2e-group={group}"))
+        .env("NODE_TAINTS", taints)
+        .output()
+        .unwrap();
+    assert!(manifest.status.success(), "nodes.sh: {}", String::from_utf8_lossy(&manifest.stderr));
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&manifest.stdout)).await;
+    assert!(ok, "{out}");
+    let api: Api<Node> = Api::all(client.clone());
+    for name in specs.iter().map(|s| s.split(':').next().unwrap()) {
+        let want = if name.starts_with("notready-") { "False" } else { "True" };
+        eventually(&format!("{name} initialized"), Duration::from_secs(60), || async {
+            let node = api.get(name).await.ok()?;
+            let ready = node.status?.conditions?.into_iter().find(|c| c.type_ == "Ready")?;
+            (ready.status == want).then_some(())
+        })
+        .await;
+    }
+}
+
+// The startup gate never holds a node silently: a joining GPU node is reached whatever TOLERATIONS
+// says (its puller tolerates exactly its taints); a held node no puller can reach is `held`, with
+// the reason, and fails the run; one held past STARTUP_TAINT_MAX_HOLD_SECONDS is released anyway,
+// with a Warning Event on it; every removal is an Event on the node.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn the_startup_gate_never_holds_a_node_silently() {
+    let t = Setup::new("gate", &[], &[]).await;
+    let client = t.client.clone();
+    let held = format!("{STARTUP_TAINT}:NoSchedule");
+    tainted_nodes(&client, "gate", &["gpu-gate-0:gpu", "notready-gate-0:notready", "gate-0"], &held).await;
+    let run =
+        controller(&with(t.base("gate-1"), &[("STARTUP_TAINT", STARTUP_TAINT), ("STARTUP_TAINT_ONLY", "true")])).await;
+    assert_eq!(run.code, 1, "a held node the run cannot reach fails it: {run:?}");
+    assert!(
+        run.row("gpu-gate-0").contains("succeeded") && run.row("gpu-gate-0").contains("startup taint removed"),
+        "{run:?}"
+    );
+    assert_eq!(
+        taints_of(&client, "gpu-gate-0").await,
+        ["nvidia.com/gpu=present:NoSchedule"],
+        "only the startup taint goes"
+    );
+    let gpu = jobs(&client, &t.ns).await.into_iter().find(|j| j.name_any() == "prepull-gate-1-gpu-gate-0").unwrap();
+    let keys: Vec<String> =
+        gpu.spec.unwrap().template.spec.unwrap().tolerations.unwrap().iter().map(|t| t.key.clone().unwrap()).collect();
+    assert_eq!(keys, ["nvidia.com/gpu", STARTUP_TAINT], "exactly the node's taints, without TOLERATIONS");
+    let row = run.row("notready-gate-0");
+    assert!(row.contains("held") && row.contains("unreachable: not Ready"), "{run:?}");
+    assert!(run.stdout.contains("held: notready-gate-0"), "the summary (the Event) names it: {run:?}");
+    let events = node_events(&client, "gpu-gate-0").await;
+    assert!(events.iter().any(|(kind, reason, _)| kind == "Normal" && reason == "StartupTaintRemoved"), "{events:?}");
+
+    // Held past the maximum: the nodes are older than 1 s by now. The one no puller can reach, and
+    // one whose pull fails, are released anyway, each with a Warning Event; the run still fails.
+    tainted_nodes(&client, "gate", &["fail-gate-0:fail"], &held).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = controller(&with(
+        t.base("gate-2"),
+        &[("STARTUP_TAINT", STARTUP_TAINT), ("STARTUP_TAINT_ONLY", "true"), ("STARTUP_TAINT_MAX_HOLD_SECONDS", "1")],
+    ))
+    .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    for node in ["notready-gate-0", "fail-gate-0"] {
+        let row = run.row(node);
+        assert!(row.contains("released") && row.contains("past STARTUP_TAINT_MAX_HOLD_SECONDS (1s)"), "{run:?}");
+        assert!(!taints_of(&client, node).await.contains(&held), "{node} released");
+        let events = eventually(&format!("the Warning Event on {node}"), Duration::from_secs(10), || async {
+            let events = node_events(&client, node).await;
+            events
+                .iter()
+                .any(|(kind, reason, _)| kind == "Warning" && reason == "StartupTaintReleased")
+                .then_some(events)
+        })
+        .await;
+        assert!(events.iter().any(|(_, _, note)| note.contains("STARTUP_TAINT_MAX_HOLD_SECONDS=1")), "{events:?}");
+    }
+    assert!(run.row("fail-gate-0").contains("failed: "), "the pull's own failure is said too: {run:?}");
+}
+
+// Joining nodes within seconds: a joining run (STARTUP_TAINT_WATCH_SECONDS) that is already watching
+// pre-pulls a node that joins with the startup taint and releases it a few seconds after it is
+// Ready (kwok's pull takes 0.6-3.1 s), with 2 writes by the controller (its puller, the patch).
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn a_node_that_joins_during_the_window_is_released_within_seconds_of_its_pull() {
+    let t = Setup::new("join", &[], &[]).await;
+    let client = t.client.clone();
+    let vars = with(
+        t.base("join-1"),
+        &[
+            ("STARTUP_TAINT", STARTUP_TAINT),
+            ("STARTUP_TAINT_ONLY", "true"),
+            ("STARTUP_TAINT_WATCH_SECONDS", "20"),
+            ("PULLER_KIND", "pod"),
+        ],
+    );
+    let started = Instant::now();
+    let mut child = spawn_controller(&vars);
+    let stderr = watch_stderr(&mut child, "listed nodes").await;
+    tainted_nodes(&client, "join", &["join-0"], &format!("{STARTUP_TAINT}:NoSchedule")).await;
+    let ready = Instant::now();
+    eventually("join-0 released", Duration::from_secs(30), || async {
+        (!taints_of(&client, "join-0").await.iter().any(|t| t.starts_with(STARTUP_TAINT))).then_some(())
+    })
+    .await;
+    let released = ready.elapsed();
+    assert!(released < Duration::from_secs(3 + 10), "released {released:?} after it was Ready");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr.await.unwrap()).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(20), "the run keeps its window open");
+    assert!(stdout.contains("join-0") && stdout.contains("startup taint removed"), "{stdout}");
+    let writes = |resource: &str, verb: &str| {
+        audit(|e| {
+            e["verb"] == verb
+                && e["objectRef"]["resource"] == resource
+                && e["objectRef"]["subresource"].is_null()
+                && e["user"]["username"] != "system:kube-controller-manager"
+                && e["userAgent"].as_str().is_some_and(|a| a.starts_with("quayctl-controller/"))
+                && (e["objectRef"]["name"].as_str().is_some_and(|n| n.contains("join-0"))
+                    || e["objectRef"]["namespace"] == t.ns.as_str())
+        })
+    };
+    assert_eq!((writes("pods", "create"), writes("nodes", "patch")), (1, 1), "2 writes for the joining node");
+}
+
+// KEEP_LAST_PULLER never unprotects an image: two installations (INSTANCE) in one namespace leave
+// each other's kept pullers alone; with SKIP_PRESENT the new puller holds what is already there, so
+// the older one may go; with NODE_SELECTOR the kept puller of a deleted node goes; a puller pod that
+// never started goes once its run would have given up.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn retention_never_unprotects_an_image() {
+    let t = Setup::new("retain", &[], &["retain-0".into(), "retain-1".into()]).await;
+    let client = t.client.clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &t.ns);
+    let kept = || async {
+        let mut kept: Vec<(String, String)> = pods
+            .list(&ListParams::default().labels(RUN_SELECTOR_PREFIX))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| (p.labels()["quayctl-controller/instance"].clone(), p.name_any()))
+            .collect();
+        kept.sort();
+        kept
+    };
+    let run = |id: &'static str, instance: &'static str, images: &'static str| {
+        with(t.base(id), &[("INSTANCE", instance), ("QUAY_IMAGES", images), ("PULLER_KIND", "pod")])
+    };
+    // Two installations, two image lists.
+    assert_eq!(controller(&run("a-1", "web", "nginx:1.27")).await.code, 0);
+    assert_eq!(controller(&run("b-1", "ml", "registry.example.com/ml/pytorch:2.4")).await.code, 0);
+    assert_eq!(
+        kept().await,
+        [
+            ("ml".into(), "prepull-b-1-retain-0".into()),
+            ("ml".into(), "prepull-b-1-retain-1".into()),
+            ("web".into(), "prepull-a-1-retain-0".into()),
+            ("web".into(), "prepull-a-1-retain-1".into()),
+        ],
+        "b's run left a's kept pullers alone"
+    );
+
+    // SKIP_PRESENT: nginx is on retain-0 (held by a-1's puller). The next run of `web` asks for one
+    // more image: its puller holds both (nginx is found on the node), so a-1's may go.
+    let api: Api<Node> = Api::all(client.clone());
+    let listed = json!({"status": {"images": [{"names": ["docker.io/library/nginx:1.27"], "sizeBytes": 1000}]}});
+    api.patch_status("retain-0", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&listed)).await.unwrap();
+    let two = with(run("a-2", "web", "nginx:1.27;redis:7"), &[("SKIP_PRESENT", "true")]);
+    let second = controller(&two).await;
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(second.row("retain-0").contains("replaced 1 older puller(s)"), "{second:?}");
+    let report = controller(&with(two.clone(), &[("RUN_ID", "a-3"), ("REPORT_FORMAT", "json")])).await;
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let node0 = report["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "retain-0").unwrap();
+    assert_eq!(node0["images"][0]["result"], "present", "nothing pulled for it: {node0}");
+    let a3 = pods.get("prepull-a-3-retain-0").await.unwrap();
+    assert_eq!(a3.spec.unwrap().containers.len(), 2, "the kept puller holds the present image too");
+    let left = eventually("one kept puller per node of `web`, and b's", Duration::from_secs(30), || async {
+        let left = kept().await;
+        (left.len() == 4).then_some(left)
+    })
+    .await;
+    assert_eq!(
+        left,
+        [
+            ("ml".into(), "prepull-b-1-retain-0".into()),
+            ("ml".into(), "prepull-b-1-retain-1".into()),
+            ("web".into(), "prepull-a-3-retain-0".into()),
+            ("web".into(), "prepull-a-3-retain-1".into()),
+        ]
+    );
+
+    // NODE_SELECTOR: retain-1 is deleted. A kept Job stays where the pod garbage collector takes
+    // its pod: the next run of that installation, over the group, deletes it.
+    let jobs_of = |id: &'static str| with(run(id, "batch", "nginx:1.27"), &[("PULLER_KIND", "job")]);
+    assert_eq!(controller(&jobs_of("d-1")).await.code, 0);
+    // The run decides from the pods; the Job controller marks the Jobs a moment later.
+    eventually("d-1's Jobs to be Complete", Duration::from_secs(30), || async {
+        jobs(&client, &t.ns).await.iter().all(|j| condition_true(j, "Complete")).then_some(())
+    })
+    .await;
+    assert!(kubectl(&["delete", "node", "retain-1"], None).await.0);
+    let third = controller(&jobs_of("d-2")).await;
+    assert_eq!(third.code, 0, "{third:?}");
+    let remaining = eventually("the kept Job of the deleted node to be gone", Duration::from_secs(30), || async {
+        let mut names: Vec<String> = jobs(&client, &t.ns).await.iter().map(|j| j.name_any()).collect();
+        names.sort();
+        (!names.contains(&"prepull-d-1-retain-1".to_string())).then_some(names)
+    })
+    .await;
+    assert_eq!(remaining, ["prepull-d-2-retain-0"], "{third:?}");
+
+    // A puller pod that never starts (no node has room for it), left by a run that was interrupted:
+    // the next run removes it once that run would have given up (DEADLINE 3 s, WAIT_GRACE 2 s,
+    // slack 2.5 s), by its UID.
+    let short = [
+        ("DEADLINE_SECONDS", "3"),
+        ("WAIT_GRACE_SECONDS", "2"),
+        ("PULLER_CPU_REQUEST", "64"),
+        ("PULLER_CPU_LIMIT", "64"),
+    ];
+    let mut child = spawn_controller(&with(run("c-1", "stuck", "nginx:1.27"), &short));
+    let pending = eventually("the puller pod, unschedulable", Duration::from_secs(30), || async {
+        pods.get_opt("prepull-c-1-retain-0").await.ok().flatten()
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait().await.unwrap();
+    assert_eq!(out.code(), Some(143));
+    assert!(pending.status.as_ref().and_then(|s| s.start_time.as_ref()).is_none(), "never started");
+    let early = controller(&with(run("c-2", "stuck", "nginx:1.27"), &[("DEADLINE_SECONDS", "600")])).await;
+    assert!(pods.get_opt("prepull-c-1-retain-0").await.unwrap().is_some(), "young: left alone ({early:?})");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let late = controller(&with(run("c-3", "stuck", "nginx:1.27"), &short)).await;
+    eventually("the never-started pod to be gone", Duration::from_secs(30), || async {
+        pods.get_opt("prepull-c-1-retain-0").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let by_the_run = audit(|e| {
+        e["verb"] == "delete"
+            && e["objectRef"]["name"] == "prepull-c-1-retain-0"
+            && e["objectRef"]["namespace"] == t.ns.as_str()
+            && e["userAgent"].as_str().is_some_and(|a| a.starts_with("quayctl-controller/"))
+    });
+    assert_eq!(by_the_run, 1, "deleted by the run: {late:?}");
+}
+
+/// The Events about a node (in `default`, as for every cluster-scoped object): (type, reason, note).
+async fn node_events(client: &Client, node: &str) -> Vec<(String, String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    let selector = format!("regarding.name={node},regarding.kind=Node");
+    let list = api.list(&ListParams::default().fields(&selector)).await.unwrap().items;
+    list.into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("quayctl-controller"))
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
 /// The taints of a node, as `key=value:Effect` (value left out when empty).
 async fn taints_of(client: &Client, node: &str) -> Vec<String> {
     let node = Api::<Node>::all(client.clone()).get(node).await.unwrap();
@@ -1357,7 +1646,9 @@ async fn skip_present_leaves_out_nodes_that_have_the_images() {
     api.patch_status("present-00", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
     let half = json!({"status": {"images": [{"names": ["docker.io/library/nginx:1.27"], "sizeBytes": 1000}]}});
     api.patch_status("present-01", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&half)).await.unwrap();
-    let vars = with(t.base("present-1"), &[("SKIP_PRESENT", "true")]);
+    // Without KEEP_LAST_PULLER (with it, the kept puller holds the present images too: see
+    // retention_never_unprotects_an_image).
+    let vars = with(t.base("present-1"), &[("SKIP_PRESENT", "true"), ("KEEP_LAST_PULLER", "false")]);
     let run = controller(&vars).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.row("present-00").contains("already-present"), "{run:?}");
@@ -1729,6 +2020,87 @@ async fn helm_chart_is_the_shipped_manifests_and_refuses_what_the_controller_ref
         ("config.tolerations=a:NoSchedul", "TOLERATIONS", "a:NoSchedul"),
         ("config.pullStrategy=quayctl", "PULL_STRATEGY", "quayctl"),
     ];
+    // Numbers as numbers (`--set`), not only as strings: the schema's ranges, not its types, refuse.
+    let numbers: &[(&str, &str, &str)] = &[
+        ("config.deadlineSeconds=0", "DEADLINE_SECONDS", "0"),
+        ("config.deadlineSeconds=86401", "DEADLINE_SECONDS", "86401"),
+        ("config.createConcurrency=0", "CREATE_CONCURRENCY", "0"),
+        ("config.maxParallel=100001", "MAX_PARALLEL", "100001"),
+        ("config.startupTaintMaxHoldSeconds=86401", "STARTUP_TAINT_MAX_HOLD_SECONDS", "86401"),
+        ("config.ttlSecondsAfterFinished=-1", "TTL_SECONDS_AFTER_FINISHED", "-1"),
+    ];
+    // Grammars as the apiserver checks them: taint keys and values, Secret names, selectors, the
+    // 64-image limit, label values.
+    let too_many = (0..65).map(|i| format!("img{i}")).collect::<Vec<_>>().join(";");
+    let sixty_four = (0..64).map(|i| format!("img{i}")).collect::<Vec<_>>().join(";");
+    let grammars: Vec<(String, &str, String)> = vec![
+        (format!("config.quayImages={too_many}"), "QUAY_IMAGES", too_many.clone()),
+        ("config.startupTaint=-bad-key:NoSchedule".into(), "STARTUP_TAINT", "-bad-key:NoSchedule".into()),
+        (
+            format!("config.startupTaint=k={}:NoSchedule", "v".repeat(64)),
+            "STARTUP_TAINT",
+            format!("k={}:NoSchedule", "v".repeat(64)),
+        ),
+        ("config.tolerations=gpu=a b:NoSchedule".into(), "TOLERATIONS", "gpu=a b:NoSchedule".into()),
+        ("config.imagePullSecrets=Reg_Cred".into(), "IMAGE_PULL_SECRETS", "Reg_Cred".into()),
+        ("config.nodeSelector=pool in gpu".into(), "NODE_SELECTOR", "pool in gpu".into()),
+        ("config.nodeSelector=a=b\\,\\,c".into(), "NODE_SELECTOR", "a=b,,c".into()),
+        ("config.instance=two words".into(), "INSTANCE", "two words".into()),
+        ("config.runId=-x-".into(), "RUN_ID", "-x-".into()),
+    ];
+    let too_many_tolerations = (0..33).map(|i| format!("k{i}")).collect::<Vec<_>>().join(",");
+    let (ok, _, err) = helm(&[
+        "template",
+        "x",
+        chart,
+        "--set-string",
+        &format!("config.tolerations={}", too_many_tolerations.replace(',', "\\,")),
+    ]);
+    assert!(!ok && err.contains("values don't meet"), "33 tolerations: {err}");
+    let run = controller(&[
+        ("QUAY_IMAGES", "nginx:1.27"),
+        ("HELPER_IMAGE", HELPER_IMAGE),
+        ("TOLERATIONS", &too_many_tolerations),
+    ])
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    for (set, var, value) in numbers.iter().map(|(a, b, c)| (a.to_string(), *b, c.to_string())).chain(grammars) {
+        let flag = if numbers.iter().any(|(n, _, _)| *n == set) { "--set" } else { "--set-string" };
+        let (ok, _, err) = helm(&["template", "x", chart, flag, &set]);
+        assert!(
+            !ok && err.contains("values don't meet the specifications of the schema"),
+            "helm accepted {set}: {err}"
+        );
+        let run = controller(&[("QUAY_IMAGES", "nginx:1.27"), ("HELPER_IMAGE", HELPER_IMAGE), (var, &value)]).await;
+        assert_eq!(run.code, 2, "the controller accepted {var}={value}: {run:?}");
+    }
+    let (ok, _, err) = helm(&["template", "x", chart, "--set-string", &format!("config.quayImages={sixty_four}")]);
+    assert!(ok, "64 images are fine: {err}");
+    // Names the chart renders: `name` leaves room for the joining CronJob's `-joining` (52 at most).
+    let (ok, _, err) = helm(&["template", "x", chart, "--set", &format!("name={}", "n".repeat(45))]);
+    assert!(!ok && err.contains("values don't meet"), "a name too long for the joining CronJob: {err}");
+    let (ok, rendered, err) = helm(&["template", "x", chart, "--set", &format!("name={}", "n".repeat(44))]);
+    assert!(ok && rendered.contains(&format!("name: {}-joining", "n".repeat(44))), "{err}");
+    // Creating the release namespace itself would fail the install (it must exist already).
+    let (ok, _, err) = helm(&["template", "x", chart, "--set", "namespace.name=", "--set", "namespace.create=true"]);
+    assert!(!ok && err.contains("values don't meet"), "namespace.name empty with create: {err}");
+    let (ok, _, err) = helm(&["template", "x", chart, "--set", "namespace.name=", "--set", "namespace.create=false"]);
+    assert!(ok, "the release namespace, not created: {err}");
+    // The chart grants what its values need: no `patch`/`watch` on nodes without a startup taint,
+    // `get` on the named Secrets only.
+    let (ok, rendered, err) = helm(&["template", "x", chart, "--set", "config.startupTaint=null"]);
+    assert!(ok, "{err}");
+    assert!(
+        rendered.contains(r#"verbs: ["get", "list"]"#)
+            && !rendered.contains(r#""patch""#)
+            && !rendered.contains("node-events"),
+        "{rendered}"
+    );
+    assert!(!rendered.contains("kind: ValidatingAdmissionPolicy"), "no policy without a taint to remove");
+    let (ok, rendered, err) =
+        helm(&["template", "x", chart, "--set-string", r"config.imagePullSecrets=regcred\,other"]);
+    assert!(ok, "{err}");
+    assert!(rendered.contains("resourceNames:\n  - \"regcred\"\n  - \"other\""), "{rendered}");
     for (set, var, value) in cases {
         let (ok, _, err) = helm(&["template", "x", chart, "--set-string", set]);
         assert!(
