@@ -6,8 +6,10 @@
 #   hack/install-deps.sh [--check]    --check: only report what is missing (exit 1 if anything is)
 #
 # What builds from source is not installed here but cached on first use: the control plane, kubelet
-# and kube-proxy per Kubernetes version (hack/build-control-plane.sh), Helm (hack/build-helm.sh) and
-# actionlint (hack/actionlint.sh), all from the Go module proxy.
+# and kube-proxy per Kubernetes version (hack/build-control-plane.sh), the real nodes' containerd,
+# runc and CNI plugins (hack/build-node-runtime.sh), Helm (hack/build-helm.sh) and actionlint
+# (hack/actionlint.sh), all from the Go module proxy. (docker.io brings Debian's containerd and runc
+# for the run's dockerd; the real nodes do not use them.)
 set -euo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
 check_only=0; [ "${1:-}" = --check ] && check_only=1
@@ -26,20 +28,18 @@ needs=(
   "nsenter util-linux real nodes: entering a node's namespaces"
   "unshare util-linux real nodes: network and mount namespaces"
   "chroot coreutils e2e: the static binary in an empty root"
-  "containerd containerd real nodes: the container runtime"
-  "containerd-shim-runc-v2 containerd real nodes: the runtime shim"
-  "ctr containerd real nodes: reading what each node's containerd holds"
-  "runc runc real nodes: the OCI runtime"
-  "/usr/lib/cni/bridge containernetworking-plugins real nodes: pod network"
-  "/usr/lib/cni/host-local containernetworking-plugins real nodes: pod IP addresses"
-  "/usr/lib/cni/loopback containernetworking-plugins real nodes: pod loopback"
+  "/usr/include/seccomp.h libseccomp-dev real nodes: runc (built from its module) links libseccomp for seccomp profiles"
+  "pkg-config pkg-config real nodes: runc's build finds libseccomp with it"
   "docker-registry docker-registry real nodes: the local registry the test images are pulled from"
   "htpasswd apache2-utils real nodes: bcrypt credentials of the private registry (basic auth)"
   "skopeo skopeo real nodes: pushing the test images built here"
   "dockerd docker.io real nodes: building the Dockerfile and docker run"
   "iptables iptables real nodes: kube-proxy and the CNI bridge (inside each node's namespace)"
-  "gcc gcc real nodes: the static pause image"
-  "$libc_a libc6-dev real nodes: static libc for the pause image"
+  "gcc gcc the static no-op (amd64); real nodes: the static pause image"
+  "$libc_a libc6-dev static libc for the no-op and the pause image"
+  "aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu the static no-op for arm64 (the helper image's index)"
+  "/usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross static arm64 libc for the no-op"
+  "qemu-aarch64-static qemu-user-static real nodes: running the arm64 no-op of the index here (no binfmt: called by name)"
 )
 have() { if [[ $1 == /* ]]; then [ -e "$1" ]; else command -v "$1" >/dev/null; fi; }
 

@@ -428,40 +428,46 @@ node_up() {
     printf 'server = "http://%s"\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$registry" "$registry" \
       > "$d/containerd/certs.d/$registry/hosts.toml"
   done
+  # containerd 2.x (hack/build-node-runtime.sh), config version 4. Its shim and runc are the ones
+  # built beside it (PATH and BinaryName), never Debian's (docker.io brings containerd 1.6 and runc).
   cat > "$d/containerd.toml" <<T
-version = 2
+version = 4
 root = "$d/containerd/root"
 state = "$d/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.snapshotter.v1.blockfile"]
+[plugins."io.containerd.server.v1.grpc"]
   address = "$sock"
-[debug]
-  address = ""
-[metrics]
-  address = ""
+[plugins."io.containerd.server.v1.ttrpc"]
+  address = "$sock.ttrpc"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$d/containerd/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$QUAYCTL_REGISTRY/quayctl-e2e/pause:3.10"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "$QUAYCTL_REGISTRY/quayctl-e2e/pause:3.10"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$d/containerd/certs.d"
+[plugins."io.containerd.cri.v1.runtime"]
   # This VM lacks CAP_SYS_RESOURCE: a negative oom_score_adj is refused, so never ask for one.
   restrict_oom_score_adj = true
   disable_apparmor = true
   tolerate_missing_hugetlb_controller = true
   netns_mounts_under_state_dir = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+  # cgroup v1 is deprecated in containerd 2.2+ (removal no earlier than 2029); this machine has it.
+  ignore_deprecation_warnings = ["io.containerd.deprecation/cgroup-v1"]
+  [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "$runtime/runc"
         Root = "$d/containerd/runc"
         SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["$runtime/cni"]
     conf_dir = "$d/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$d/containerd/certs.d"
 T
   # isGateway (forwarding) and ipMasq (NAT to the node's address) act inside the node's namespace only.
   cat > "$d/cni/net.d/10-quayctl.conflist" <<J
@@ -520,8 +526,8 @@ iptables: {localhostNodePorts: false}
 # 0: leave the (host-wide) conntrack sysctls alone.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 Y
-  spawn "$name" "$name-containerd" in_box "$name" containerd --config "$d/containerd.toml" >/dev/null
-  poll 10 "$name's containerd" ctr -a "$sock" version || die "$name: containerd did not start: $(tail -n 20 "$real/logs/$name-containerd.log")"
+  spawn "$name" "$name-containerd" in_box "$name" env "PATH=$runtime:$PATH" "$runtime/containerd" --config "$d/containerd.toml" >/dev/null
+  poll 10 "$name's containerd" "$runtime/ctr" -a "$sock" version || die "$name: containerd did not start: $(tail -n 20 "$real/logs/$name-containerd.log")"
   spawn "$name" "$name-kubelet" in_box "$name" "$QUAYCTL_E2E_BIN/kubelet" --config "$d/kubelet.yaml" \
     --kubeconfig "$d/kubelet.kubeconfig" --root-dir "$d/kubelet/root" --cert-dir "$d/kubelet/pki" \
     --hostname-override "$name" --node-ip "$ip" --node-labels "quayctl-e2e/real=true${REAL_NODE_LABELS:+,$REAL_NODE_LABELS}" >/dev/null
@@ -548,6 +554,8 @@ up() {
   # shellcheck disable=SC1091
   . "$real/registry.env"
   local n i=0 start
+  # The nodes' containerd, runc and CNI plugins (built once per version, cached).
+  runtime=$("$(dirname "${BASH_SOURCE[0]}")/build-node-runtime.sh" | tail -n 1)
   n=$(grep -cvx docker "$real/boxes" 2>/dev/null || true)
   [ $((n + $#)) -le 8 ] || die "at most 8 real nodes per run"
   start=$(date +%s.%N)
@@ -694,7 +702,10 @@ case "$cmd" in
     node=${1:?usage: real-node.sh $cmd STATE NODE ...}; shift
     # shellcheck disable=SC1090,SC1091
     . "$real/nodes/$node/box.env"
-    if [ "$cmd" = ctr ]; then set -- ctr -a "$real/nodes/$node/containerd.sock" "$@"; fi
+    if [ "$cmd" = ctr ]; then
+      runtime=$("$(dirname "${BASH_SOURCE[0]}")/build-node-runtime.sh" 2>/dev/null | tail -n 1)
+      set -- "$runtime/ctr" -a "$real/nodes/$node/containerd.sock" "$@"
+    fi
     exec nsenter -t "$BOX_HOLDER" -n -m -- "$@" ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
