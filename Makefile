@@ -12,16 +12,29 @@ CACHE      := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/quayctl-controller
 K8S        ?= newest
 export K8S
 
-.PHONY: help deps build test unit e2e e2e-matrix e2e-real leak-check lint image deploy demo bench bench-join heap control-plane clean
+.PHONY: help deps build noop test unit e2e e2e-matrix e2e-real leak-check lint image deploy demo bench bench-join heap control-plane clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-build: ## fully static release binaries (controller + no-op), sizes printed
+build: noop ## fully static release binaries (controller + no-op), sizes printed
 	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) --bins
-	@for b in quayctl-controller quayctl-noop; do \
-	  printf '%-20s %8d KiB  %s\n' $$b $$(( $$(stat -c %s $(STATIC_BIN)/$$b) / 1024 )) "$$(file -b $(STATIC_BIN)/$$b | cut -d, -f1-2,4)"; \
+	@for b in $(STATIC_BIN)/quayctl-controller $(STATIC_BIN)/quayctl-noop $(NOOP_ARM64); do \
+	  printf '%-54s %6d KiB  %s\n' $$b $$(( $$(stat -c %s $$b) / 1024 )) "$$(file -b $$b | cut -d, -f1-2,4)"; \
 	done
+
+# The no-op of the kubelet strategy, static, for each architecture of the helper image's index: one C
+# source, Debian's gcc and gcc-aarch64-linux-gnu (no aarch64 Rust standard library is needed).
+NOOP_SRC   := src/noop/quayctl-noop.c
+NOOP_ARM64 := target/aarch64-unknown-linux-gnu/release/quayctl-noop
+NOOP_CFLAGS := -static -Os -s -Wall -Wextra -Werror
+noop: $(STATIC_BIN)/quayctl-noop $(NOOP_ARM64) ## the static no-op for amd64 and arm64 (gcc, gcc-aarch64-linux-gnu)
+$(STATIC_BIN)/quayctl-noop: $(NOOP_SRC)
+	@mkdir -p $(@D)
+	gcc $(NOOP_CFLAGS) -o $@ $<
+$(NOOP_ARM64): $(NOOP_SRC)
+	@mkdir -p $(@D)
+	aarch64-linux-gnu-gcc $(NOOP_CFLAGS) -o $@ $<
 
 test: deps unit e2e-matrix e2e-real ## THE test command: installs what is missing, unit + mock-API, kwok e2e on oldest and newest Kubernetes, real nodes
 
