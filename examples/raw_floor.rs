@@ -18,6 +18,7 @@ use quayctl_controller::policy::Policy;
 use quayctl_controller::pullers::{Puller, PullerTemplate, RunIdentity};
 use quayctl_controller::tracker::Tracker;
 use quayctl_controller::types::SelfInfo;
+use quayctl_controller::workloads::{Catalog, first};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -37,13 +38,15 @@ async fn main() -> anyhow::Result<()> {
     let mut run = RunIdentity::decide(&config, &SelfInfo::default(), namespace, Default::default())?;
     run.run_id = "raw".into();
     // The pullers the tracker would create first, deadlines included.
-    let tracker = Tracker::new(Policy::from(&config), PullerTemplate::new(&config, run));
-    let images = all_images(config.images.len());
-    let nodes: Vec<EligibleNode> =
-        (1..=count).map(|i| EligibleNode { name: format!("{prefix}-{i:05}"), images, ..Default::default() }).collect();
+    let catalog = Catalog::explicit(config.images.clone());
+    let tracker = Tracker::new(Policy::from(&config), PullerTemplate::new(&config, run, catalog));
+    let (set, images) = (first(config.images.len()), all_images(config.images.len()));
+    let nodes: Vec<EligibleNode> = (1..=count)
+        .map(|i| EligibleNode { name: format!("{prefix}-{i:05}"), set: set.clone(), images, ..Default::default() })
+        .collect();
     let jobs: Vec<Job> = tracker
         .pullers(&nodes)
-        .filter_map(|puller| match puller {
+        .filter_map(|(_, puller)| match puller {
             Puller::Job(job) => Some(*job),
             Puller::Pod(_) => None,
         })

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use futures::Stream;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Pod, Secret};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, ObjectList, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -27,17 +28,36 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::pullers::Leftover;
 use crate::taints::{StartupTaint, removal_patch};
 use crate::types::{Announcement, Created, PodRef, PullerKind, SelfInfo, TaintRemoval};
+use crate::workloads::{ImagesFrom, Kind, Namespaces, Object as Listed, Workload};
 
 /// Nodes per list page: at 5,000 nodes that is 50 requests. A real node's status (its image list,
 /// up to 50 images with their names) can weigh tens of KiB, so a page is the run's largest buffer.
 const NODE_PAGE_SIZE: u32 = 100;
 /// Node metadata per page: a few hundred bytes each.
 const METADATA_PAGE_SIZE: u32 = 500;
+/// Workloads per list page (`IMAGES_FROM`): a Deployment with its managed fields weighs a few KiB.
+const WORKLOAD_PAGE_SIZE: u32 = 200;
 /// Objects per page of a watcher's (re)list: bounds the memory of one list response.
 const WATCH_PAGE_SIZE: u32 = 100;
 /// Every request that is not a watch gets an answer within this, or is a [`Error::Timeout`]. kube's
 /// client retries 429/503/504 itself (honouring Retry-After) inside this bound.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `IMAGES_FROM`'s lists cost: requests, objects and bytes read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListStats {
+    pub requests: usize,
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+impl ListStats {
+    fn add(&mut self, other: ListStats) {
+        self.requests += other.requests;
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+    }
+}
 
 pub struct Cluster {
     client: Client,
@@ -210,6 +230,108 @@ impl Cluster {
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(seen),
+            }
+        }
+    }
+
+    /// `IMAGES_FROM`: the workloads of the chosen kinds and namespaces (with the workload label
+    /// selector), each list paged (`limit`/`continue`) and read once, each page turned into the
+    /// little matching needs ([`Workload::from_object`]) before the next is asked for. With a
+    /// namespace selector, the namespaces it selects first, then each kind cluster-wide.
+    pub async fn workloads(&self, from: &ImagesFrom) -> Result<(Vec<Workload>, ListStats)> {
+        let mut stats = ListStats::default();
+        let allowed: Option<HashSet<String>> = match &from.namespaces {
+            Namespaces::Selector(selector) => {
+                let api: Api<Namespace> = Api::all(self.client.clone());
+                let params = ListParams::default().labels(selector);
+                let list = request("list namespaces", api.list_metadata(&params)).await?;
+                stats.requests += 1;
+                Some(list.items.into_iter().filter_map(|n| n.metadata.name).collect())
+            }
+            _ => None,
+        };
+        let scopes: Vec<Option<&str>> = match &from.namespaces {
+            Namespaces::Names(names) => names.iter().map(|n| Some(n.as_str())).collect(),
+            Namespaces::All | Namespaces::Selector(_) => vec![None],
+        };
+        let mut workloads = Vec::new();
+        let selector = from.selector.as_deref();
+        let mut keep = |object: Listed| {
+            let namespace = match &object {
+                Listed::Deployment(o) => o.metadata.namespace.as_deref(),
+                Listed::StatefulSet(o) => o.metadata.namespace.as_deref(),
+                Listed::DaemonSet(o) => o.metadata.namespace.as_deref(),
+                Listed::CronJob(o) => o.metadata.namespace.as_deref(),
+                Listed::Job(o) => o.metadata.namespace.as_deref(),
+            };
+            if allowed.as_ref().is_some_and(|a| !namespace.is_some_and(|n| a.contains(n))) {
+                return;
+            }
+            match Workload::from_object(&object) {
+                Ok(workload) => workloads.push(workload),
+                Err(why) => debug!(?why, "a workload that adds no images"),
+            }
+        };
+        for &kind in &from.kinds {
+            for &scope in &scopes {
+                let page_stats = match kind {
+                    Kind::Deployment => {
+                        self.pages::<Deployment>(scope, selector, |o| keep(Listed::Deployment(Box::new(o)))).await?
+                    }
+                    Kind::StatefulSet => {
+                        self.pages::<StatefulSet>(scope, selector, |o| keep(Listed::StatefulSet(Box::new(o)))).await?
+                    }
+                    Kind::DaemonSet => {
+                        self.pages::<DaemonSet>(scope, selector, |o| keep(Listed::DaemonSet(Box::new(o)))).await?
+                    }
+                    Kind::CronJob => {
+                        self.pages::<CronJob>(scope, selector, |o| keep(Listed::CronJob(Box::new(o)))).await?
+                    }
+                    Kind::Job => self.pages::<Job>(scope, selector, |o| keep(Listed::Job(Box::new(o)))).await?,
+                };
+                stats.add(page_stats);
+            }
+        }
+        Ok((workloads, stats))
+    }
+
+    /// Every object of kind `K` in `namespace` (`None`: all namespaces) with the label `selector`,
+    /// one page at a time, each handed to `each` object by object and dropped before the next page;
+    /// the bytes read counted.
+    async fn pages<K>(
+        &self,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+        mut each: impl FnMut(K),
+    ) -> Result<ListStats>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+    {
+        let action = match namespace {
+            Some(ns) => format!("list {} in namespace {ns}", K::plural(&())),
+            None => format!("list {} in all namespaces", K::plural(&())),
+        };
+        let url = K::url_path(&(), namespace);
+        let builder = kube::core::Request::new(url);
+        let mut params = ListParams::default().limit(WORKLOAD_PAGE_SIZE);
+        if let Some(selector) = selector {
+            params = params.labels(selector);
+        }
+        let mut stats = ListStats::default();
+        loop {
+            let http = builder.list(&params).map_err(|e| Error::api(action.clone(), kube::Error::BuildRequest(e)))?;
+            let text = request(action.clone(), self.client.request_text(http)).await?;
+            stats.requests += 1;
+            stats.bytes += text.len() as u64;
+            let page: ObjectList<K> =
+                serde_json::from_str(&text).map_err(|e| Error::api(action.clone(), kube::Error::SerdeError(e)))?;
+            drop(text);
+            stats.objects += page.items.len();
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            page.items.into_iter().for_each(&mut each);
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(stats),
             }
         }
     }

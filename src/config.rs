@@ -13,6 +13,7 @@ use crate::grammar::{is_dns_label, is_dns_subdomain, is_label_value, is_quantity
 use crate::images::{Image, PullPolicy, parse_image_list};
 use crate::taints::{StartupTaint, Toleration, parse_tolerations};
 use crate::types::{PodRef, PullerKind};
+use crate::workloads::ImagesFrom;
 
 pub const MAX_DEADLINE_SECONDS: u64 = 86_400;
 pub const MAX_CREATE_CONCURRENCY: usize = 256;
@@ -34,6 +35,8 @@ struct RawEnv {
     pull_strategy: Option<String>,
     quayctl_image: Option<String>,
     helper_image: Option<String>,
+    helper_architectures: Option<String>,
+    runner_image: Option<String>,
     ttl_seconds_after_finished: Option<String>,
     run_id: Option<String>,
     instance: Option<String>,
@@ -61,6 +64,7 @@ struct RawEnv {
     startup_taint_watch_seconds: Option<String>,
     keep_last_puller: Option<String>,
     puller_kind: Option<String>,
+    images_from: Option<String>,
 }
 
 /// How the images get onto a node.
@@ -69,9 +73,21 @@ struct RawEnv {
 pub enum PullStrategy {
     /// One no-op container per image: the kubelet pulls with the node's runtime and credentials.
     Kubelet,
+    /// One image volume per image, each mounted by one container of `runner` running `-v` (the
+    /// pause image: it prints its version and exits): no helper image, and data-only images and
+    /// OCI artifacts pull as well as runnable ones (Kubernetes 1.35+, containerd 2.1+).
+    Volume { runner: String },
     /// The original: a `quayctl` container talks to the node's docker socket.
     Quayctl { image: String },
 }
+
+/// `RUNNER_IMAGE`'s default: the pause image and tag Kubernetes 1.37 uses for the sandbox
+/// (kubeadm's `PauseVersion`, containerd 2.3+'s default sandbox image), so that on most nodes
+/// nothing more is pulled. It is multi-arch.
+pub const DEFAULT_RUNNER_IMAGE: &str = "registry.k8s.io/pause:3.10.2";
+
+/// `HELPER_ARCHITECTURES`' default: what the shipped image's index holds the no-op for.
+pub const DEFAULT_HELPER_ARCHITECTURES: [&str; 2] = ["amd64", "arm64"];
 
 impl From<PullStrategy> for &'static str {
     fn from(strategy: PullStrategy) -> Self {
@@ -83,6 +99,7 @@ impl PullStrategy {
     pub fn name(&self) -> &'static str {
         match self {
             PullStrategy::Kubelet => "kubelet",
+            PullStrategy::Volume { .. } => "volume",
             PullStrategy::Quayctl { .. } => "quayctl",
         }
     }
@@ -149,6 +166,10 @@ pub struct Selection {
     /// pre-pulls (then releases) every node that appears with the startup taint; 0 = no watch.
     #[serde(skip_serializing_if = "is_zero")]
     pub startup_taint_watch_seconds: u64,
+    /// `IMAGES_FROM`: also the images of these workloads, each to the nodes its pods could be
+    /// scheduled on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_from: Option<ImagesFrom>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -169,6 +190,7 @@ impl Default for Selection {
             startup_taint_only: false,
             startup_taint_max_hold_seconds: DEFAULT_MAX_HOLD_SECONDS,
             startup_taint_watch_seconds: 0,
+            images_from: None,
         }
     }
 }
@@ -184,6 +206,10 @@ pub struct PullerSettings {
     /// `HELPER_IMAGE`, or where it comes from (resolved with the run's identity).
     #[serde(skip)]
     pub helper_image: HelperImage,
+    /// `HELPER_ARCHITECTURES`: the architectures the helper image has the no-op for (the kubelet
+    /// strategy); nodes of another are skipped before any puller is created.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub helper_architectures: Vec<String>,
     /// `PULL_POLICY`.
     pub pull_policy: PullPolicy,
     /// `PULLER_CPU_REQUEST` and the three others.
@@ -208,6 +234,7 @@ impl Default for PullerSettings {
             kind: PullerKind::Job,
             strategy: PullStrategy::Kubelet,
             helper_image: HelperImage::NotNeeded,
+            helper_architectures: DEFAULT_HELPER_ARCHITECTURES.map(String::from).to_vec(),
             pull_policy: PullPolicy::Auto,
             resources: PullerResources::default(),
             image_pull_secrets: Vec::new(),
@@ -411,10 +438,16 @@ impl Validator {
         }
     }
 
-    /// `QUAY_IMAGES`: the images and the entries dropped as duplicates.
-    fn images(&mut self, value: Option<String>) -> (Vec<Image>, Vec<String>) {
-        let Some(text) = value else {
-            self.unset("QUAY_IMAGES", "required: `;`-separated image references, e.g. `nginx:1.27;quay.io/org/app:v2`");
+    /// `QUAY_IMAGES`: the images and the entries dropped as duplicates. It may be left out when
+    /// `IMAGES_FROM` (`from`) names where the images come from.
+    fn images(&mut self, value: Option<String>, from: bool) -> (Vec<Image>, Vec<String>) {
+        let Some(text) = value.filter(|v| !from || !v.trim().is_empty()) else {
+            if !from {
+                self.unset(
+                    "QUAY_IMAGES",
+                    "required (unless IMAGES_FROM is set): `;`-separated image references, e.g. `nginx:1.27;quay.io/org/app:v2`",
+                );
+            }
             return (Vec::new(), Vec::new());
         };
         match parse_image_list(&text) {
@@ -451,10 +484,12 @@ impl Validator {
     }
 
     /// `PULL_STRATEGY` with its image (`QUAYCTL_IMAGE`), and where the helper image comes from.
-    fn strategy(&mut self, raw: &mut RawEnv, in_pod: bool) -> (PullStrategy, HelperImage) {
+    fn strategy(&mut self, raw: &mut RawEnv, in_pod: bool) -> (PullStrategy, HelperImage, Vec<String>) {
         let quayctl_image = self.image("QUAYCTL_IMAGE", raw.quayctl_image.take());
+        let runner = self.image("RUNNER_IMAGE", raw.runner_image.take());
         let strategy = match Self::present(raw.pull_strategy.take()).as_deref().unwrap_or("kubelet") {
             "kubelet" => PullStrategy::Kubelet,
+            "volume" => PullStrategy::Volume { runner: runner.unwrap_or_else(|| DEFAULT_RUNNER_IMAGE.into()) },
             "quayctl" => match quayctl_image {
                 Some(image) => PullStrategy::Quayctl { image },
                 None => {
@@ -463,13 +498,17 @@ impl Validator {
                 }
             },
             other => {
-                self.fail("PULL_STRATEGY", other, "unknown strategy; choose `kubelet` (default) or `quayctl`");
+                self.fail(
+                    "PULL_STRATEGY",
+                    other,
+                    "unknown strategy; choose `kubelet` (default), `volume` or `quayctl`",
+                );
                 PullStrategy::Kubelet
             }
         };
         let given = self.image("HELPER_IMAGE", raw.helper_image.take());
         let helper = match (&strategy, given) {
-            (PullStrategy::Quayctl { .. }, _) => HelperImage::NotNeeded,
+            (PullStrategy::Quayctl { .. } | PullStrategy::Volume { .. }, _) => HelperImage::NotNeeded,
             (PullStrategy::Kubelet, Some(image)) => HelperImage::Given(image),
             (PullStrategy::Kubelet, None) if in_pod => HelperImage::OwnPod,
             (PullStrategy::Kubelet, None) => {
@@ -481,7 +520,21 @@ impl Validator {
                 HelperImage::NotNeeded
             }
         };
-        (strategy, helper)
+        let architectures = match Self::present(raw.helper_architectures.take()) {
+            None => DEFAULT_HELPER_ARCHITECTURES.map(String::from).to_vec(),
+            Some(text) => {
+                let list: Vec<String> = text.split(',').map(|a| a.trim().to_string()).collect();
+                if let Some(bad) = list.iter().find(|a| !is_dns_label(a)) {
+                    self.fail(
+                        "HELPER_ARCHITECTURES",
+                        &text,
+                        format!("`{bad}` is not an architecture (comma-separated GOARCH names: amd64, arm64, ...)"),
+                    );
+                }
+                list
+            }
+        };
+        (strategy, helper, architectures)
     }
 
     /// Which nodes: `NODE_SELECTOR`, `TOLERATIONS`, `SKIP_PRESENT`, `STARTUP_TAINT` and
@@ -533,6 +586,13 @@ impl Validator {
         if startup_taint_watch_seconds > 0 && startup_taint.is_none() {
             self.unset("STARTUP_TAINT", "required with STARTUP_TAINT_WATCH_SECONDS: the taint joining nodes carry");
         }
+        let images_from = Self::present(raw.images_from.take()).and_then(|text| match ImagesFrom::parse(&text) {
+            Ok(from) => Some(from),
+            Err(problem) => {
+                self.fail("IMAGES_FROM", &text, problem);
+                None
+            }
+        });
         Selection {
             node_selector,
             tolerations,
@@ -541,6 +601,7 @@ impl Validator {
             startup_taint_only,
             startup_taint_max_hold_seconds,
             startup_taint_watch_seconds,
+            images_from,
         }
     }
 
@@ -548,7 +609,7 @@ impl Validator {
     /// priority class, TTL and retention.
     fn puller(&mut self, raw: &mut RawEnv, in_pod: bool) -> PullerSettings {
         let defaults = PullerSettings::default();
-        let (strategy, helper_image) = self.strategy(raw, in_pod);
+        let (strategy, helper_image, helper_architectures) = self.strategy(raw, in_pod);
         let kind =
             self.choice("PULLER_KIND", raw.puller_kind.take(), &[("job", PullerKind::Job), ("pod", PullerKind::Pod)]);
         let image_pull_secrets: Vec<String> = match Self::present(raw.image_pull_secrets.take()) {
@@ -595,6 +656,7 @@ impl Validator {
             kind,
             strategy,
             helper_image,
+            helper_architectures,
             pull_policy,
             resources,
             image_pull_secrets,
@@ -673,11 +735,12 @@ impl Validator {
     }
 
     fn validate(mut self, mut raw: RawEnv) -> Result<Config, Vec<ConfigError>> {
-        let (images, duplicate_images) = self.images(raw.quay_images.take());
+        let from = Self::present(raw.images_from.clone()).is_some();
+        let selection = self.selection(&mut raw);
+        let (images, duplicate_images) = self.images(raw.quay_images.take(), from);
         let timing = self.timing(&mut raw);
         let placement = self.placement(&mut raw);
         let puller = self.puller(&mut raw, placement.pod.is_some());
-        let selection = self.selection(&mut raw);
         let pacing = self.pacing(&mut raw);
         let output = self.output(&mut raw);
         if !self.errors.is_empty() {
@@ -802,7 +865,7 @@ mod tests {
             (&with(&[("DEADLINE_SECONDS", "1.5")]), "DEADLINE_SECONDS=\"1.5\": must be a whole number"),
             (
                 &with(&[("PULL_STRATEGY", "torrent")]),
-                "PULL_STRATEGY=\"torrent\": unknown strategy; choose `kubelet` (default) or `quayctl`",
+                "PULL_STRATEGY=\"torrent\": unknown strategy; choose `kubelet` (default), `volume` or `quayctl`",
             ),
             (&with(&[("PULL_STRATEGY", "quayctl")]), "QUAYCTL_IMAGE is not set: required when PULL_STRATEGY=quayctl"),
             (

@@ -28,6 +28,7 @@ use crate::exit_code::ExitCode;
 use crate::nodes::tests::node;
 use crate::run::{Clock, Finished, execute};
 use crate::signal::Signal;
+use crate::workloads::Catalog;
 
 /// Status code for the n-th (0-based) create of a Job name.
 type CreateStatus = Box<dyn Fn(&str, usize) -> u16 + Send + Sync>;
@@ -664,13 +665,15 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
         helper_image: Some("h".into()),
         owner: None,
     };
-    let template = PullerTemplate::new(&config, identity);
+    let template = PullerTemplate::new(&config, identity, Catalog::explicit(config.images.clone()));
     // The Job a run of `template` would create for `node`.
     let build_for = |template: &PullerTemplate, node: &str| -> Job {
         let tracker = Tracker::new(Policy::from(&config), template.clone());
-        let node = crate::nodes::EligibleNode { name: node.into(), images: u64::MAX, ..Default::default() };
+        let set = crate::workloads::first(template.catalog.images.len());
+        let images = crate::images::all_images(set.len());
+        let node = crate::nodes::EligibleNode { name: node.into(), set, images, ..Default::default() };
         match tracker.pullers(std::slice::from_ref(&node)).next() {
-            Some(Puller::Job(job)) => *job,
+            Some((_, Puller::Job(job))) => *job,
             other => panic!("{other:?}"),
         }
     };
@@ -679,7 +682,7 @@ async fn existing_job_of_the_same_run_is_adopted_not_duplicated() {
     let mut squatter = build_for(&foreign, "n2");
     squatter.metadata.name = Some(template.puller_name("n2"));
     let mut other_images = template.clone();
-    other_images.images = parse_image_list("nginx:1.28").unwrap().images;
+    other_images.catalog = Catalog::explicit(parse_image_list("nginx:1.28").unwrap().images);
     let (client, fake) = serve(Behavior {
         nodes: vec![
             node("n1", Some("True"), false, &[]),

@@ -31,10 +31,12 @@ pub mod pullers;
 pub mod reference;
 pub mod report;
 pub mod run;
+pub mod scheduling;
 pub mod signal;
 pub mod taints;
 pub mod tracker;
 pub mod types;
+pub mod workloads;
 
 #[cfg(test)]
 mod fixtures;

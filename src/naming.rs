@@ -75,15 +75,16 @@ pub fn container_name(index: usize, short: &str) -> String {
 
 /// Which images of the run a puller container pulls, read back from its name: `pull-<i>-…` is image
 /// i ([`container_name`]); the quayctl `puller` pulls all of them; the helper's init container none.
-pub fn images_of_container(name: &str, image_count: usize) -> ImageMask {
+/// The mask is over `set`, the node's images as the run numbers them (bit p: image `set[p]`).
+pub fn images_of_container(name: &str, set: &[u32]) -> ImageMask {
     if name == QUAYCTL_CONTAINER {
-        return all_images(image_count);
+        return all_images(set.len());
     }
     name.strip_prefix("pull-")
         .and_then(|rest| rest.split('-').next())
-        .and_then(|i| i.parse::<usize>().ok())
-        .filter(|i| *i < image_count)
-        .map_or(0, |i| 1 << i)
+        .and_then(|i| i.parse::<u32>().ok())
+        .and_then(|i| set.iter().position(|&id| id == i))
+        .map_or(0, |p| 1 << p)
 }
 
 #[cfg(test)]
@@ -144,11 +145,15 @@ mod tests {
         assert_eq!(container_name(3, "my_image.v2"), "pull-3-my-image-v2");
         let long = container_name(12, &"z".repeat(80));
         assert!(is_dns_label(&long) && long.len() == 63, "{long}");
-        assert_eq!(images_of_container(&container_name(0, "nginx"), 2), 0b01);
-        assert_eq!(images_of_container(&container_name(1, "model"), 2), 0b10);
-        assert_eq!(images_of_container(&long, 13), 1 << 12);
-        assert_eq!(images_of_container("pull-7-x", 2), 0, "out of range");
-        assert_eq!(images_of_container(QUAYCTL_CONTAINER, 3), 0b111);
-        assert_eq!(images_of_container(INSTALL_CONTAINER, 3), 0);
+        let set: Vec<u32> = (0..13).collect();
+        assert_eq!(images_of_container(&container_name(0, "nginx"), &set[..2]), 0b01);
+        assert_eq!(images_of_container(&container_name(1, "model"), &set[..2]), 0b10);
+        assert_eq!(images_of_container(&long, &set), 1 << 12);
+        assert_eq!(images_of_container("pull-7-x", &set[..2]), 0, "not in the node's set");
+        assert_eq!(images_of_container(QUAYCTL_CONTAINER, &set[..3]), 0b111);
+        assert_eq!(images_of_container(INSTALL_CONTAINER, &set[..3]), 0);
+        // A node whose set is images 4, 9 and 2 of the run (IMAGES_FROM): places in its set.
+        assert_eq!(images_of_container(&container_name(9, "model"), &[4, 9, 2]), 0b010);
+        assert_eq!(images_of_container(&container_name(2, "web"), &[4, 9, 2]), 0b100);
     }
 }

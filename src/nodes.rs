@@ -5,12 +5,14 @@
 use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::config::{Config, Selection};
-use crate::images::{Image, ImageMask, PullPolicy, all_images};
+use crate::config::{Config, PullStrategy, PullerSettings, Selection};
+use crate::images::ImageMask;
 use crate::taints::{StartupTaint, TaintTable, Toleration, is_blocking, match_taints};
+use crate::workloads::{Catalog, Fits, ImageSet, LeftOut};
 
 pub const LABEL_OS: &str = "kubernetes.io/os";
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+pub const LABEL_ARCH: &str = "kubernetes.io/arch";
 
 /// Why a node gets no puller Job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +30,15 @@ pub enum SkipReason {
     NotLinux {
         os: String,
     },
+    /// The kubelet strategy: the helper image has no no-op for the node's architecture.
+    Architecture {
+        arch: String,
+        have: String,
+    },
+    /// The volume strategy: the node cannot mount image volumes (its kubelet or runtime is too old).
+    NoImageVolumes {
+        why: String,
+    },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -40,6 +51,10 @@ impl std::fmt::Display for SkipReason {
                 write!(f, "tainted {key}:{effect} (add it to TOLERATIONS to reach this node)")
             }
             SkipReason::NotLinux { os } => write!(f, "not a Linux node ({LABEL_OS}={os})"),
+            SkipReason::Architecture { arch, have } => {
+                write!(f, "architecture {arch}: the helper image has the no-op for {have} only (HELPER_ARCHITECTURES)")
+            }
+            SkipReason::NoImageVolumes { why } => write!(f, "cannot mount image volumes (PULL_STRATEGY=volume): {why}"),
         }
     }
 }
@@ -50,18 +65,69 @@ pub struct Eligibility<'c> {
     /// `TOLERATIONS`, `STARTUP_TAINT` (nodes carrying it are eligible whatever `TOLERATIONS` says),
     /// `STARTUP_TAINT_ONLY`, `SKIP_PRESENT`.
     pub selection: &'c Selection,
-    pub pull_policy: PullPolicy,
-    pub images: &'c [Image],
+    /// The strategy, the pull policy and the helper's architectures: what a node must support.
+    pub puller: &'c PullerSettings,
 }
 
 impl<'c> From<&'c Config> for Eligibility<'c> {
     fn from(config: &'c Config) -> Self {
-        Eligibility { selection: &config.selection, pull_policy: config.puller.pull_policy, images: &config.images }
+        Eligibility { selection: &config.selection, puller: &config.puller }
     }
 }
 
+/// `Ok` when the node can run the strategy's pullers: the kubelet strategy needs the helper's no-op
+/// for its architecture; the volume strategy needs image volumes, that is a kubelet of 1.35 or later
+/// (on by default from then, GA from 1.36) and containerd 2.1+ or CRI-O 1.31+. A version that cannot
+/// be read (a simulated node) is given the benefit of the doubt.
+pub fn supports(node: &Node, puller: &PullerSettings) -> Result<(), SkipReason> {
+    let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
+    match &puller.strategy {
+        PullStrategy::Kubelet => match architecture(node) {
+            Some(arch) if !puller.helper_architectures.is_empty() && !puller.helper_architectures.contains(arch) => {
+                Err(SkipReason::Architecture { arch: arch.clone(), have: puller.helper_architectures.join(", ") })
+            }
+            _ => Ok(()),
+        },
+        PullStrategy::Volume { .. } => {
+            let Some(info) = info else { return Ok(()) };
+            if let Some((1, minor)) = version(&info.kubelet_version)
+                && minor < 35
+            {
+                return Err(SkipReason::NoImageVolumes {
+                    why: format!("kubelet {} (Kubernetes 1.35 or later)", info.kubelet_version),
+                });
+            }
+            let runtime = &info.container_runtime_version;
+            let too_old = match runtime.split_once("://") {
+                Some(("containerd", v)) => version(v).is_some_and(|(major, minor)| (major, minor) < (2, 1)),
+                Some(("cri-o", v)) => version(v).is_some_and(|(major, minor)| (major, minor) < (1, 31)),
+                _ => false,
+            };
+            if too_old {
+                return Err(SkipReason::NoImageVolumes {
+                    why: format!("{runtime} (containerd 2.1 or later, CRI-O 1.31 or later)"),
+                });
+            }
+            Ok(())
+        }
+        PullStrategy::Quayctl { .. } => Ok(()),
+    }
+}
+
+/// `kubernetes.io/arch`, else `status.nodeInfo.architecture`.
+fn architecture(node: &Node) -> Option<&String> {
+    let label = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ARCH));
+    label.or_else(|| node.status.as_ref()?.node_info.as_ref().map(|i| &i.architecture)).filter(|a| !a.is_empty())
+}
+
+/// `v1.34.2`, `2.0.5`, `1.31.0-rc.1` -> (major, minor).
+fn version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim_start_matches('v').split(['.', '-', '+']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// One node that gets a puller.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct EligibleNode {
     pub name: String,
     /// Its UID, for the Events the run publishes about it.
@@ -78,6 +144,17 @@ pub struct EligibleNode {
     pub images: ImageMask,
     /// `topology.kubernetes.io/zone`, for spreading the seed wave.
     pub zone: Option<String>,
+    /// Its images (global indices into the run's images): bit i of `images` is `set[i]`.
+    pub set: ImageSet,
+    /// What its set left out (more than 64 images wanted there).
+    pub left_out: Vec<LeftOut>,
+    /// The workload placements it fits (`IMAGES_FROM`), and the run's images it lists as present
+    /// (`SKIP_PRESENT`): what [`assign_images`] decides its set from.
+    pub fits: Fits,
+    pub present: Box<[u32]>,
+    /// `kubernetes.io/arch` (else `status.nodeInfo.architecture`), for the report of a pull that
+    /// finds no variant for it.
+    pub arch: Option<String>,
 }
 
 /// `Ok(blocking taints)` when a puller pod could run on the node now, else the first reason it
@@ -137,22 +214,16 @@ fn held_since(node: &Node, taint: &Taint) -> Option<Timestamp> {
     taint.time_added.as_ref().or(node.metadata.creation_timestamp.as_ref()).map(|t| t.0)
 }
 
-/// The images of `rule.images` that `node` still needs: all of them, or with `SKIP_PRESENT` those
-/// its `status.images` does not show. The kubelet lists at most 50 images per node by default
-/// (`nodeStatusMaxImages`), so an image that is not listed is "unknown", and is pulled.
-pub fn images_needed(node: &Node, rule: &Eligibility) -> ImageMask {
-    let all = all_images(rule.images.len());
-    if !rule.selection.skip_present {
-        return all;
-    }
-    let policy = rule.pull_policy;
-    let listed = node.status.as_ref().and_then(|s| s.images.as_deref()).unwrap_or_default();
-    let names = || listed.iter().flat_map(|i| i.names.iter().flatten()).map(String::as_str);
-    rule.images
-        .iter()
-        .enumerate()
-        .filter(|(_, image)| image.present_in(names(), policy))
-        .fold(all, |m, (i, _)| m & !(1 << i))
+/// Give `node` its image set (`QUAY_IMAGES`, and with `IMAGES_FROM` the images of the workloads
+/// that could run there, ranked) and what of it the node still needs: all of it, or with
+/// `SKIP_PRESENT` what its `status.images` does not show. The kubelet lists at most 50 images per
+/// node by default (`nodeStatusMaxImages`), so an image that is not listed is "unknown", and is
+/// pulled. Once the node list is complete: a rank counts every node a workload fits.
+pub fn assign_images(node: &mut EligibleNode, catalog: &mut Catalog) {
+    let (set, left_out) = catalog.set_for(&node.fits);
+    node.images = set.iter().enumerate().filter(|(_, id)| !node.present.contains(id)).fold(0, |m, (i, _)| m | 1 << i);
+    node.set = set;
+    node.left_out = left_out;
 }
 
 /// A node that gets no Job, for the log and the report.
@@ -164,7 +235,7 @@ pub struct Skipped {
 
 /// A node held by the startup taint that no puller can reach: it is not skipped, it is a node the
 /// run does not release (its verdict says why).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Unreachable {
     /// The node as far as the run knows it (no images, no taints to tolerate).
     pub node: EligibleNode,
@@ -188,7 +259,7 @@ pub struct Partition {
 }
 
 /// What the run makes of one node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     Eligible(EligibleNode),
     /// Held by the startup taint, and no puller can reach it.
@@ -198,9 +269,10 @@ pub enum Decision {
     NotConsidered,
 }
 
-/// Decide about one node: eligible (with what it pulls and the taints its puller tolerates,
-/// interned in `taints`), held but unreachable, skipped with the reason, or not considered.
-pub fn decide(node: &Node, rule: &Eligibility, taints: &mut TaintTable) -> Decision {
+/// Decide about one node: eligible (with the taints its puller tolerates, interned in `taints`,
+/// and what its image set is decided from, counted in `catalog`), held but unreachable, skipped
+/// with the reason, or not considered.
+pub fn decide(node: &Node, rule: &Eligibility, taints: &mut TaintTable, catalog: &mut Catalog) -> Decision {
     let startup = rule.selection.startup_taint.as_ref();
     let held = startup_taint_of(node, startup);
     if rule.selection.startup_taint_only && held.is_none() {
@@ -213,11 +285,17 @@ pub fn decide(node: &Node, rule: &Eligibility, taints: &mut TaintTable) -> Decis
         held_since: held.and_then(|t| held_since(node, t)),
         ..Default::default()
     };
-    match eligibility(node, &rule.selection.tolerations, startup) {
+    match eligibility(node, &rule.selection.tolerations, startup)
+        .and_then(|blocking| supports(node, rule.puller).map(|()| blocking))
+    {
         Ok(blocking) => {
             eligible.zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
+            eligible.arch = architecture(node).cloned();
             eligible.taints = blocking.into_iter().map(|t| taints.intern(t)).collect();
-            eligible.images = images_needed(node, rule);
+            eligible.fits = catalog.fits(node, startup);
+            if rule.selection.skip_present {
+                eligible.present = catalog.present(node, rule.puller.pull_policy).into();
+            }
             Decision::Eligible(eligible)
         }
         Err(reason) if held.is_some() => Decision::Unreachable(Unreachable { node: eligible, reason }),
@@ -227,12 +305,12 @@ pub fn decide(node: &Node, rule: &Eligibility, taints: &mut TaintTable) -> Decis
 
 impl Partition {
     /// Sort one more page of nodes into eligible and skipped.
-    pub fn add(&mut self, nodes: &[Node], rule: &Eligibility) {
+    pub fn add(&mut self, nodes: &[Node], rule: &Eligibility, catalog: &mut Catalog) {
         for node in nodes {
             if let Some(name) = node.metadata.name.as_ref().filter(|n| self.asked.contains(*n)) {
                 self.listed.insert(name.clone());
             }
-            match decide(node, rule, &mut self.taints) {
+            match decide(node, rule, &mut self.taints, catalog) {
                 Decision::Eligible(eligible) => self.eligible.push(eligible),
                 Decision::Unreachable(unreachable) => self.unreachable.push(unreachable),
                 Decision::Skipped(skipped) => self.skipped.push(skipped),
@@ -241,8 +319,12 @@ impl Partition {
         }
     }
 
-    /// Both lists sorted by node name.
-    pub fn sorted(mut self) -> Partition {
+    /// The node list is complete: each eligible node gets its image set; both lists sorted by
+    /// node name.
+    pub fn finish(mut self, catalog: &mut Catalog) -> Partition {
+        for node in &mut self.eligible {
+            assign_images(node, catalog);
+        }
         self.eligible.sort_by(|a, b| a.name.cmp(&b.name));
         self.skipped.sort_by(|a, b| a.node.cmp(&b.node));
         self.unreachable.sort_by(|a, b| a.node.name.cmp(&b.node.name));
@@ -253,6 +335,7 @@ impl Partition {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::images::PullPolicy;
     use serde_json::json;
 
     /// A node fixture: `ready` is the Ready condition status (None: no condition).
@@ -274,6 +357,11 @@ pub(crate) mod tests {
         all.retain(|(k, _)| !vars.iter().any(|(v, _)| v == k));
         all.extend_from_slice(vars);
         Config::from_vars(all.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    /// The catalog of a configuration's `QUAY_IMAGES`.
+    fn cat(config: &Config) -> Catalog {
+        Catalog::explicit(config.images.clone())
     }
 
     /// Eligibility with `TOLERATIONS` only: the keys of the blocking taints, or why not.
@@ -329,7 +417,7 @@ pub(crate) mod tests {
         let joining = node("j", Some("True"), false, &[("images-pending", "NoSchedule"), ("gpu", "NoSchedule")]);
         let config = config(&[("TOLERATIONS", "gpu"), ("STARTUP_TAINT", "images-pending")]);
         let mut all = Partition::default();
-        all.add(&[joining.clone(), node("old", Some("True"), false, &[])], &(&config).into());
+        all.add(&[joining.clone(), node("old", Some("True"), false, &[])], &(&config).into(), &mut cat(&config));
         assert_eq!(all.eligible.len(), 2);
         assert!(all.eligible[0].startup_tainted && !all.eligible[1].startup_tainted);
         assert_eq!(all.taints.tolerations(&all.eligible[0].taints).len(), 2, "the startup taint and gpu, exactly");
@@ -339,7 +427,7 @@ pub(crate) mod tests {
             ("STARTUP_TAINT", "images-pending"),
             ("STARTUP_TAINT_ONLY", "true"),
         ]);
-        only.add(&[joining, node("old", Some("True"), false, &[])], &(&only_joining).into());
+        only.add(&[joining, node("old", Some("True"), false, &[])], &(&only_joining).into(), &mut cat(&only_joining));
         assert_eq!((only.eligible.len(), only.skipped.len(), only.not_considered), (1, 0, 1));
     }
 
@@ -356,8 +444,8 @@ pub(crate) mod tests {
         let plain_gpu = node("gpu-2", Some("True"), false, &[("nvidia.com/gpu", "NoSchedule")]);
         let config = config(&[("STARTUP_TAINT", "images-pending:NoSchedule")]);
         let mut p = Partition::default();
-        p.add(&[gpu, joining_not_ready, cordoned, plain_gpu], &(&config).into());
-        let p = p.sorted();
+        p.add(&[gpu, joining_not_ready, cordoned, plain_gpu], &(&config).into(), &mut cat(&config));
+        let p = p.finish(&mut cat(&config));
         assert_eq!(p.eligible.len(), 1);
         let reached = &p.eligible[0];
         assert_eq!((reached.name.as_str(), reached.uid.as_deref()), ("gpu-1", Some("u-gpu")));
@@ -386,8 +474,58 @@ pub(crate) mod tests {
             )),
         }]);
         let mut q = Partition::default();
-        q.add(&[timed], &(&config).into());
+        q.add(&[timed], &(&config).into(), &mut cat(&config));
         assert_eq!(q.eligible[0].held_since, Some("2026-02-02T00:00:00Z".parse().unwrap()), "from timeAdded");
+    }
+
+    #[test]
+    fn each_strategy_reaches_the_nodes_that_can_run_it() {
+        let with_info = |name: &str, arch: &str, kubelet: &str, runtime: &str| {
+            let mut n = node(name, Some("True"), false, &[]);
+            n.metadata.labels.as_mut().unwrap().insert(LABEL_ARCH.into(), arch.into());
+            n.status.as_mut().unwrap().node_info = Some(
+                serde_json::from_value(json!({
+                "architecture": arch, "kubeletVersion": kubelet, "containerRuntimeVersion": runtime,
+                "bootID": "", "kernelVersion": "", "kubeProxyVersion": "", "machineID": "",
+                "operatingSystem": "linux", "osImage": "", "systemUUID": ""}))
+                .unwrap(),
+            );
+            n
+        };
+        let nodes = [
+            with_info("amd", "amd64", "v1.37.2", "containerd://2.4.2"),
+            with_info("arm", "arm64", "v1.37.2", "containerd://2.4.2"),
+            with_info("riscv", "riscv64", "v1.37.2", "containerd://2.4.2"),
+            with_info("old-kubelet", "amd64", "v1.34.5", "containerd://2.1.0"),
+            with_info("old-runtime", "amd64", "v1.35.0", "containerd://2.0.5"),
+            with_info("crio", "amd64", "v1.36.1", "cri-o://1.36.0"),
+            with_info("kwok", "amd64", "kwok", "kwok"),
+        ];
+        let skipped = |vars: &[(&str, &str)]| {
+            let config = config(vars);
+            let mut p = Partition::default();
+            p.add(&nodes, &(&config).into(), &mut cat(&config));
+            p.finish(&mut cat(&config))
+                .skipped
+                .into_iter()
+                .map(|s| format!("{}: {}", s.node, s.reason))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            skipped(&[]),
+            [
+                "riscv: architecture riscv64: the helper image has the no-op for amd64, arm64 only (HELPER_ARCHITECTURES)"
+            ]
+        );
+        assert!(skipped(&[("HELPER_ARCHITECTURES", "amd64")]).iter().any(|s| s.starts_with("arm: architecture arm64")));
+        assert_eq!(
+            skipped(&[("PULL_STRATEGY", "volume")]),
+            [
+                "old-kubelet: cannot mount image volumes (PULL_STRATEGY=volume): kubelet v1.34.5 (Kubernetes 1.35 or later)",
+                "old-runtime: cannot mount image volumes (PULL_STRATEGY=volume): containerd://2.0.5 (containerd 2.1 or later, CRI-O 1.31 or later)",
+            ],
+            "every architecture has the pause image; versions that cannot be read pass"
+        );
     }
 
     #[test]
@@ -412,17 +550,44 @@ pub(crate) mod tests {
             .unwrap(),
             serde_json::from_value(json!({"names": ["docker.io/library/redis:latest"], "sizeBytes": 1})).unwrap(),
         ]);
-        let off = config(&[("QUAY_IMAGES", images)]);
-        assert_eq!(images_needed(&n, &(&off).into()), 0b111);
+        let needed = |config: &Config| {
+            let mut catalog = cat(config);
+            let mut page = Partition::default();
+            page.add(std::slice::from_ref(&n), &config.into(), &mut catalog);
+            page.finish(&mut catalog).eligible[0].images
+        };
+        assert_eq!(needed(&config(&[("QUAY_IMAGES", images)])), 0b111);
         let on = config(&[("QUAY_IMAGES", images), ("SKIP_PRESENT", "true")]);
-        assert_eq!(
-            images_needed(&n, &(&on).into()),
-            0b110,
-            "nginx:1.27 is there; redis is latest; model is not listed"
-        );
-        let mut page = Partition::default();
-        page.add(&[n], &(&on).into());
-        assert_eq!(page.eligible[0].images, 0b110);
+        assert_eq!(needed(&on), 0b110, "nginx:1.27 is there; redis is latest; model is not listed");
+        let pinned = config(&[
+            ("QUAY_IMAGES", "nginx@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;nginx:1.27"),
+            ("SKIP_PRESENT", "true"),
+            ("PULL_POLICY", "Always"),
+        ]);
+        assert_eq!(needed(&pinned), 0b11, "PULL_POLICY=Always pulls again");
+        let mut by_digest = n.clone();
+        by_digest.status.as_mut().unwrap().images = Some(vec![
+            serde_json::from_value(json!({"names": [
+                "docker.io/library/nginx@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"], "sizeBytes": 1}))
+            .unwrap(),
+        ]);
+        let digest = config(&[
+            (
+                "QUAY_IMAGES",
+                "nginx:9@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;nginx:1.27",
+            ),
+            ("SKIP_PRESENT", "true"),
+        ]);
+        let catalog = cat(&digest);
+        assert_eq!(catalog.present(&by_digest, PullPolicy::Auto), [0], "the same digest, whatever the tag");
+        for (i, image) in catalog.images.iter().enumerate() {
+            let names = by_digest.status.as_ref().unwrap().images.as_ref().unwrap()[0].names.clone().unwrap();
+            assert_eq!(
+                catalog.present(&by_digest, PullPolicy::Auto).contains(&(i as u32)),
+                image.present_in(names.iter().map(String::as_str), PullPolicy::Auto),
+                "the index agrees with Image::present_in"
+            );
+        }
     }
 
     #[test]
@@ -436,9 +601,10 @@ pub(crate) mod tests {
         let mut partition = Partition::default();
         let config = config(&[]);
         let rule = Eligibility::from(&config);
-        partition.add(&nodes[..2], &rule);
-        partition.add(&nodes[2..], &rule);
-        let Partition { eligible, skipped, .. } = partition.sorted();
+        let mut catalog = cat(&config);
+        partition.add(&nodes[..2], &rule, &mut catalog);
+        partition.add(&nodes[2..], &rule, &mut catalog);
+        let Partition { eligible, skipped, .. } = partition.finish(&mut catalog);
         assert_eq!(eligible.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(skipped.iter().map(|s| s.node.as_str()).collect::<Vec<_>>(), ["b", "d"]);
     }

@@ -91,6 +91,9 @@ pub enum ContainerView {
 const PULL_ERRORS: [&str; 4] = ["ErrImagePull", "ImagePullBackOff", "RegistryUnavailable", "SignatureValidationFailed"];
 /// Waiting reasons no retry fixes.
 const INVALID: [&str; 3] = ["InvalidImageName", "ErrImageNeverPull", "ErrImageInspect"];
+/// The CRI's error for an image volume the runtime pulled but cannot mount (`k8s.io/cri-api`
+/// `ErrImageVolumeMountFailed`), in a `CreateContainerError`'s message.
+const IMAGE_VOLUME_MOUNT_FAILED: &str = "ImageVolumeMountFailed";
 
 /// The pod of a puller Job, read for the run: per image, the helper, and the pod's own fate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,13 +127,19 @@ fn container_view(c: &ContainerStatus) -> ContainerView {
         ContainerView::PullError(message)
     } else if INVALID.contains(&reason) {
         ContainerView::Invalid(message)
+    } else if reason == "CreateContainerError" && message.contains(IMAGE_VOLUME_MOUNT_FAILED) {
+        // The image was pulled, but the runtime cannot mount it (containerd 2.x and an OCI artifact
+        // with the empty config: "failed to unpack image volume: mismatched image rootfs and
+        // manifest layers"); a retry meets the same image.
+        ContainerView::Invalid(format!("pulled, but the runtime cannot mount it as an image volume: {message}"))
     } else {
         ContainerView::Busy
     }
 }
 
-/// Read a puller pod (`image_count` = images of the run, for mapping container names).
-pub fn read_pod(pod: &Pod, image_count: usize) -> PodView {
+/// Read a puller pod (`set` = its node's images as the run numbers them, for mapping container
+/// names).
+pub fn read_pod(pod: &Pod, set: &[u32]) -> PodView {
     let Some(status) = pod.status.as_ref() else { return PodView::default() };
     let phase = status.phase.as_deref().unwrap_or_default();
     let disruption = status.conditions.iter().flatten().find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
@@ -143,7 +152,7 @@ pub fn read_pod(pod: &Pod, image_count: usize) -> PodView {
         .container_statuses
         .iter()
         .flatten()
-        .map(|c| (images_of_container(&c.name, image_count), container_view(c)))
+        .map(|c| (images_of_container(&c.name, set), container_view(c)))
         .filter(|(mask, _)| *mask != 0)
         .collect();
     let helper = status
@@ -172,6 +181,10 @@ pub fn read_pod(pod: &Pod, image_count: usize) -> PodView {
 /// credentials are refused. Used to stop sending a broken image to the remaining nodes.
 pub fn is_permanent_pull_error(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
+    // Another node's platform may well have the variant this one lacks.
+    if is_platform_mismatch(message) {
+        return false;
+    }
     [
         "not found",
         "manifest unknown",
@@ -184,6 +197,13 @@ pub fn is_permanent_pull_error(message: &str) -> bool {
     ]
     .iter()
     .any(|needle| m.contains(needle))
+}
+
+/// The image has no variant for the node's platform: containerd's `no match for platform in
+/// manifest`, docker's and CRI-O's `no matching manifest for ...`.
+pub fn is_platform_mismatch(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("no match for platform") || m.contains("no matching manifest for")
 }
 
 /// The outcome of a Job with its reason, or `None` while it is still running. `pod_problem` is the
@@ -254,6 +274,9 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A node's set of the run's first images, in order.
+    const SET: [u32; 4] = [0, 1, 2, 3];
+
     /// A Job fixture with the given (type, status, reason, message) conditions.
     pub fn job(name: &str, conditions: &[(&str, &str, &str, &str)]) -> Job {
         let conditions: Vec<_> =
@@ -268,6 +291,15 @@ pub(crate) mod tests {
             "status": status,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_missing_platform_is_the_nodes_not_the_images() {
+        let containerd =
+            "failed to pull and unpack image \"docker.io/library/x:1\": no match for platform in manifest: not found";
+        assert!(is_platform_mismatch(containerd) && !is_permanent_pull_error(containerd), "not counted by the breaker");
+        assert!(is_platform_mismatch("no matching manifest for linux/arm64/v8 in the manifest list entries"));
+        assert!(is_permanent_pull_error("failed to resolve reference \"x:1\": not found"));
     }
 
     #[test]
@@ -331,7 +363,7 @@ pub(crate) mod tests {
             {"name": "pull-3-d", "image": "d", "imageID": "", "ready": false, "restartCount": 0,
              "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
         );
-        let view = read_pod(&p, 4);
+        let view = read_pod(&p, &SET[..4]);
         assert_eq!(
             view.containers,
             vec![
@@ -350,7 +382,7 @@ pub(crate) mod tests {
              "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image h"}}}]}),
         );
         assert_eq!(
-            read_pod(&helper, 1).helper,
+            read_pod(&helper, &SET[..1]).helper,
             Some(ContainerView::PullError("ImagePullBackOff: Back-off pulling image h".into()))
         );
 
@@ -358,21 +390,21 @@ pub(crate) mod tests {
             "j",
             json!({"phase": "Failed", "reason": "Evicted", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}),
         );
-        let view = read_pod(&evicted, 1);
+        let view = read_pod(&evicted, &SET[..1]);
         assert!(view.disrupted && view.node_gone.is_none());
         let orphaned = pod(
             "j",
             json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
                 "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists"}]}),
         );
-        assert_eq!(read_pod(&orphaned, 1).node_gone.as_deref(), Some("PodGC: node no longer exists"));
+        assert_eq!(read_pod(&orphaned, &SET[..1]).node_gone.as_deref(), Some("PodGC: node no longer exists"));
         let deadline = pod(
             "j",
             json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}),
         );
-        let view = read_pod(&deadline, 1);
+        let view = read_pod(&deadline, &SET[..1]);
         assert!(view.timed_out && view.failed.as_deref().unwrap().contains("DeadlineExceeded"));
-        assert!(read_pod(&pod("j", json!({"phase": "Succeeded"})), 1).succeeded);
+        assert!(read_pod(&pod("j", json!({"phase": "Succeeded"})), &SET[..1]).succeeded);
         let mut killed = pod(
             "j",
             json!({"phase": "Failed", "containerStatuses": [
@@ -381,7 +413,42 @@ pub(crate) mod tests {
         );
         killed.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-        assert_eq!(read_pod(&killed, 1).failed, None, "deleted pods are judged by their Job");
+        assert_eq!(read_pod(&killed, &SET[..1]).failed, None, "deleted pods are judged by their Job");
+    }
+
+    /// What kubelet v1.37.2 on containerd v2.4.2 showed (tests/e2e-real.sh, the volume strategy): a
+    /// missing tag is a pull error of the container mounting it; an artifact with the empty config
+    /// pulls but cannot be mounted; another CreateContainerError is not the image's.
+    #[test]
+    fn image_volume_failures_are_read_per_image() {
+        let p = pod(
+            "j",
+            json!({"phase": "Pending", "containerStatuses": [
+            {"name": "pull-0-small", "image": "pause", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+            {"name": "pull-1-data-only", "image": "pause", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ErrImagePull", "message": "rpc error: code = NotFound desc = failed to pull and unpack image \"r/data-only:no-such-tag\": failed to resolve image: r/data-only:no-such-tag: not found"}}},
+            {"name": "pull-2-artifact-empty-config", "image": "pause", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "CreateContainerError", "message": "failed to mount image volume: ImageVolumeMountFailed: failed to unpack image volume: mismatched image rootfs and manifest layers"}}},
+            {"name": "pull-3-other", "image": "pause", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "CreateContainerError", "message": "context deadline exceeded"}}}]}),
+        );
+        let view = read_pod(&p, &SET[..4]);
+        assert_eq!(view.containers[0], (0b0001, ContainerView::Done));
+        assert!(matches!(&view.containers[1], (0b0010, ContainerView::PullError(m)) if m.contains("not found")));
+        assert_eq!(
+            view.containers[2],
+            (
+                0b0100,
+                ContainerView::Invalid(
+                    "pulled, but the runtime cannot mount it as an image volume: CreateContainerError: failed to mount \
+                     image volume: ImageVolumeMountFailed: failed to unpack image volume: mismatched image rootfs and \
+                     manifest layers"
+                        .into()
+                )
+            )
+        );
+        assert_eq!(view.containers[3], (0b1000, ContainerView::Busy), "not an image volume's failure");
     }
 
     #[test]

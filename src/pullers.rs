@@ -9,9 +9,9 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, LocalObjectReference,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, ImageVolumeSource,
+    LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -28,6 +28,7 @@ use crate::outcome::{Outcome, outcome_from_job, owning_job};
 use crate::policy::Deadlines;
 use crate::taints::TaintTable;
 use crate::types::{PullerKind, SelfInfo};
+use crate::workloads::Catalog;
 
 pub const MANAGED_BY: &str = "quayctl-controller";
 pub const PULLER_NAME: &str = "quayctl-puller";
@@ -49,6 +50,8 @@ pub const NOOP_IN_HELPER: &str = "/quayctl-noop";
 const NOOP_DIR: &str = "/.quayctl-noop";
 /// Non-root user of distroless images; any non-zero uid works.
 const RUN_AS_USER: i64 = 65532;
+/// Where a volume-strategy container mounts its image (nothing reads it: the mount is what pulls).
+const IMAGE_MOUNT: &str = "/image";
 
 /// Who the run is: what only the run knows, besides the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,7 +125,8 @@ pub struct PullerTemplate {
     /// See [`RunIdentity::instance`].
     pub instance: String,
     pub namespace: String,
-    pub images: Vec<Image>,
+    /// The run's images (`QUAY_IMAGES`, then `IMAGES_FROM`'s) and where each node's set comes from.
+    pub catalog: Catalog,
     /// Image carrying `/quayctl-noop` (kubelet strategy only).
     pub helper_image: Option<String>,
     /// See [`RunIdentity::owner`].
@@ -244,6 +248,35 @@ fn leftover(kind: PullerKind, meta: &ObjectMeta, state: LeftoverState, deadline:
     })
 }
 
+/// Label selector matching the pullers of every other run of installation `instance` (another
+/// installation's, in the same namespace, are not this run's to clean up).
+fn other_runs_selector(instance: &str, run_id: &str) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={instance},{LABEL_RUN}!={}", naming::label_value(run_id))
+}
+
+impl RunIdentity {
+    /// Label selector matching the pullers of every other run of this installation.
+    pub fn other_runs_selector(&self) -> String {
+        other_runs_selector(&self.instance, &self.run_id)
+    }
+}
+
+/// What a run pulls and how, hashed (see [`PullerTemplate::spec_hash`]).
+fn spec_hash(settings: &PullerSettings, images: &[Image]) -> String {
+    let quayctl = match &settings.strategy {
+        PullStrategy::Quayctl { image } => image.as_str(),
+        PullStrategy::Volume { runner } => runner.as_str(),
+        PullStrategy::Kubelet => "",
+    };
+    let images: Vec<&str> = images.iter().map(|i| i.normalized.as_str()).collect();
+    naming::short_hash(&format!(
+        "{}\n{quayctl}\n{}\n{}",
+        settings.strategy.name(),
+        settings.pull_policy.name(),
+        images.join(";")
+    ))
+}
+
 /// What to do with an existing Job found on a 409.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Adoption {
@@ -254,14 +287,14 @@ pub enum Adoption {
 }
 
 impl PullerTemplate {
-    /// The template for one run of `config`.
-    pub fn new(config: &Config, run: RunIdentity) -> PullerTemplate {
+    /// The template for one run of `config` with the run's images in `catalog`.
+    pub fn new(config: &Config, run: RunIdentity, catalog: Catalog) -> PullerTemplate {
         let RunIdentity { run_id, instance, namespace, helper_image, owner } = run;
         PullerTemplate {
             run_id,
             instance,
             namespace,
-            images: config.images.clone(),
+            catalog,
             helper_image,
             owner,
             settings: config.puller.clone(),
@@ -295,14 +328,9 @@ impl PullerTemplate {
         )
     }
 
-    /// Label selector matching the pullers of every other run of this installation (another
-    /// installation's, in the same namespace, are not this run's to clean up).
+    /// See [`RunIdentity::other_runs_selector`].
     pub fn other_runs_selector(&self) -> String {
-        format!(
-            "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={},{LABEL_RUN}!={}",
-            self.instance,
-            naming::label_value(&self.run_id)
-        )
+        other_runs_selector(&self.instance, &self.run_id)
     }
 
     pub fn puller_name(&self, node: &str) -> String {
@@ -319,24 +347,15 @@ impl PullerTemplate {
         ])
     }
 
-    /// What the run pulls and how, hashed: the same for every Job of a run, different as soon as the
-    /// images, their order, the strategy or the pull policy differ.
+    /// What the run pulls and how, hashed: the same for every puller of a run, different as soon as
+    /// the run's images, their order, the strategy or the pull policy differ.
     pub fn spec_hash(&self) -> String {
-        let quayctl = match &self.settings.strategy {
-            PullStrategy::Quayctl { image } => image.as_str(),
-            PullStrategy::Kubelet => "",
-        };
-        let images: Vec<&str> = self.images.iter().map(|i| i.normalized.as_str()).collect();
-        naming::short_hash(&format!(
-            "{}\n{quayctl}\n{}\n{}",
-            self.settings.strategy.name(),
-            self.settings.pull_policy.name(),
-            images.join(";")
-        ))
+        spec_hash(&self.settings, &self.catalog.images)
     }
 
-    /// Decide about a puller that already exists under the name this run wants for `node`.
-    pub fn adoption(&self, existing: &ObjectMeta, node: &str) -> Adoption {
+    /// Decide about a puller that already exists under the name this run wants for `node`, whose
+    /// image set is `set`.
+    pub fn adoption(&self, existing: &ObjectMeta, node: &str, set: &[u32]) -> Adoption {
         let name = existing.name.as_deref().unwrap_or_default();
         let labels = existing.labels.as_ref();
         let ours = self.labels(node).iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
@@ -358,14 +377,16 @@ impl PullerTemplate {
             ));
         }
         let listed = annotations.and_then(|a| a.get(ANNOTATION_IMAGES)).map(String::as_str).unwrap_or_default();
-        let listed: Vec<&str> = listed.split(';').collect();
-        let mask = self
-            .images
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| listed.contains(&i.normalized.as_str()))
-            .fold(0, |m, (i, _)| m | 1 << i);
-        Adoption::Adopt(mask)
+        Adoption::Adopt(self.mask_of(set, listed.split(';')))
+    }
+
+    /// The images of `set` among `names` (normalized references), as a mask over `set`.
+    pub fn mask_of<'n>(&self, set: &[u32], names: impl IntoIterator<Item = &'n str>) -> ImageMask {
+        names
+            .into_iter()
+            .filter_map(|name| self.catalog.index_of(name))
+            .filter_map(|id| set.iter().position(|&s| s == id))
+            .fold(0, |m, p| m | 1 << p)
     }
 
     /// The puller for `node`, of the run's kind, with `deadlines`.
@@ -394,9 +415,14 @@ impl PullerTemplate {
         }
     }
 
-    /// The images of the run `node` still needs, with their place in `QUAY_IMAGES`.
+    /// The images `node` still needs, with their place in the run's images (`QUAY_IMAGES` first):
+    /// what its containers are named by.
     fn images_of<'a>(&'a self, node: &'a EligibleNode) -> impl Iterator<Item = (usize, &'a Image)> + 'a {
-        self.images.iter().enumerate().filter(|(i, _)| node.images & (1 << i) != 0)
+        node.set
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| node.images & (1 << p) != 0)
+            .map(|(_, &id)| (id as usize, &self.catalog.images[id as usize]))
     }
 
     /// The puller pod's spec for `node` (a Job's template, or the pod itself): the images it still
@@ -405,6 +431,7 @@ impl PullerTemplate {
         let images: Vec<(usize, &Image)> = self.images_of(node).collect();
         let mut pod = match &self.settings.strategy {
             PullStrategy::Kubelet => self.kubelet_pod_spec(&images),
+            PullStrategy::Volume { runner } => self.volume_pod_spec(runner, &images),
             PullStrategy::Quayctl { image } => self.quayctl_pod_spec(image, &images),
         };
         pod.restart_policy = Some("Never".into());
@@ -501,13 +528,7 @@ impl PullerTemplate {
             })
             .collect();
         PodSpec {
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUN_AS_USER),
-                run_as_group: Some(RUN_AS_USER),
-                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
-                ..Default::default()
-            }),
+            security_context: Some(restricted_pod_security()),
             volumes: Some(vec![Volume {
                 name: "noop".into(),
                 empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("16Mi".into())), medium: None }),
@@ -530,6 +551,71 @@ impl PullerTemplate {
             containers,
             ..Default::default()
         }
+    }
+
+    /// Volume strategy: one image volume per image, each mounted (read-only) by one container of the
+    /// runner image (pause) that prints its version and exits. The kubelet pulls every image volume
+    /// before it starts any container, and a pull error fails exactly the containers that mount that
+    /// volume: one per image, named as the kubelet strategy's, so a failure maps to its image. While
+    /// the exited container exists, the image counts as in use for the kubelet's image GC.
+    /// Restricted-PSS clean; no helper image.
+    fn volume_pod_spec(&self, runner: &str, images: &[(usize, &Image)]) -> PodSpec {
+        let volume = |i: usize| format!("image-{i}");
+        let volumes = images
+            .iter()
+            .map(|(i, image)| Volume {
+                name: volume(*i),
+                image: Some(ImageVolumeSource {
+                    reference: Some(image.given.clone()),
+                    pull_policy: Some(image.pull_policy(self.settings.pull_policy).into()),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let containers = images
+            .iter()
+            .map(|(i, image)| Container {
+                name: naming::container_name(*i, image.short_name()),
+                image: Some(runner.to_string()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                args: Some(vec!["-v".into()]),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: volume(*i),
+                    mount_path: IMAGE_MOUNT.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                }]),
+                security_context: Some(restricted_container_security()),
+                resources: Some(self.resources()),
+                ..Default::default()
+            })
+            .collect();
+        PodSpec {
+            security_context: Some(restricted_pod_security()),
+            volumes: Some(volumes),
+            containers,
+            ..Default::default()
+        }
+    }
+
+    /// With the volume strategy: the apiserver kept every image volume of the puller it created.
+    /// An apiserver whose `ImageVolume` gate is off (Kubernetes 1.33 and 1.34 by default) drops them
+    /// and their mounts without a word, and the runner would then "succeed" without pulling; the
+    /// reason says so.
+    pub fn dropped_image_volumes(&self, created: &Puller) -> Option<String> {
+        if !matches!(self.settings.strategy, PullStrategy::Volume { .. }) {
+            return None;
+        }
+        let spec = match created {
+            Puller::Job(job) => job.spec.as_ref()?.template.spec.as_ref()?,
+            Puller::Pod(pod) => pod.spec.as_ref()?,
+        };
+        let volumes = spec.volumes.iter().flatten().filter(|v| v.image.is_some()).count();
+        (volumes < spec.containers.len()).then(|| {
+            "the apiserver dropped the puller's image volumes: PULL_STRATEGY=volume needs the ImageVolume \
+             feature (on by default from Kubernetes 1.35; off on 1.33 and 1.34); use PULL_STRATEGY=kubelet"
+                .to_string()
+        })
     }
 
     /// quayctl strategy, as the 2017 original: one `puller` container with the list in `QUAY_IMAGES`,
@@ -594,6 +680,16 @@ fn node_affinity(node: &str) -> Affinity {
     }
 }
 
+fn restricted_pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS_USER),
+        run_as_group: Some(RUN_AS_USER),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+        ..Default::default()
+    }
+}
+
 fn restricted_container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
@@ -613,6 +709,7 @@ pub fn node_of(job: &Job) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::images::{PullPolicy, all_images, parse_image_list};
+    use crate::workloads::{Catalog, first};
 
     use serde_json::{Value, json};
 
@@ -626,7 +723,7 @@ mod tests {
             helper_image: Some("ghcr.io/x/quayctl-controller:0.1.0".to_string()),
             owner: None,
         };
-        let mut template = PullerTemplate::new(&config, run);
+        let mut template = PullerTemplate::new(&config, run, Catalog::explicit(config.images.clone()));
         template.settings.strategy = strategy;
         template
     }
@@ -636,7 +733,11 @@ mod tests {
 
     /// The puller Job for every image of the run on an untainted `node`.
     pub(crate) fn build_for(t: &PullerTemplate, node: &str) -> Job {
-        t.job(&EligibleNode { name: node.into(), images: all_images(t.images.len()), ..Default::default() }, DEADLINES)
+        let count = t.catalog.images.len();
+        t.job(
+            &EligibleNode { name: node.into(), set: first(count), images: all_images(count), ..Default::default() },
+            DEADLINES,
+        )
     }
 
     fn as_json(job: &Job) -> Value {
@@ -722,6 +823,52 @@ mod tests {
     }
 
     #[test]
+    fn volume_strategy_mounts_each_image_in_a_runner_of_its_own_without_a_helper() {
+        let strategy = PullStrategy::Volume { runner: "registry.k8s.io/pause:3.10.2".into() };
+        let job = build_for(&template(strategy), "n1");
+        let j = as_json(&job);
+        let pod = &j["spec"]["template"]["spec"];
+        assert!(pod.get("initContainers").is_none(), "no helper image");
+        assert_eq!(
+            pod["volumes"],
+            json!([
+                {"name": "image-0", "image": {"reference": "nginx:1.27", "pullPolicy": "IfNotPresent"}},
+                {"name": "image-1", "image": {"reference": "ghcr.io/org/model:v1", "pullPolicy": "IfNotPresent"}}
+            ])
+        );
+        let containers = pod["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 2, "one runner per image: a failure names its image");
+        for (i, (c, name)) in containers.iter().zip(["pull-0-nginx", "pull-1-model"]).enumerate() {
+            assert_eq!(c["name"], name);
+            assert_eq!(c["image"], "registry.k8s.io/pause:3.10.2");
+            assert_eq!(c["args"], json!(["-v"]));
+            assert_eq!(
+                c["volumeMounts"],
+                json!([{"name": format!("image-{i}"), "mountPath": "/image", "readOnly": true}])
+            );
+            assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+            assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+        }
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+
+        let t = template(PullStrategy::Volume { runner: "r:1".into() });
+        let created = Puller::Job(Box::new(build_for(&t, "n1")));
+        assert_eq!(t.dropped_image_volumes(&created), None);
+        let mut dropped = build_for(&t, "n1");
+        let spec = dropped.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        spec.volumes = None;
+        for c in &mut spec.containers {
+            c.volume_mounts = None;
+        }
+        let reason = t.dropped_image_volumes(&Puller::Job(Box::new(dropped))).expect("dropped");
+        assert!(reason.contains("ImageVolume") && reason.contains("1.35"), "{reason}");
+        assert_eq!(template(PullStrategy::Kubelet).dropped_image_volumes(&created), None, "only for volume");
+        let other_runner = template(PullStrategy::Volume { runner: "r:2".into() });
+        assert_ne!(t.spec_hash(), other_runner.spec_hash(), "the runner is part of what a run pulls");
+    }
+
+    #[test]
     fn quayctl_strategy_is_faithful_to_the_original() {
         let strategy = PullStrategy::Quayctl { image: "quay.io/coreos/quayctl:v0.0.1".into() };
         let j = as_json(&build_for(&template(strategy), "n1"));
@@ -766,16 +913,18 @@ mod tests {
             "another installation's pullers are never this run's to clean up"
         );
         let job = build_for(&t, "n1");
-        assert_eq!(t.adoption(&job.metadata, "n1"), Adoption::Adopt(0b11));
-        assert!(matches!(t.adoption(&job.metadata, "n2"), Adoption::Refuse(r) if r.contains("does not belong")));
+        assert_eq!(t.adoption(&job.metadata, "n1", &first(2)), Adoption::Adopt(0b11));
+        assert!(
+            matches!(t.adoption(&job.metadata, "n2", &first(2)), Adoption::Refuse(r) if r.contains("does not belong"))
+        );
         let mut other_run = t.clone();
         other_run.run_id = "nightly-8".into();
-        assert!(matches!(other_run.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
-        assert!(matches!(t.adoption(&ObjectMeta::default(), "n1"), Adoption::Refuse(_)));
+        assert!(matches!(other_run.adoption(&job.metadata, "n1", &first(2)), Adoption::Refuse(_)));
+        assert!(matches!(t.adoption(&ObjectMeta::default(), "n1", &first(2)), Adoption::Refuse(_)));
 
         let mut other_images = t.clone();
-        other_images.images = parse_image_list("nginx:1.27;ghcr.io/org/model:v2").unwrap().images;
-        let Adoption::Refuse(reason) = other_images.adoption(&job.metadata, "n1") else {
+        other_images.catalog = Catalog::explicit(parse_image_list("nginx:1.27;ghcr.io/org/model:v2").unwrap().images);
+        let Adoption::Refuse(reason) = other_images.adoption(&job.metadata, "n1", &first(2)) else {
             panic!("adopted other images")
         };
         assert!(
@@ -786,12 +935,13 @@ mod tests {
         );
         let mut other_policy = t.clone();
         other_policy.settings.pull_policy = PullPolicy::Always;
-        assert!(matches!(other_policy.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
+        assert!(matches!(other_policy.adoption(&job.metadata, "n1", &first(2)), Adoption::Refuse(_)));
         let quayctl = template(PullStrategy::Quayctl { image: "q:1".into() });
-        assert!(matches!(quayctl.adoption(&job.metadata, "n1"), Adoption::Refuse(_)));
+        assert!(matches!(quayctl.adoption(&job.metadata, "n1", &first(2)), Adoption::Refuse(_)));
 
-        let partial = t.job(&EligibleNode { name: "n1".into(), images: 0b10, ..Default::default() }, DEADLINES);
-        assert_eq!(t.adoption(&partial.metadata, "n1"), Adoption::Adopt(0b10), "adopts what that Job pulls");
+        let partial =
+            t.job(&EligibleNode { name: "n1".into(), set: first(2), images: 0b10, ..Default::default() }, DEADLINES);
+        assert_eq!(t.adoption(&partial.metadata, "n1", &first(2)), Adoption::Adopt(0b10), "adopts what that Job pulls");
     }
 
     #[test]
@@ -810,7 +960,7 @@ mod tests {
         t.settings.priority_class_name = Some("prepull-low".into());
         t.settings.pull_policy = PullPolicy::Always;
         t.settings.resources.memory_limit = "32Mi".into();
-        let node = EligibleNode { name: "g1".into(), taints, images: 0b10, ..Default::default() };
+        let node = EligibleNode { name: "g1".into(), taints, set: first(2), images: 0b10, ..Default::default() };
         let j = as_json(&t.job(&node, DEADLINES));
         let pod = &j["spec"]["template"]["spec"];
         assert_eq!(

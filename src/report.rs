@@ -1,7 +1,7 @@
 //! Step 6 of the data path: one serialisable result per node, and from it the text table, the JSON
 //! report, the summary line (also the run's Event) and the exit code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use crate::config::{Config, Pacing, PullerSettings, Selection, Timing};
 use crate::exit_code::ExitCode;
-use crate::images::Image;
 use crate::nodes::Skipped;
 use crate::outcome::Outcome;
 use crate::signal::Signal;
 use crate::tracker::{Ending, ImageResult, LagStats, RunResult, TaintAction, Verdict};
+use crate::workloads::Catalog;
 
 /// Above this many rows the table groups problems by (outcome, reason) and counts successes.
 pub const MAX_LISTED_ROWS: usize = 200;
@@ -80,16 +80,67 @@ pub struct NodeResult {
     /// Older pullers it could not delete ("name: why"): they stay beside the kept one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_replaced: Vec<String>,
+    /// `IMAGES_FROM`: images the node's workloads want that did not fit in its 64 (lowest ranked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOutImage>,
     /// What the run did besides the verdict, in words (the table's last column).
     #[serde(skip)]
     pub notes: Vec<String>,
 }
 
+/// An image a node's set left out, and its rank's weight (pods expected to want it there).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LeftOutImage {
+    pub image: String,
+    pub weight: f64,
+}
+
+/// One image of the run, and the workloads that asked for it (`IMAGES_FROM`; none: `QUAY_IMAGES`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImageInfo {
+    pub image: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
+}
+
+impl ImageInfo {
+    /// Every image of `catalog`, with its workloads.
+    pub fn of(catalog: &Catalog) -> Vec<ImageInfo> {
+        catalog
+            .images
+            .iter()
+            .zip(&catalog.wanted_by)
+            .map(|(image, by)| ImageInfo {
+                image: image.normalized.clone(),
+                workloads: by.iter().map(|&w| catalog.workloads[w as usize].to_string()).collect(),
+            })
+            .collect()
+    }
+}
+
 impl NodeResult {
     /// The row of one verdict; `images` name the run's images, `taint` is `STARTUP_TAINT`.
     pub fn from_verdict(v: Verdict, images: &[String], taint: &str) -> NodeResult {
-        let notes = v.notes();
+        let mut notes = v.notes();
+        if !v.left_out.is_empty() {
+            let first: Vec<&str> = v.left_out.iter().take(3).map(|l| images[l.image as usize].as_str()).collect();
+            let more = v.left_out.len().saturating_sub(first.len());
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            notes.push(format!(
+                "{} image(s) its workloads want left out (64 per node; ranked lowest): {}{more}",
+                v.left_out.len(),
+                first.join(", ")
+            ));
+        }
         NodeResult {
+            left_out: v
+                .left_out
+                .iter()
+                .map(|l| LeftOutImage {
+                    image: images[l.image as usize].clone(),
+                    weight: (l.weight * 1000.0).round() / 1000.0,
+                })
+                .collect(),
             notes,
             node: v.node,
             outcome: v.outcome,
@@ -184,6 +235,8 @@ pub struct Report {
     pub nodes: Vec<NodeResult>,
     pub skipped: Vec<SkippedNode>,
     pub held_back_images: Vec<HeldBack>,
+    /// Every image of the run, `QUAY_IMAGES` first, with the workloads that asked for it.
+    pub images: Vec<ImageInfo>,
     /// Job controller lag: Job creation → start.
     pub job_start_lag: LagStats,
     pub elapsed_seconds: f64,
@@ -207,6 +260,8 @@ impl Serialize for Report {
             not_considered: usize,
             eligible: usize,
             counts: BTreeMap<&'static str, usize>,
+            #[serde(skip_serializing_if = "<[ImageInfo]>::is_empty")]
+            images: &'a [ImageInfo],
             nodes: &'a [NodeResult],
             skipped: &'a [SkippedNode],
             held_back_images: &'a [HeldBack],
@@ -226,6 +281,7 @@ impl Serialize for Report {
             not_considered: self.not_considered,
             eligible: self.nodes.len(),
             counts: self.counts(),
+            images: &self.images,
             nodes: &self.nodes,
             skipped: &self.skipped,
             held_back_images: &self.held_back_images,
@@ -253,10 +309,10 @@ impl Report {
         }
     }
 
-    /// Fill in what the run found: every node's verdict (for the images of the run), how it ended,
-    /// its exit code.
-    pub fn finish(&mut self, result: RunResult, images: &[Image], elapsed: Duration) {
-        let names: Vec<String> = images.iter().map(|i| i.normalized.clone()).collect();
+    /// Fill in what the run found: every node's verdict (for the run's images, `self.images`), how
+    /// it ended, its exit code.
+    pub fn finish(&mut self, result: RunResult, elapsed: Duration) {
+        let names: Vec<String> = self.images.iter().map(|i| i.image.clone()).collect();
         let taint = self.settings.selection.startup_taint.as_ref().map(ToString::to_string).unwrap_or_default();
         let nodes = result.verdicts.into_iter().map(|v| NodeResult::from_verdict(v, &names, &taint)).collect();
         self.held_back_images =
@@ -370,16 +426,22 @@ impl Report {
         out
     }
 
-    /// Per image: on how many nodes it was pulled, present, failed, held back.
+    /// Per image: on how many nodes it was pulled, present, failed, held back; with `IMAGES_FROM`,
+    /// the workloads that asked for it.
     fn image_lines(&self) -> String {
         let mut out = String::new();
-        for (index, image) in self.settings.images.iter().enumerate() {
-            let mut counts: BTreeMap<ImageResult, usize> = BTreeMap::new();
-            for n in &self.nodes {
-                if let Some(i) = n.images.get(index) {
-                    *counts.entry(i.result).or_default() += 1;
+        let index: HashMap<&str, usize> =
+            self.images.iter().enumerate().map(|(i, info)| (info.image.as_str(), i)).collect();
+        let mut counts: Vec<BTreeMap<ImageResult, usize>> = vec![BTreeMap::new(); self.images.len()];
+        for n in &self.nodes {
+            for i in &n.images {
+                if let Some(&at) = index.get(i.image.as_str()) {
+                    *counts[at].entry(i.result).or_default() += 1;
                 }
             }
+        }
+        for (index, (info, counts)) in self.images.iter().zip(&counts).enumerate() {
+            let image = &info.image;
             let c = |r| counts.get(&r).copied().unwrap_or(0);
             let mut line = format!(
                 "image {}: {image}: pulled on {}, present on {}, failed on {}",
@@ -393,6 +455,12 @@ impl Report {
             }
             if c(ImageResult::Unknown) > 0 {
                 let _ = write!(line, ", unknown on {}", c(ImageResult::Unknown));
+            }
+            if !info.workloads.is_empty() {
+                let shown = info.workloads.iter().take(NAMES_PER_GROUP).cloned().collect::<Vec<_>>().join(", ");
+                let more = info.workloads.len().saturating_sub(NAMES_PER_GROUP);
+                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                let _ = write!(line, "; for {shown}{more}");
             }
             let _ = writeln!(out, "{line}");
             if let Some(held) = self.held_back_images.iter().find(|h| &h.image == image) {
@@ -493,6 +561,7 @@ mod tests {
             }],
             startup_taint: None,
             puller_kept: false,
+            left_out: Vec::new(),
             replaced: Vec::new(),
             not_replaced: Vec::new(),
             notes: Vec::new(),
@@ -504,6 +573,7 @@ mod tests {
             skipped.iter().map(|n| Skipped { node: n.to_string(), reason: SkipReason::Cordoned }).collect();
         let settings = RunSettings { images: vec!["docker.io/library/nginx:1.27".into()], ..Default::default() };
         let mut r = Report::new("r1", settings, results.len() + skipped.len(), &skipped);
+        r.images = vec![ImageInfo { image: "docker.io/library/nginx:1.27".into(), workloads: Vec::new() }];
         let failed = results.iter().any(|n| !n.outcome.is_success());
         r.exit_code = if failed { ExitCode::NodesFailed } else { ExitCode::Success };
         r.set_nodes(results, Duration::ZERO);
@@ -521,7 +591,7 @@ mod tests {
             empty: Some("no eligible node"),
             exit_code: ExitCode::NodesFailed,
         };
-        r.finish(result, &[], Duration::ZERO);
+        r.finish(result, Duration::ZERO);
         assert_eq!(r.exit_code(), ExitCode::NodesFailed);
         assert_eq!(
             r.summary(),

@@ -28,13 +28,14 @@ use crate::cluster::{Cluster, Object, plural};
 use crate::config::{Config, ConfigError, ReportFormat};
 use crate::error::{Error, Result};
 use crate::exit_code::ExitCode;
-use crate::nodes::{Eligibility, Partition};
+use crate::nodes::{Eligibility, EligibleNode, Partition};
 use crate::policy::Policy;
 use crate::pullers::{Puller, PullerTemplate, RunIdentity};
-use crate::report::{Report, RunSettings};
+use crate::report::{ImageInfo, Report, RunSettings};
 use crate::signal::{Shutdown, Signal, signalled, unless_signalled};
 use crate::tracker::{Action, Ending, Input, Plan, Progress, RunResult, Tracker};
 use crate::types::{Announcement, SelfInfo, Watched};
+use crate::workloads::Catalog;
 
 /// How a run ended without an error.
 #[derive(Debug)]
@@ -111,7 +112,7 @@ pub async fn run(
     let started = Instant::now();
     let Planned { tracker, plan, report, me } = or_stopped!(&mut shutdown, self::plan(cluster, config, clock));
     if config.output.dry_run {
-        let pullers = print_pullers(out, tracker.pullers(&plan.eligible))?;
+        let pullers = print_pullers(out, &tracker, &plan.eligible)?;
         info!(pullers, "dry run: printed the pullers, created nothing");
         return Ok(Finished::DryRun { pullers });
     }
@@ -120,7 +121,7 @@ pub async fn run(
         error!("{e}");
     }
     let mut report = report;
-    report.finish(result, &config.images, started.elapsed());
+    report.finish(result, started.elapsed());
     print(config, &report, out)?;
     announce(cluster, &me, &report, &mut shutdown).await;
     Ok(Finished::Report(Box::new(report)))
@@ -138,10 +139,9 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
         None => SelfInfo::default(),
     };
     let identity = RunIdentity::decide(config, &me, cluster.namespace(), clock.now())?;
-    let mut template = PullerTemplate::new(config, identity);
     info!(
-        run = %template.run_id,
-        namespace = %template.namespace,
+        run = %identity.run_id,
+        namespace = %identity.namespace,
         strategy = config.puller.strategy.name(),
         images = config.images.len(),
         deadline_seconds = config.timing.deadline_seconds,
@@ -151,12 +151,37 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
     if !dry_run {
         preflight(cluster, config).await?;
     }
-    let leftovers = if dry_run { Vec::new() } else { cluster.leftovers(&template.other_runs_selector()).await? };
+    let mut catalog = match &config.selection.images_from {
+        None => Catalog::explicit(config.images.clone()),
+        Some(from) => {
+            let listing = Instant::now();
+            let (workloads, stats) = cluster.workloads(from).await?;
+            let count = workloads.len();
+            let catalog = Catalog::new(config.images.clone(), workloads);
+            for (workload, problem) in &catalog.unparsable {
+                warn!(%workload, %problem, "an image of this workload is no image reference; left out");
+            }
+            info!(
+                workloads = count,
+                objects = stats.objects,
+                requests = stats.requests,
+                bytes = stats.bytes,
+                elapsed_ms = listing.elapsed().as_millis() as u64,
+                images = catalog.from_workloads(),
+                "listed the workloads (IMAGES_FROM)"
+            );
+            catalog
+        }
+    };
+    let leftovers = if dry_run { Vec::new() } else { cluster.leftovers(&identity.other_runs_selector()).await? };
     let rule = Eligibility::from(config);
     let mut partition = Partition { asked: leftovers.iter().map(|l| l.node.clone()).collect(), ..Default::default() };
     let selector = config.selection.node_selector.as_deref();
-    let total_nodes = cluster.for_each_node_page(selector, |page| partition.add(&page, &rule)).await?;
-    let Partition { eligible, skipped, unreachable, taints, not_considered, asked, listed } = partition.sorted();
+    let total_nodes = cluster.for_each_node_page(selector, |page| partition.add(&page, &rule, &mut catalog)).await?;
+    let Partition { eligible, skipped, unreachable, taints, not_considered, asked, listed } =
+        partition.finish(&mut catalog);
+    let images = ImageInfo::of(&catalog);
+    let mut template = PullerTemplate::new(config, identity, catalog);
     template.taints = taints;
     // The nodes earlier runs left pullers for that the list did not show: gone, unless a
     // NODE_SELECTOR left them out (then one list of every node's name says which still exist).
@@ -179,6 +204,7 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
     let settings = RunSettings::new(config, &template.namespace);
     let mut report = Report::new(&template.run_id, settings, total_nodes, &skipped);
     report.not_considered = not_considered;
+    report.images = images;
     let policy = Policy { run_deadline: me.run_deadline.clone(), ..Policy::from(config) };
     let plan = Plan { eligible, leftovers, gone, unreachable };
     Ok(Planned { tracker: Tracker::new(policy, template), plan, report, me })
@@ -210,12 +236,19 @@ async fn preflight(cluster: &Cluster, config: &Config) -> Result<()> {
     if problems.is_empty() { Ok(()) } else { Err(Error::Config(problems)) }
 }
 
-/// `DRY_RUN=true`: every puller (Job or pod) as one YAML document; how many.
-fn print_pullers(out: &mut (dyn Write + Send), pullers: impl Iterator<Item = Puller>) -> Result<usize> {
+/// `DRY_RUN=true`: every puller (Job or pod) as one YAML document, after comments that say which
+/// images its node gets and why (`IMAGES_FROM`: the workloads that could run there); how many.
+fn print_pullers(out: &mut (dyn Write + Send), tracker: &Tracker, nodes: &[EligibleNode]) -> Result<usize> {
     let mut count = 0;
-    for puller in pullers {
+    for (node, puller) in tracker.pullers(nodes) {
+        let mut comment = String::new();
+        if tracker.images_from() {
+            for line in tracker.why(node) {
+                comment.push_str(&format!("# {line}\n"));
+            }
+        }
         let yaml = serde_saphyr::to_string(&puller).map_err(Error::output)?;
-        write!(out, "---\n{yaml}").map_err(Error::output)?;
+        write!(out, "---\n{comment}{yaml}").map_err(Error::output)?;
         count += 1;
     }
     Ok(count)

@@ -4,7 +4,7 @@
 //! still queued. A helper image that does not pull fails its node after the same grace.
 
 use crate::images::ImageMask;
-use crate::outcome::{Outcome, is_permanent_pull_error};
+use crate::outcome::{Outcome, is_permanent_pull_error, is_platform_mismatch};
 use k8s_openapi::jiff::Timestamp;
 
 use super::entry::State;
@@ -24,11 +24,11 @@ impl Breaker {
         Breaker { failures: vec![0; image_count], successes: vec![0; image_count], broken: vec![None; image_count] }
     }
 
-    /// A node succeeded with these images pulled.
-    pub fn succeeded(&mut self, pulled: ImageMask) {
-        for (idx, count) in self.successes.iter_mut().enumerate() {
-            if pulled & (1 << idx) != 0 {
-                *count += 1;
+    /// A node whose images are `set` succeeded with these of them pulled.
+    pub fn succeeded(&mut self, set: &[u32], pulled: ImageMask) {
+        for (local, &idx) in set.iter().enumerate() {
+            if pulled & (1 << local) != 0 {
+                self.successes[idx as usize] += 1;
             }
         }
     }
@@ -71,8 +71,15 @@ impl Tracker {
         }
         images.failed |= bit;
         images.failing.retain(|(f, _)| *f != img);
-        let message = images.notes.iter().find(|n| n.image == img).map(|n| n.message.clone()).unwrap_or_default();
-        let idx = img as usize;
+        let mut message = images.notes.iter().find(|n| n.image == img).map(|n| n.message.clone()).unwrap_or_default();
+        if is_platform_mismatch(&message) {
+            // The failure is this node's platform's, not the image's: said so, and not counted.
+            let platform =
+                self.nodes[i].arch.as_deref().map_or("this node's platform".into(), |a| format!("linux/{a}"));
+            message = format!("the image has no variant for {platform}: {message}");
+            self.nodes[i].images.note(img, &message);
+        }
+        let idx = self.nodes[i].global(img);
         if is_permanent_pull_error(&message) {
             let b = &mut self.breaker;
             b.failures[idx] += 1;
@@ -92,24 +99,25 @@ impl Tracker {
 
     /// The breaker: queued nodes no longer get image `idx`; a node left with nothing to pull fails.
     fn hold_back(&mut self, idx: usize, reason: String, now: Timestamp) {
-        let bit = 1u64 << idx;
         // A node whose older kept puller holds the image has it on disk: the kubelet finds it there,
         // and the new puller must hold it too, or the older one could never be replaced.
-        let queued: Vec<u32> = self
+        let queued: Vec<(u32, u8)> = self
             .pacer
             .queue
             .iter()
-            .copied()
-            .filter(|&q| {
+            .filter_map(|&q| {
                 let e = &self.nodes[q as usize];
-                e.images.wanted & bit != 0 && !e.older.iter().any(|o| o.images & bit != 0)
+                let local = e.local(idx)?;
+                let bit = 1u64 << local;
+                (e.images.wanted & bit != 0 && !e.older.iter().any(|o| o.images & bit != 0)).then_some((q, local))
             })
             .collect();
-        for q in queued {
+        for (q, local) in queued {
+            let bit = 1u64 << local;
             let images = &mut self.nodes[q as usize].images;
             images.wanted &= !bit;
             images.not_sent |= bit;
-            images.note(idx as u8, &reason);
+            images.note(local, &reason);
             if images.wanted == 0 {
                 self.pacer.queue.retain(|&x| x != q);
                 let reason = self.image_reason(q as usize).unwrap_or_else(|| reason.clone());

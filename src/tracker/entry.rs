@@ -11,6 +11,7 @@ use crate::images::ImageMask;
 use crate::nodes::EligibleNode;
 use crate::outcome::Outcome;
 use crate::types::{NodeRef, PullerKind};
+use crate::workloads::{ImageSet, LeftOut};
 
 use super::TaintAction;
 
@@ -105,8 +106,14 @@ pub(super) struct Entry {
     pub uid: Option<String>,
     /// Since when it has carried the startup taint (its maximum hold counts from there).
     pub held_since: Option<Timestamp>,
+    /// Its architecture (`kubernetes.io/arch`), for a pull that finds no variant for it.
+    pub arch: Option<String>,
     /// The name of its puller (Job or pod).
     pub puller: String,
+    /// Its images, as indices into the run's: bit i of every mask in `images` is `set[i]`.
+    pub set: ImageSet,
+    /// What its set left out (`IMAGES_FROM`, more than 64 wanted there).
+    pub left_out: Vec<LeftOut>,
     /// Its puller's UID once created: it is deleted as that object only.
     pub puller_uid: Option<String>,
     /// Its blocking taints (the run's taint table): its puller tolerates exactly these.
@@ -147,14 +154,18 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    /// A node as the node list showed it, with `puller` its puller's name; `all` = every image of
-    /// the run (those it does not need are present).
-    pub fn new(node: EligibleNode, puller: String, all: ImageMask) -> Entry {
+    /// A node as the node list showed it, with `puller` its puller's name (the images of its set it
+    /// does not need are present).
+    pub fn new(node: EligibleNode, puller: String) -> Entry {
+        let all = crate::images::all_images(node.set.len());
         Entry {
             name: node.name,
             uid: node.uid,
             held_since: node.held_since,
+            arch: node.arch,
             puller,
+            set: node.set,
+            left_out: node.left_out,
             taints: node.taints,
             images: Images { wanted: node.images, present: all & !node.images, ..Default::default() },
             taint: if node.startup_tainted { TaintState::Carried } else { TaintState::None },
@@ -177,8 +188,24 @@ impl Entry {
         EligibleNode {
             name: self.name.clone(),
             taints: self.taints.clone(),
+            set: self.set.clone(),
             images: self.images.wanted,
             ..Default::default()
         }
+    }
+
+    /// Every image of its set.
+    pub fn all(&self) -> ImageMask {
+        crate::images::all_images(self.set.len())
+    }
+
+    /// Its image at place `local` of its set, as the run numbers its images.
+    pub fn global(&self, local: u8) -> usize {
+        self.set[local as usize] as usize
+    }
+
+    /// The place of the run's image `global` in its set.
+    pub fn local(&self, global: usize) -> Option<u8> {
+        self.set.iter().position(|&id| id as usize == global).map(|p| p as u8)
     }
 }

@@ -225,7 +225,7 @@ impl Tracker {
         if let Some(at) = started {
             self.started(i, at, now);
         }
-        let view = read_pod(&pod, self.template.images.len());
+        let view = read_pod(&pod, &self.nodes[i].set);
         if let Some(problem) = pod_problem(&pod) {
             if self.nodes[i].last_problem.as_deref() != Some(problem.as_str()) {
                 warn!(node = %self.nodes[i].name, %problem, "puller pod has a problem");
@@ -246,7 +246,7 @@ impl Tracker {
             self.disrupted(i, view.uid);
             return;
         }
-        let image_count = self.template.images.len() as u8;
+        let image_count = self.nodes[i].set.len() as u8;
         let images = &mut self.nodes[i].images;
         for (mask, container) in &view.containers {
             let mask = *mask & images.wanted;

@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher::Event;
 use tracing::info;
 
-use crate::nodes::{Decision, Eligibility, Unreachable, decide};
+use crate::nodes::{Decision, Eligibility, Unreachable, assign_images, decide};
 use crate::outcome::Outcome;
 use crate::types::Watched;
 
@@ -92,13 +92,14 @@ impl Tracker {
         if !self.window_open() || self.node_named(&name).is_some() {
             return;
         }
-        let rule = Eligibility {
-            selection: &self.policy.selection,
-            pull_policy: self.template.settings.pull_policy,
-            images: &self.template.images,
-        };
-        match decide(&node, &rule, &mut self.template.taints) {
-            Decision::Eligible(joined) if joined.startup_tainted => {
+        let rule = Eligibility { selection: &self.policy.selection, puller: &self.template.settings };
+        let (mut taints, mut catalog) =
+            (std::mem::take(&mut self.template.taints), std::mem::take(&mut self.template.catalog));
+        let decision = decide(&node, &rule, &mut taints, &mut catalog);
+        (self.template.taints, self.template.catalog) = (taints, catalog);
+        match decision {
+            Decision::Eligible(mut joined) if joined.startup_tainted => {
+                assign_images(&mut joined, &mut self.template.catalog);
                 self.window.waiting.remove(&name);
                 info!(node = %name, "a node joined with the startup taint");
                 let i = self.track(joined);

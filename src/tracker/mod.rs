@@ -47,6 +47,7 @@ use crate::pullers::{Leftover, Puller, PullerTemplate};
 use crate::signal::Signal;
 use crate::taints::StartupTaint;
 use crate::types::{Announcement, Created, NodeRef, PullerKind, TaintRemoval, Watched};
+use crate::workloads::LeftOut;
 
 use breaker::Breaker;
 use entry::{Entry, STATES, State};
@@ -195,7 +196,7 @@ impl Ending {
 }
 
 /// The verdict for one node, as the run's report and Event carry it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
     pub node: String,
     pub job: Option<String>,
@@ -212,6 +213,8 @@ pub struct Verdict {
     pub replaced: Vec<String>,
     /// Older pullers it should have replaced but could not delete: "name: the API's words".
     pub not_replaced: Vec<String>,
+    /// `IMAGES_FROM`: images its workloads want that its set of 64 left out.
+    pub left_out: Vec<LeftOut>,
 }
 
 impl Verdict {
@@ -342,7 +345,7 @@ impl Tracker {
     /// A tracker for a run of `template` judged by `policy`; it does nothing before
     /// [`Input::Start`].
     pub fn new(policy: Policy, template: PullerTemplate) -> Tracker {
-        let image_count = template.images.len();
+        let image_count = template.catalog.images.len();
         Tracker {
             breaker: Breaker::new(image_count),
             policy,
@@ -431,11 +434,10 @@ impl Tracker {
 
     /// Track one more node (queued, not yet in the queue); its index.
     fn track(&mut self, node: EligibleNode) -> usize {
-        let all = crate::images::all_images(self.template.images.len());
         let puller = self.template.puller_name(&node.name);
         let i = self.nodes.len();
         self.by_name.insert(puller.clone(), i as u32);
-        self.nodes.push(Entry::new(node, puller, all));
+        self.nodes.push(Entry::new(node, puller));
         self.counts[State::Queued as usize] += 1;
         i
     }
@@ -452,8 +454,31 @@ impl Tracker {
     }
 
     /// `DRY_RUN`: the puller each of `nodes` would get, as the run would create it first.
-    pub fn pullers<'a>(&'a self, nodes: &'a [EligibleNode]) -> impl Iterator<Item = Puller> + 'a {
-        nodes.iter().filter(|n| n.images != 0).map(|n| self.template.build(n, self.policy.deadlines()))
+    pub fn pullers<'a>(&'a self, nodes: &'a [EligibleNode]) -> impl Iterator<Item = (&'a EligibleNode, Puller)> + 'a {
+        nodes.iter().filter(|n| n.images != 0).map(|n| (n, self.template.build(n, self.policy.deadlines())))
+    }
+
+    /// `IMAGES_FROM` is set: the images come from workloads too.
+    pub fn images_from(&self) -> bool {
+        self.policy.selection.images_from.is_some()
+    }
+
+    /// `DRY_RUN` with `IMAGES_FROM`: the node's image set, why it got each image (`QUAY_IMAGES`, or
+    /// the workloads that could run there) and what was left out, one line each.
+    pub fn why(&self, node: &EligibleNode) -> Vec<String> {
+        let catalog = &self.template.catalog;
+        let mut lines = vec![format!("node {}: {} image(s)", node.name, node.set.len())];
+        for &id in node.set.iter() {
+            let image = &catalog.images[id as usize].normalized;
+            let why: Vec<String> = catalog.why(id, &node.fits).iter().map(ToString::to_string).collect();
+            let why = if (id as usize) < catalog.explicit { "QUAY_IMAGES".to_string() } else { why.join(", ") };
+            lines.push(format!("  {image} <- {why}"));
+        }
+        for left in &node.left_out {
+            let image = &catalog.images[left.image as usize].normalized;
+            lines.push(format!("  left out (64 per node; {:.2} pods expected to want it here): {image}", left.weight));
+        }
+        lines
     }
 
     /// The bounds the run is judged by (the loop reads its tick and progress interval).

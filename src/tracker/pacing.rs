@@ -193,6 +193,15 @@ impl Tracker {
                 let created_at = puller.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
                 self.nodes[i].puller_uid = puller.meta().uid.clone();
                 self.confirm(i, created_at);
+                if let Some(reason) = self.template.dropped_image_volumes(&puller) {
+                    // It would "succeed" without pulling: gone at once, and so are the creates.
+                    self.delete_own(i);
+                    self.conclude(i, Outcome::NotCreated, reason.clone(), now);
+                    if self.pacer.stopped.is_none() {
+                        self.stop(Outcome::NotCreated, format!("not attempted: {reason}"), now);
+                    }
+                    return;
+                }
                 // The watches may have shown the puller and its pod before the create returned.
                 if let Some(event) = self.nodes[i].early_job.take() {
                     self.on_job_event(*event, now);
@@ -201,7 +210,8 @@ impl Tracker {
                     self.on_pod_event(*event, now);
                 }
             }
-            Ok(Created::AlreadyExists(puller)) => match self.template.adoption(puller.meta(), node) {
+            Ok(Created::AlreadyExists(puller)) => match self.template.adoption(puller.meta(), node, &self.nodes[i].set)
+            {
                 Adoption::Adopt(images) => {
                     self.pacer.denials = (String::new(), 0);
                     let created_at = puller.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);

@@ -9,7 +9,6 @@ use tracing::{info, warn};
 use std::time::Duration;
 
 use crate::error::{ErrorClass, Result};
-use crate::images::{ImageMask, all_images};
 use crate::outcome::Outcome;
 use crate::pullers::{Leftover, LeftoverState};
 use crate::types::PullerKind;
@@ -138,7 +137,7 @@ impl Tracker {
                 LeftoverState::Succeeded if !gone.contains(&l.node) => {
                     if let Some(i) = self.node_named(&l.node) {
                         later += 1;
-                        let images = self.mask_of(&l.images);
+                        let images = self.template.mask_of(&self.nodes[i].set, l.images.iter().map(String::as_str));
                         let older = Older { kind: l.kind, name: l.name, uid: l.uid, images, created_at: l.created_at };
                         self.nodes[i].older.push(older);
                     }
@@ -171,16 +170,6 @@ impl Tracker {
         now.duration_since(created) >= span(deadline + wait)
     }
 
-    /// The images of this run among `names` (normalized references).
-    fn mask_of(&self, names: &[String]) -> ImageMask {
-        self.template
-            .images
-            .iter()
-            .enumerate()
-            .filter(|(_, image)| names.contains(&image.normalized))
-            .fold(0, |mask, (i, _)| mask | 1 << i)
-    }
-
     /// Of node `i`'s older kept pullers, delete each whose images (of those the run asks for) a
     /// newer one holds: at most one stays where one holds them all.
     fn drop_redundant_older(&mut self, i: usize) {
@@ -207,8 +196,8 @@ impl Tracker {
         if !self.template.keep_last() {
             return;
         }
-        let all = all_images(self.template.images.len());
         let entry = &mut self.nodes[i];
+        let all = entry.all();
         let held = entry.older.iter().any(|o| o.images & all == all);
         if !(entry.images.wanted == 0 && held) {
             entry.images.wanted = all;

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::Config;
-use crate::naming::images_of_container;
 use crate::nodes::SkipReason;
 use crate::pullers::{LeftoverState, RunIdentity};
+use crate::workloads::{Catalog, first};
 
 /// One input of a scenario, named by node.
 enum In {
@@ -150,7 +150,9 @@ fn template_with(extra: &[(&str, &str)]) -> PullerTemplate {
         helper_image: Some("h:1".into()),
         owner: None,
     };
-    PullerTemplate::new(&config(extra), run)
+    let config = config(extra);
+    let catalog = Catalog::explicit(config.images.clone());
+    PullerTemplate::new(&config, run, catalog)
 }
 
 fn template() -> PullerTemplate {
@@ -163,7 +165,10 @@ fn tracker(extra: &[(&str, &str)]) -> Tracker {
 }
 
 fn nodes(names: &[&str]) -> Vec<EligibleNode> {
-    names.iter().map(|n| EligibleNode { name: n.to_string(), images: 0b11, ..Default::default() }).collect()
+    names
+        .iter()
+        .map(|n| EligibleNode { name: n.to_string(), set: first(2), images: 0b11, ..Default::default() })
+        .collect()
 }
 
 /// Nodes carrying the startup taint.
@@ -274,9 +279,9 @@ const NO_PATCH: &str = "nodes \"a\" is forbidden: User \"system:serviceaccount:o
 /// The Job a run of `template` creates first for `node` (every image).
 fn first_job(template: &PullerTemplate, node: &str) -> Box<Job> {
     let tracker = Tracker::new(Policy::from(&config(&[])), template.clone());
-    let node = EligibleNode { name: node.into(), images: 0b11, ..Default::default() };
+    let node = EligibleNode { name: node.into(), set: first(2), images: 0b11, ..Default::default() };
     match tracker.pullers(std::slice::from_ref(&node)).next() {
-        Some(Puller::Job(job)) => job,
+        Some((_, Puller::Job(job))) => job,
         other => panic!("not a Job: {other:?}"),
     }
 }
@@ -412,11 +417,15 @@ fn compact(action: &Action) -> String {
                 Puller::Job(job) => job.spec.as_ref().unwrap().template.spec.as_ref().unwrap(),
                 Puller::Pod(pod) => pod.spec.as_ref().unwrap(),
             };
-            let mask = spec.containers.iter().fold(0, |m, c| m | images_of_container(&c.name, 2));
+            // The run's images its containers pull (`pull-<i>-...`), numbered from 1.
+            let images: Vec<String> = spec
+                .containers
+                .iter()
+                .filter_map(|c| c.name.strip_prefix("pull-")?.split('-').next()?.parse::<usize>().ok())
+                .map(|i| (i + 1).to_string())
+                .collect();
             let mut line = format!("create {node}");
-            if mask != 0b11 {
-                let images: Vec<String> =
-                    (0..2).filter(|i| mask & (1 << i) != 0).map(|i| (i + 1).to_string()).collect();
+            if images != ["1", "2"] {
                 line.push_str(&format!(" [{}]", images.join(",")));
             }
             if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d != PULL_DEADLINE) {
@@ -1696,7 +1705,13 @@ fn tainted_since(names: &[&str], t: i64) -> Vec<EligibleNode> {
 
 /// A node held by the startup taint since `t` that no puller can reach, for `reason`.
 fn unreachable(name: &str, t: i64, reason: SkipReason) -> Unreachable {
-    let node = EligibleNode { name: name.into(), startup_tainted: true, held_since: Some(at(t)), ..Default::default() };
+    let node = EligibleNode {
+        name: name.into(),
+        set: first(2),
+        startup_tainted: true,
+        held_since: Some(at(t)),
+        ..Default::default()
+    };
     Unreachable { node, reason }
 }
 
@@ -2079,6 +2094,48 @@ fn nodes_that_join_during_the_window_are_pulled_on_and_released_within_seconds()
         ],
         verdicts: &[("booting", Outcome::Held, "not Ready")],
         ending: End::Signal(Signal::Terminate),
+        ..Scenario::default()
+    }
+    .check();
+}
+
+#[test]
+fn each_node_pulls_its_own_set_and_failures_keep_the_runs_numbers() {
+    // IMAGES_FROM gives nodes different sets of the run's images: a holds images 1 and 2, b images
+    // 1 and 3. Containers are named by the run's numbers; masks are per node.
+    let set = |ids: &[u32]| -> crate::workloads::ImageSet { ids.iter().copied().collect() };
+    let redis = |state: Value| json!({"phase": "Pending", "containerStatuses": [container("pull-0-nginx", done()), container("pull-2-redis", state)]});
+    Scenario {
+        name: "b fails on image 3, named as the run numbers it; c pulls image 3 alone",
+        vars: &[("QUAY_IMAGES", "nginx:1.27;ghcr.io/org/model:v1;redis:7"), ("MAX_PARALLEL", "2")],
+        nodes: vec![
+            EligibleNode { name: "a".into(), set: set(&[0, 1]), images: 0b11, ..Default::default() },
+            EligibleNode { name: "b".into(), set: set(&[0, 2]), images: 0b11, ..Default::default() },
+            EligibleNode { name: "c".into(), set: set(&[2]), images: 0b1, ..Default::default() },
+        ],
+        steps: vec![
+            (0, In::Start, &["watch jobs", "watch pods"]),
+            (0, In::Ready, &["create a", "create b [1,3]"]),
+            (1, In::Created("a"), &[]),
+            (1, In::Created("b"), &[]),
+            (2, In::Pod("a", pulling(done(), done())), &["create c [3]"]),
+            (2, In::Pod("b", redis(waiting("ErrImagePull", NOT_FOUND))), &[]),
+            (4, In::Created("c"), &[]),
+            (
+                5,
+                In::Pod("c", json!({"phase": "Pending", "containerStatuses": [container("pull-2-redis", done())]})),
+                &[],
+            ),
+            (6, In::Pod("c", json!({"phase": "Succeeded"})), &[]),
+            (32, In::Tick, &["delete b"]),
+            (32, In::RequestsDone, &[]),
+        ],
+        verdicts: &[
+            ("a", Outcome::Succeeded, ""),
+            ("b", Outcome::Failed, "image 3: ErrImagePull"),
+            ("c", Outcome::Succeeded, ""),
+        ],
+        ending: End::Done,
         ..Scenario::default()
     }
     .check();

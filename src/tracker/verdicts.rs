@@ -65,7 +65,7 @@ impl Tracker {
         entry.images.failing.clear();
         if outcome.is_success() {
             debug!(node = %entry.name, outcome = outcome.label(), "node concluded");
-            self.breaker.succeeded(entry.images.pulled);
+            self.breaker.succeeded(&entry.set, entry.images.pulled);
         } else if outcome != Outcome::NotStarted {
             self.logged_failures += 1;
             if self.logged_failures <= MAX_LOGGED_FAILURES {
@@ -116,7 +116,7 @@ impl Tracker {
             .notes
             .iter()
             .filter(|n| bad & (1 << n.image) != 0)
-            .map(|n| format!("image {}: {}", n.image + 1, n.message))
+            .map(|n| format!("image {}: {}", self.nodes[i].global(n.image) + 1, n.message))
             .collect();
         (!parts.is_empty()).then(|| parts.join("; "))
     }
@@ -124,8 +124,8 @@ impl Tracker {
     /// Node `i` holds every image (already there, or pulled): its startup taint goes now, even
     /// while its puller is still running the ones that were there already (`KEEP_LAST_PULLER`).
     pub(super) fn release_if_complete(&mut self, i: usize) {
-        let all = crate::images::all_images(self.template.images.len());
         let entry = &self.nodes[i];
+        let all = entry.all();
         let on_node = entry.images.present | entry.images.pulled;
         let succeeded = entry.verdict.as_ref().is_some_and(|(o, _)| o.is_success());
         if entry.taint == TaintState::Carried && (on_node & all == all || succeeded) {
@@ -338,9 +338,9 @@ impl Tracker {
     fn verdict_of(&self, i: usize) -> Verdict {
         let e: &Entry = &self.nodes[i];
         let (outcome, reason) = e.verdict.clone().expect("every node is concluded");
-        let images = (0..self.template.images.len())
-            .map(|idx| {
-                let bit = 1 << idx;
+        let images = (0..e.set.len())
+            .map(|local| {
+                let bit = 1 << local;
                 let im = &e.images;
                 // An image already on the node stays `present`, even when its puller ran it to
                 // hold it (KEEP_LAST_PULLER): nothing was pulled.
@@ -357,11 +357,11 @@ impl Tracker {
                 };
                 let message = match result {
                     ImageResult::Failed | ImageResult::NotSent => {
-                        im.notes.iter().find(|n| n.image as usize == idx).map(|n| n.message.clone())
+                        im.notes.iter().find(|n| n.image as usize == local).map(|n| n.message.clone())
                     }
                     _ => None,
                 };
-                ImageVerdict { index: idx, result, message }
+                ImageVerdict { index: e.set[local] as usize, result, message }
             })
             .collect();
         let duration = match (e.created_at, e.finished_at) {
@@ -387,6 +387,7 @@ impl Tracker {
             taint,
             replaced: e.replaced.clone(),
             not_replaced: e.not_replaced.iter().map(|(name, why)| format!("{name}: {why}")).collect(),
+            left_out: e.left_out.clone(),
         }
     }
 }
