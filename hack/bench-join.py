@@ -118,7 +118,7 @@ def quantiles(values):
         return {"p50": None, "p95": None, "max": None}
     ordered = sorted(values)
     at = lambda q: ordered[min(len(ordered) - 1, round((len(ordered) - 1) * q))]
-    return {"p50": round(at(0.5), 1), "p95": round(at(0.95), 1), "max": round(ordered[-1], 1)}
+    return {"p50": round(at(0.5), 2), "p95": round(at(0.95), 2), "max": round(ordered[-1], 2)}
 
 
 def report(audit_log, result_path, mode, count):

@@ -36,7 +36,7 @@ apiVersion: v1
 kind: Node
 metadata:
   name: ctl
-  labels: {kubernetes.io/hostname: ctl, kubernetes.io/os: linux}
+  labels: {kubernetes.io/hostname: ctl, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
 N
   local now; now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   kubectl patch node ctl --subresource=status --type=merge -p "{\"status\":{
