@@ -95,9 +95,11 @@ CONFIG = {
     "deadlineSeconds": integer("DEADLINE_SECONDS", 1, 86400),
     "waitGraceSeconds": integer("WAIT_GRACE_SECONDS", 0, 3600),
     "pullErrorGraceSeconds": integer("PULL_ERROR_GRACE_SECONDS", 0, 3600),
-    "pullStrategy": choice("PULL_STRATEGY", "kubelet", "quayctl"),
+    "pullStrategy": choice("PULL_STRATEGY", "kubelet", "volume", "quayctl"),
     "quayctlImage": pattern("QUAYCTL_IMAGE", whole(REFERENCE)),
     "helperImage": pattern("HELPER_IMAGE", whole(REFERENCE)),
+    "helperArchitectures": pattern("HELPER_ARCHITECTURES", listed(DNS_LABEL, ",")),
+    "runnerImage": pattern("RUNNER_IMAGE", whole(REFERENCE)),
     "pullPolicy": choice("PULL_POLICY", "auto", "Always", "IfNotPresent"),
     "tolerations": counted("TOLERATIONS", TOLERATION, ",", MAX_TOLERATIONS, type=["string", "null"]),
     "imagePullSecrets": pattern("IMAGE_PULL_SECRETS", listed(DNS_SUBDOMAIN, ",")),
@@ -177,6 +179,31 @@ SCHEMA = {
             "type": "object",
             "additionalProperties": False,
             "properties": {"enabled": {"type": "boolean"}},
+        },
+        "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+        # IMAGES_FROM, as workloads.rs parses it: namespaces (names or "*") or a namespace selector,
+        # not both; a workload selector; kinds by their plural names.
+        "imagesFrom": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "namespaces": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": whole(rf"(?:\*|{DNS_LABEL})")},
+                    "uniqueItems": True,
+                },
+                "namespaceSelector": {"type": "string", "pattern": whole(rf"(?:{listed(REQUIREMENT, ',')[1:-1]})?")},
+                "selector": {"type": "string", "pattern": whole(rf"(?:{listed(REQUIREMENT, ',')[1:-1]})?")},
+                "kinds": {
+                    "type": "array",
+                    "items": {"enum": ["deployments", "statefulsets", "daemonsets", "cronjobs", "jobs"]},
+                    "uniqueItems": True,
+                },
+            },
+            "not": {
+                "properties": {"namespaces": {"minItems": 1}, "namespaceSelector": {"minLength": 1}},
+                "required": ["namespaces", "namespaceSelector"],
+            },
         },
         "resources": {"type": "object"},
         "config": {

@@ -39,7 +39,7 @@ for arg in "$@"; do
     done
     taints="[$list]"
   fi
-  labels="kubernetes.io/hostname: $name, kubernetes.io/os: linux, type: kwok, quayctl-e2e/shape: $shape"
+  labels="kubernetes.io/hostname: $name, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok, quayctl-e2e/shape: $shape"
   if [ -n "${NODE_LABELS:-}" ]; then
     IFS=',' read -ra extra <<< "$NODE_LABELS"
     for kv in "${extra[@]}"; do labels="$labels, ${kv%%=*}: \"${kv#*=}\""; done

@@ -285,14 +285,26 @@ pub fn decide(node: &Node, rule: &Eligibility, taints: &mut TaintTable, catalog:
         held_since: held.and_then(|t| held_since(node, t)),
         ..Default::default()
     };
-    match eligibility(node, &rule.selection.tolerations, startup)
-        .and_then(|blocking| supports(node, rule.puller).map(|()| blocking))
-    {
+    // With IMAGES_FROM, a tainted node that a workload tolerates is reached without TOLERATIONS:
+    // where its pods may run, its puller may too (tolerating exactly the node's taints).
+    let mut fits = None;
+    let reached = eligibility(node, &rule.selection.tolerations, startup).or_else(|reason| match reason {
+        SkipReason::Tainted { .. } if rule.selection.images_from.is_some() => {
+            let workloads = fits.insert(catalog.fits(node, startup));
+            if workloads.is_empty() {
+                return Err(reason);
+            }
+            let all = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+            Ok(all.iter().filter(|t| is_blocking(t)).collect())
+        }
+        reason => Err(reason),
+    });
+    match reached.and_then(|blocking| supports(node, rule.puller).map(|()| blocking)) {
         Ok(blocking) => {
             eligible.zone = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_ZONE)).cloned();
             eligible.arch = architecture(node).cloned();
             eligible.taints = blocking.into_iter().map(|t| taints.intern(t)).collect();
-            eligible.fits = catalog.fits(node, startup);
+            eligible.fits = fits.unwrap_or_else(|| catalog.fits(node, startup));
             if rule.selection.skip_present {
                 eligible.present = catalog.present(node, rule.puller.pull_policy).into();
             }
@@ -525,6 +537,48 @@ pub(crate) mod tests {
                 "old-runtime: cannot mount image volumes (PULL_STRATEGY=volume): containerd://2.0.5 (containerd 2.1 or later, CRI-O 1.31 or later)",
             ],
             "every architecture has the pause image; versions that cannot be read pass"
+        );
+    }
+
+    #[test]
+    fn with_images_from_a_node_its_workloads_tolerate_is_reached_without_tolerations() {
+        use crate::scheduling::Constraints;
+        use crate::workloads::{Kind, Workload, WorkloadRef};
+        let gpu = node("gpu-1", Some("True"), false, &[("nvidia.com/gpu", "NoSchedule")]);
+        let from = config(&[("IMAGES_FROM", "namespaces=ml")]);
+        let trainer = |tolerates: bool| Workload {
+            id: WorkloadRef { kind: Kind::Deployment, namespace: "ml".into(), name: "trainer".into() },
+            replicas: 1,
+            daemon: false,
+            constraints: Constraints {
+                tolerations: if tolerates {
+                    vec![k8s_openapi::api::core::v1::Toleration {
+                        key: Some("nvidia.com/gpu".into()),
+                        operator: Some("Exists".into()),
+                        ..Default::default()
+                    }]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            },
+            images: vec!["cuda:12".into()],
+        };
+        let decide_with = |tolerates: bool| {
+            let mut catalog = Catalog::new(from.images.clone(), vec![trainer(tolerates)]);
+            let mut taints = TaintTable::default();
+            let decision = decide(&gpu, &(&from).into(), &mut taints, &mut catalog);
+            (decision, taints)
+        };
+        let (Decision::Eligible(reached), taints) = decide_with(true) else { panic!("not reached") };
+        let keys: Vec<_> = taints.tolerations(&reached.taints).into_iter().filter_map(|t| t.key).collect();
+        assert_eq!(keys, ["nvidia.com/gpu"], "exactly the node's taints");
+        assert!(matches!(decide_with(false).0, Decision::Skipped(Skipped { reason: SkipReason::Tainted { .. }, .. })));
+        let plain = config(&[]);
+        let mut catalog = Catalog::new(plain.images.clone(), vec![trainer(true)]);
+        assert!(
+            matches!(decide(&gpu, &(&plain).into(), &mut TaintTable::default(), &mut catalog), Decision::Skipped(_)),
+            "without IMAGES_FROM, TOLERATIONS decides"
         );
     }
 

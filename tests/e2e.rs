@@ -588,9 +588,53 @@ async fn deploy_manifests_rbac_and_pod_security() {
     assert!(run.row("rbac-00").contains("startup taint removed"), "{run:?}");
     assert!(taints_of(&client, "rbac-00").await.is_empty());
 
+    // IMAGES_FROM's component (k8s/deploy/images-from): the base grants no read of the workloads;
+    // with the component the ServiceAccount may `list` them (and nothing more), and a run reads them.
+    let sa = "--as=system:serviceaccount:quayctl-controller:quayctl-controller";
+    let can = |verb: &'static str, resource: &'static str| async move {
+        kubectl(&["auth", "can-i", verb, resource, "--all-namespaces", sa], None).await.1.trim().to_string()
+    };
+    assert_eq!(can("list", "deployments.apps").await, "no", "the base alone");
+    let overlay = state_path("images-from-overlay");
+    std::fs::create_dir_all(&overlay).unwrap();
+    let relative = |p: &str| {
+        let depth = overlay.components().count() - 1;
+        format!("{}{}", "../".repeat(depth), repo().join(p).display().to_string().trim_start_matches('/'))
+    };
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!("resources: [{}]\ncomponents: [{}]\n", relative("k8s/deploy"), relative("k8s/deploy/images-from")),
+    )
+    .unwrap();
+    let (ok, out) = kubectl(&["apply", "-k", overlay.to_str().unwrap()], None).await;
+    assert!(ok, "{out}");
+    for resource in
+        ["deployments.apps", "statefulsets.apps", "daemonsets.apps", "cronjobs.batch", "jobs.batch", "namespaces"]
+    {
+        assert_eq!(can("list", resource).await, "yes", "list {resource}");
+    }
+    assert_eq!(
+        (can("get", "deployments.apps").await, can("watch", "deployments.apps").await),
+        ("no".into(), "no".into())
+    );
+    let (ok, from) = kubectl(
+        &["-n", "quayctl-controller", "get", "configmap", "quayctl-controller", "-o", "jsonpath={.data.IMAGES_FROM}"],
+        None,
+    )
+    .await;
+    assert!(ok && from == "namespaces=*", "{from}");
+    // A dry run: the same lists with the ServiceAccount, nothing created (the kept pullers stay).
+    let from_vars = [("RUN_ID", "rbac-from"), ("IMAGES_FROM", "namespaces=*;kinds=statefulsets"), ("DRY_RUN", "true")];
+    let run = controller(&with(vars.clone(), &from_vars)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("# node rbac-00: "), "{run:?}");
+    assert!(run.stderr.contains("listed the workloads (IMAGES_FROM)"), "{run:?}");
+    let (ok, out) =
+        kubectl(&["delete", "clusterrolebinding,clusterrole", "quayctl-controller-images-from"], None).await;
+    assert!(ok, "{out}");
+
     // The admission policy: `patch nodes` lets the ServiceAccount remove the startup taint and do
     // nothing else to a node.
-    let sa = "--as=system:serviceaccount:quayctl-controller:quayctl-controller";
     let (ok, out) = kubectl(&[sa, "label", "node", "rbac-01", "sneaky=1"], None).await;
     assert!(!ok && out.contains("ValidatingAdmissionPolicy") && out.contains("does not carry"), "{out}");
     assert!(kubectl(&["taint", "node", "rbac-01", &startup, "other=x:NoSchedule"], None).await.0);
@@ -1067,9 +1111,16 @@ const STARTUP_TAINT: &str = "startup-taint.cluster-autoscaler.kubernetes.io/quay
 /// Apply kwok nodes `specs` (see hack/nodes.sh) of group `group` carrying `taints` besides their
 /// shape's, and wait until each is initialized (Ready, or NotReady for `notready-*`).
 async fn tainted_nodes(client: &Client, group: &str, specs: &[&str], taints: &str) {
+    pool_nodes(client, group, specs, "", taints).await;
+}
+
+/// Create kwok nodes `specs` labelled `e2e-group=<group>` and `labels` (`k=v,k2=v2`), with `taints`
+/// (hack/nodes.sh's NODE_TAINTS), and wait until kwok has initialized each.
+async fn pool_nodes(client: &Client, group: &str, specs: &[&str], labels: &str, taints: &str) {
+    let labels = if labels.is_empty() { format!("e2e-group={group}") } else { format!("e2e-group={group},{labels}") };
     let manifest = std::process::Command::new(repo().join("hack/nodes.sh"))
         .args(specs)
-        .env("NODE_LABELS", format!("e2e-group={group}"))
+        .env("NODE_LABELS", labels)
         .env("NODE_TAINTS", taints)
         .output()
         .unwrap();
@@ -1320,6 +1371,118 @@ async fn retention_never_unprotects_an_image() {
             && e["userAgent"].as_str().is_some_and(|a| a.starts_with("quayctl-controller/"))
     });
     assert_eq!(by_the_run, 1, "deleted by the run: {late:?}");
+}
+
+/// The apiserver's minor version.
+async fn server_minor() -> u32 {
+    let (ok, out) = kubectl(&["version", "-o", "json"], None).await;
+    assert!(ok, "{out}");
+    let start = out.find('{').unwrap();
+    let version: serde_json::Value = serde_json::from_str(&out[start..]).unwrap();
+    version["serverVersion"]["minor"].as_str().unwrap().trim_end_matches('+').parse().unwrap()
+}
+
+/// Set a kwok node's `status.nodeInfo` fields (kwok reports `kwok` for the versions).
+async fn node_info(client: &Client, node: &str, info: serde_json::Value) {
+    let api: Api<Node> = Api::all(client.clone());
+    let patch = json!({"status": {"nodeInfo": info}});
+    api.patch_status(node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+}
+
+// PULL_STRATEGY=volume: one image volume per image, a pause container per volume, no helper image,
+// under `restricted`. An apiserver without ImageVolume (1.33 and 1.34 by default) drops the volumes:
+// the run says so and creates nothing more, instead of "succeeding" without a pull. Nodes whose
+// kubelet or runtime cannot mount image volumes are skipped with the reason, before any create.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn the_volume_strategy_pulls_through_image_volumes_or_says_why_it_cannot() {
+    let restricted = [("pod-security.kubernetes.io/enforce", "restricted")];
+    let t = Setup::new("volume", &restricted, &names("volume", 3)).await;
+    let client = t.client.clone();
+    node_info(
+        &client,
+        "volume-02",
+        json!({"kubeletVersion": "v1.34.4", "containerRuntimeVersion": "containerd://2.1.4"}),
+    )
+    .await;
+    // One create at a time, so that exactly one tells on an apiserver without image volumes.
+    let vars =
+        with(t.base("volume-1"), &[("PULL_STRATEGY", "volume"), ("HELPER_IMAGE", ""), ("CREATE_CONCURRENCY", "1")]);
+    let run = controller(&vars).await;
+    assert!(
+        run.stdout.contains("volume-02")
+            && run.row("volume-02").contains("skipped")
+            && run.row("volume-02").contains("cannot mount image volumes (PULL_STRATEGY=volume): kubelet v1.34.4"),
+        "{run:?}"
+    );
+    if server_minor().await >= 35 {
+        assert_eq!(run.code, 0, "{run:?}");
+        let job =
+            jobs(&client, &t.ns).await.into_iter().find(|j| j.name_any() == "prepull-volume-1-volume-00").unwrap();
+        let spec = job.spec.unwrap().template.spec.unwrap();
+        let volumes: Vec<String> =
+            spec.volumes.unwrap().iter().filter_map(|v| v.image.as_ref().and_then(|i| i.reference.clone())).collect();
+        assert_eq!(volumes, ["nginx:1.27", "registry.example.com/ml/pytorch:2.4"]);
+        assert!(spec.init_containers.is_none(), "no helper image");
+        assert!(spec.containers.iter().all(|c| c.args.as_deref() == Some(&["-v".to_string()][..])));
+    } else {
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stdout.contains("the apiserver dropped the puller's image volumes")
+                && run.stdout.contains("ImageVolume"),
+            "{run:?}"
+        );
+        assert_eq!(
+            audit(|e| e["verb"] == "create"
+                && e["objectRef"]["resource"] == "jobs"
+                && e["objectRef"]["namespace"] == t.ns.as_str()),
+            1,
+            "one create tells; the rest are not attempted"
+        );
+        eventually("the puller without volumes to be gone", Duration::from_secs(30), || async {
+            jobs(&client, &t.ns).await.is_empty().then_some(())
+        })
+        .await;
+    }
+}
+
+// Mixed architectures, one run (the kubelet strategy): amd64 and arm64 nodes get pullers that name
+// the helper image as given (its index), never an architecture's digest; a node of an architecture
+// the helper lacks is skipped before any puller is created.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn amd64_and_arm64_nodes_share_one_helper_index_and_other_architectures_are_skipped() {
+    let t = Setup::new("arch", &[], &names("arch", 3)).await;
+    let client = t.client.clone();
+    for (node, arch) in [("arch-00", "amd64"), ("arch-01", "arm64"), ("arch-02", "riscv64")] {
+        assert!(kubectl(&["label", "node", node, &format!("kubernetes.io/arch={arch}"), "--overwrite"], None).await.0);
+    }
+    let run = controller(&t.base("arch-1")).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.row("arch-02").contains("skipped")
+            && run
+                .row("arch-02")
+                .contains("architecture riscv64: the helper image has the no-op for amd64, arm64 only"),
+        "{run:?}"
+    );
+    let mut helpers: Vec<(String, String)> = jobs(&client, &t.ns)
+        .await
+        .into_iter()
+        .map(|j| {
+            let spec = j.spec.unwrap().template.spec.unwrap();
+            (j.metadata.name.unwrap(), spec.init_containers.unwrap()[0].image.clone().unwrap())
+        })
+        .collect();
+    helpers.sort();
+    assert_eq!(
+        helpers,
+        [
+            ("prepull-arch-1-arch-00".into(), HELPER_IMAGE.to_string()),
+            ("prepull-arch-1-arch-01".into(), HELPER_IMAGE.to_string()),
+        ],
+        "the same reference on both: the index, resolved by each node's runtime"
+    );
 }
 
 /// The Events about a node (in `default`, as for every cluster-scoped object): (type, reason, note).
@@ -2047,6 +2210,9 @@ async fn helm_chart_is_the_shipped_manifests_and_refuses_what_the_controller_ref
         ("config.nodeSelector=a=b\\,\\,c".into(), "NODE_SELECTOR", "a=b,,c".into()),
         ("config.instance=two words".into(), "INSTANCE", "two words".into()),
         ("config.runId=-x-".into(), "RUN_ID", "-x-".into()),
+        ("config.helperArchitectures=amd64\\,\\,arm64".into(), "HELPER_ARCHITECTURES", "amd64,,arm64".into()),
+        ("config.helperArchitectures=AMD64".into(), "HELPER_ARCHITECTURES", "AMD64".into()),
+        ("config.runnerImage=Pause:3.10".into(), "RUNNER_IMAGE", "Pause:3.10".into()),
     ];
     let too_many_tolerations = (0..33).map(|i| format!("k{i}")).collect::<Vec<_>>().join(",");
     let (ok, _, err) = helm(&[
@@ -2115,4 +2281,268 @@ async fn helm_chart_is_the_shipped_manifests_and_refuses_what_the_controller_ref
     let (ok, _, err) =
         helm(&["template", "x", chart, "--set", "config.deadlineSeconds=600", "--set-string", "config.tolerations=*"]);
     assert!(ok, "valid values: {err}");
+}
+
+/// The images each puller of `ns` pulls (its `quayctl-controller/images` annotation), by node.
+async fn images_by_node(client: &Client, ns: &str, kind: &str) -> BTreeMap<String, Vec<String>> {
+    let metas: Vec<kube::api::ObjectMeta> = if kind == "job" {
+        jobs(client, ns).await.into_iter().map(|j| j.metadata).collect()
+    } else {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        api.list(&ListParams::default().labels(RUN_SELECTOR_PREFIX))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.metadata)
+            .collect()
+    };
+    // Pods of puller Jobs carry the node's name but not the images: the Job says those.
+    metas
+        .into_iter()
+        .filter_map(|m| {
+            let a = m.annotations.unwrap_or_default();
+            let images = a.get("quayctl-controller/images")?.split(';').map(String::from).collect();
+            Some((a["quayctl-controller/node-name"].clone(), images))
+        })
+        .collect()
+}
+
+// IMAGES_FROM: workloads in three namespaces (selected by a namespace label, one workload opted out
+// by the workload selector, a fourth namespace not selected) over a GPU pool with a taint and a web
+// pool in two zones. Each node's puller carries exactly QUAY_IMAGES and the images of what could
+// be scheduled there (a Deployment's init container and image volume, a zone-pinned StatefulSet,
+// a DaemonSet, a CronJob); the report names the workloads; DRY_RUN says why each node gets each
+// image; a GPU node joining with the startup taint gets its pool's images before its workload is
+// scheduled there; without the right to list the workloads the run exits 3 and creates nothing.
+#[tokio::test]
+#[ignore = "needs the local control plane: make e2e"]
+async fn images_from_what_the_cluster_runs_reach_the_nodes_that_can_run_them() {
+    let t = Setup::new("from", &[], &[]).await;
+    let client = t.client.clone();
+    let gpu = "pool=gpu,topology.kubernetes.io/zone=a";
+    pool_nodes(&client, "from", &["from-gpu-0", "from-gpu-1"], gpu, "nvidia.com/gpu=present:NoSchedule").await;
+    pool_nodes(&client, "from", &["from-web-0"], "pool=web,topology.kubernetes.io/zone=a", "").await;
+    pool_nodes(&client, "from", &["from-web-1"], "pool=web,topology.kubernetes.io/zone=b", "").await;
+    for ns in ["e2e-from-ml", "e2e-from-web", "e2e-from-data"] {
+        namespace(&client, ns, &[("e2e-from", "workloads")]).await;
+    }
+    namespace(&client, "e2e-from-other", &[]).await;
+    let r = "registry.example.com";
+    let workloads = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: trainer, namespace: e2e-from-ml}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: trainer}}}}
+  template:
+    metadata: {{labels: {{app: trainer}}}}
+    spec:
+      nodeSelector: {{pool: gpu}}
+      tolerations: [{{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}}]
+      initContainers: [{{name: fetch, image: "{r}/ml/fetch:1"}}]
+      containers: [{{name: train, image: "{r}/ml/trainer:2.4", volumeMounts: [{{name: weights, mountPath: /w}}]}}]
+      volumes: [{{name: weights, image: {{reference: "{r}/ml/weights:v3"}}}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: frontend, namespace: e2e-from-web}}
+spec:
+  replicas: 4
+  selector: {{matchLabels: {{app: frontend}}}}
+  template:
+    metadata: {{labels: {{app: frontend}}}}
+    spec:
+      nodeSelector: {{pool: web}}
+      containers: [{{name: web, image: "{r}/web/frontend:7"}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: opted-out, namespace: e2e-from-web, labels: {{prepull: "false"}}}}
+spec:
+  selector: {{matchLabels: {{app: opted-out}}}}
+  template:
+    metadata: {{labels: {{app: opted-out}}}}
+    spec:
+      containers: [{{name: c, image: "{r}/web/opted-out:1"}}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: nightly, namespace: e2e-from-web}}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          nodeSelector: {{pool: web}}
+          containers: [{{name: report, image: "{r}/web/report:1"}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: db, namespace: e2e-from-data}}
+spec:
+  serviceName: db
+  selector: {{matchLabels: {{app: db}}}}
+  template:
+    metadata: {{labels: {{app: db}}}}
+    spec:
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms:
+            - matchExpressions: [{{key: topology.kubernetes.io/zone, operator: In, values: [a]}}]
+      containers: [{{name: db, image: "{r}/data/postgres:17"}}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: agent, namespace: e2e-from-data}}
+spec:
+  selector: {{matchLabels: {{app: agent}}}}
+  template:
+    metadata: {{labels: {{app: agent}}}}
+    spec:
+      nodeSelector: {{e2e-group: from}}
+      containers: [{{name: agent, image: "{r}/data/agent:2"}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: elsewhere, namespace: e2e-from-other}}
+spec:
+  selector: {{matchLabels: {{app: elsewhere}}}}
+  template:
+    metadata: {{labels: {{app: elsewhere}}}}
+    spec:
+      containers: [{{name: c, image: "{r}/other/elsewhere:1"}}]
+"#
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(workloads.as_bytes())).await;
+    assert!(ok, "{out}");
+    let from = "namespace-selector=e2e-from=workloads;selector=prepull!=false";
+    let vars = with(t.base("from-1"), &[("QUAY_IMAGES", "busybox:1.36"), ("IMAGES_FROM", from)]);
+    let run = controller(&vars).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let image = |path: &str| format!("{r}/{path}");
+    let busybox = "docker.io/library/busybox:1.36".to_string();
+    let trainer = [image("ml/fetch:1"), image("ml/trainer:2.4"), image("ml/weights:v3")];
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for node in ["from-gpu-0", "from-gpu-1"] {
+        want.insert(node.into(), [busybox.clone()].into_iter().chain(trainer.iter().cloned()).collect());
+    }
+    // Ranked by pods expected on the node: frontend 4 over 2 nodes, db 1 on its 1, the agent's 1,
+    // the CronJob's 1 over 2.
+    want.insert(
+        "from-web-0".into(),
+        vec![
+            busybox.clone(),
+            image("web/frontend:7"),
+            image("data/postgres:17"),
+            image("data/agent:2"),
+            image("web/report:1"),
+        ],
+    );
+    want.insert(
+        "from-web-1".into(),
+        vec![busybox.clone(), image("web/frontend:7"), image("data/agent:2"), image("web/report:1")],
+    );
+    let mut got = images_by_node(&client, &t.ns, "job").await;
+    for (node, images) in got.iter_mut() {
+        if node.starts_with("from-gpu") {
+            images[1..].sort(); // one Deployment's three images weigh the same
+        }
+    }
+    assert_eq!(got, want, "{run:?}");
+    assert!(
+        run.stdout.contains("for Deployment e2e-from-ml/trainer")
+            && run.stdout.contains("for StatefulSet e2e-from-data/db")
+            && !run.stdout.contains("opted-out")
+            && !run.stdout.contains("elsewhere"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("listed the workloads (IMAGES_FROM)"), "{run:?}");
+
+    let json = controller(&with(vars.clone(), &[("RUN_ID", "from-json"), ("REPORT_FORMAT", "json")])).await;
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("the JSON report");
+    let db = report["images"].as_array().unwrap().iter().find(|i| i["image"] == image("data/postgres:17").as_str());
+    assert_eq!(db.unwrap()["workloads"], json!(["StatefulSet e2e-from-data/db"]), "{json:?}");
+
+    let dry = controller(&with(vars.clone(), &[("RUN_ID", "from-dry"), ("DRY_RUN", "true")])).await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stdout.contains("# node from-web-0: 5 image(s)")
+            && dry.stdout.contains(&format!("#   {} <- StatefulSet e2e-from-data/db", image("data/postgres:17")))
+            && dry.stdout.contains("#   docker.io/library/busybox:1.36 <- QUAY_IMAGES"),
+        "{dry:?}"
+    );
+
+    // A GPU node joins with the startup taint while a joining run watches: its pool's images first,
+    // then its workload (pinned to it, not tolerating the startup taint) is scheduled there.
+    let join = with(
+        vars.clone(),
+        &[
+            ("RUN_ID", "from-join"),
+            ("STARTUP_TAINT", STARTUP_TAINT),
+            ("STARTUP_TAINT_ONLY", "true"),
+            ("STARTUP_TAINT_WATCH_SECONDS", "20"),
+            ("PULLER_KIND", "pod"),
+        ],
+    );
+    let mut child = spawn_controller(&join);
+    let stderr = watch_stderr(&mut child, "listed nodes").await;
+    let workload = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "trainer-0", "namespace": "e2e-from-ml"}},
+        "spec": {{"nodeSelector": {{"kubernetes.io/hostname": "from-gpu-2"}},
+        "tolerations": [{{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}}],
+        "containers": [{{"name": "train", "image": "{r}/ml/trainer:2.4"}}]}}}}"#
+    );
+    assert!(kubectl(&["apply", "-f", "-"], Some(workload.as_bytes())).await.0);
+    let taints = format!("nvidia.com/gpu=present:NoSchedule,{STARTUP_TAINT}:NoSchedule");
+    pool_nodes(&client, "from", &["from-gpu-2"], gpu, &taints).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-from-ml");
+    let scheduled = eventually("the workload to be scheduled on from-gpu-2", Duration::from_secs(60), || async {
+        let pod = pods.get("trainer-0").await.ok()?;
+        let c = pod.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled" && c.status == "True")?;
+        c.last_transition_time.map(|t| t.0)
+    })
+    .await;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), stderr.await.unwrap());
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&stderr));
+    let joined = images_by_node(&client, &t.ns, "pod").await;
+    assert_eq!(
+        joined["from-gpu-2"][1..].iter().cloned().collect::<std::collections::BTreeSet<_>>(),
+        trainer.iter().cloned().collect()
+    );
+    let released = node_events(&client, "from-gpu-2").await;
+    assert!(released.iter().any(|(_, reason, _)| reason == "StartupTaintRemoved"), "{released:?}");
+    let removed_at = {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+        let list = api
+            .list(&ListParams::default().fields("regarding.name=from-gpu-2,reason=StartupTaintRemoved"))
+            .await
+            .unwrap();
+        list.items[0].event_time.as_ref().unwrap().0
+    };
+    assert!(
+        scheduled.as_second() >= removed_at.as_second(),
+        "scheduled at {scheduled}, before the startup taint went at {removed_at}"
+    );
+
+    // No right to list the workloads: exit 3 before anything is created.
+    let (ok, out) = kubectl(&["-n", &t.ns, "create", "serviceaccount", "no-rights"], None).await;
+    assert!(ok, "{out}");
+    let kubeconfig = token_kubeconfig(&t.ns, "no-rights").await;
+    let denied =
+        controller(&with(vars.clone(), &[("RUN_ID", "from-denied"), ("KUBECONFIG", kubeconfig.to_str().unwrap())]))
+            .await;
+    assert_eq!(denied.code, 3, "{denied:?}");
+    let said = format!("{}{}", denied.stdout, denied.stderr);
+    assert!(
+        said.contains("cannot list resource \"namespaces\"") || said.contains("cannot list resource \"deployments\""),
+        "{denied:?}"
+    );
+    assert!(jobs(&client, &t.ns).await.iter().all(|j| !j.name_any().contains("from-denied")), "nothing created");
 }

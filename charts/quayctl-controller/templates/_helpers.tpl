@@ -33,6 +33,10 @@ system:serviceaccount:{{ include "quayctl.namespace" . }}:{{ include "quayctl.na
 {{- $root := .root -}}
 serviceAccountName: {{ include "quayctl.name" $root }}
 restartPolicy: Never
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 securityContext:
   runAsNonRoot: true
   runAsUser: 65532
@@ -70,4 +74,17 @@ containers:
       drop: ["ALL"]
   resources:
     {{- toYaml $root.Values.resources | nindent 4 }}
+{{- end -}}
+
+{{/* IMAGES_FROM from .Values.imagesFrom, or nothing when it is off. */}}
+{{- define "quayctl.imagesFrom" -}}
+{{- $f := .Values.imagesFrom -}}
+{{- $clauses := list -}}
+{{- if $f.namespaces }}{{ $clauses = append $clauses (printf "namespaces=%s" (join "," $f.namespaces)) }}{{ end -}}
+{{- if $f.namespaceSelector }}{{ $clauses = append $clauses (printf "namespace-selector=%s" $f.namespaceSelector) }}{{ end -}}
+{{- if $clauses -}}
+{{- if $f.selector }}{{ $clauses = append $clauses (printf "selector=%s" $f.selector) }}{{ end -}}
+{{- if $f.kinds }}{{ $clauses = append $clauses (printf "kinds=%s" (join "," $f.kinds)) }}{{ end -}}
+{{- join ";" $clauses -}}
+{{- end -}}
 {{- end -}}
