@@ -705,6 +705,8 @@ case "$cmd" in
     if [ "$cmd" = ctr ]; then
       runtime=$("$(dirname "${BASH_SOURCE[0]}")/build-node-runtime.sh" 2>/dev/null | tail -n 1)
       set -- "$runtime/ctr" -a "$real/nodes/$node/containerd.sock" "$@"
+      # ctr repeats containerd's cgroup v1 deprecation on every call: said once in the node's log.
+      exec nsenter -t "$BOX_HOLDER" -n -m -- "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2)
     fi
     exec nsenter -t "$BOX_HOLDER" -n -m -- "$@" ;;
   *) echo "$usage" >&2; exit 2 ;;

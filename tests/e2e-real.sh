@@ -222,6 +222,66 @@ test_docker_run_against_a_kubeconfig() {
   done
 }
 
+# 2b. The image both of those ran is an OCI index for linux/amd64 and linux/arm64 (hack/images.sh
+#     builds it from the Dockerfile, once per platform): each entry's layer holds the no-op of its
+#     architecture, the amd64 one the controller too; the arm64 no-op runs under qemu-aarch64 and
+#     exits 0 (and installs itself, as the init container does).
+test_the_image_is_an_index_for_amd64_and_arm64() {
+  local dir=$state/index out arch
+  rm -rf "$dir"; mkdir -p "$dir"
+  # The registry's HTTP API on the run's bridge: the index, each platform's manifest, its layers.
+  out=$(python3 - "$QUAYCTL_IMAGE_CONTROLLER" "$dir" <<'PY'
+import gzip, io, json, sys, tarfile, urllib.request
+ref, out = sys.argv[1], sys.argv[2]
+host, rest = ref.split("/", 1)
+repo, tag = rest.rsplit(":", 1)
+INDEX = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
+def get(path, accept=()):
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/{path}", headers={"Accept": ", ".join(accept)} if accept else {})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.headers.get("Content-Type", ""), r.read()
+kind, body = get(f"manifests/{tag}", INDEX + MANIFEST)
+if kind not in INDEX:
+    sys.exit(f"{ref} is a {kind}, not an index")
+platforms = {}
+for m in json.loads(body)["manifests"]:
+    p = m.get("platform", {})
+    platforms[f"{p.get('os')}/{p.get('architecture')}"] = m["digest"]
+print("platforms", " ".join(sorted(platforms)))
+for platform, digest in sorted(platforms.items()):
+    arch = platform.split("/")[1]
+    _, body = get(f"manifests/{digest}", MANIFEST)
+    manifest = json.loads(body)
+    _, config = get(f"blobs/{manifest['config']['digest']}")
+    print("config", arch, json.loads(config)["architecture"])
+    for layer in manifest["layers"]:
+        _, blob = get(f"blobs/{layer['digest']}")
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob)) as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    name = member.name.lstrip("./")
+                    with open(f"{out}/{arch}-{name.replace('/', '_')}", "wb") as f:
+                        f.write(tar.extractfile(member).read())
+                    print("file", arch, name)
+PY
+) || fail "reading the index from the registry: $out"
+  note "$(echo "$out" | paste -sd ' ')"
+  grep -qx "platforms linux/amd64 linux/arm64" <<< "$out" || fail "the index does not list exactly linux/amd64 and linux/arm64: $out"
+  for arch in amd64 arm64; do
+    grep -qx "config $arch $arch" <<< "$out" || fail "the $arch entry's config is not for $arch: $out"
+  done
+  grep -qx "file amd64 quayctl-controller" <<< "$out" || fail "no controller in the amd64 image"
+  file -b "$dir/amd64-quayctl-noop" | grep -q 'x86-64' || fail "the amd64 no-op is $(file -b "$dir/amd64-quayctl-noop")"
+  file -b "$dir/arm64-quayctl-noop" | grep -q 'ARM aarch64' || fail "the arm64 no-op is $(file -b "$dir/arm64-quayctl-noop")"
+  file -b "$dir/arm64-quayctl-noop" | grep -q 'statically linked' || fail "the arm64 no-op is not static"
+  chmod +x "$dir/arm64-quayctl-noop"
+  qemu-aarch64-static "$dir/arm64-quayctl-noop" || fail "the arm64 no-op exited $? under qemu-aarch64"
+  qemu-aarch64-static "$dir/arm64-quayctl-noop" --install "$dir/installed" || fail "the arm64 no-op's --install failed under qemu"
+  cmp -s "$dir/arm64-quayctl-noop" "$dir/installed" || fail "the installed no-op is not a copy"
+  note "arm64 no-op: $(file -b "$dir/arm64-quayctl-noop" | cut -d, -f1-2), exit 0 under qemu-aarch64-static"
+}
+
 # 3. Real pull failures: a tag the registry does not have, and a registry nothing listens on. The
 #    report names the image, the node and the kubelet's own message; exit 1.
 test_real_pull_failures() {
@@ -296,10 +356,16 @@ pod_events() {
     -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}'
 }
 pod_phase() { k -n "$1" get pod "$2" -o jsonpath='{.status.phase}'; }
-# workload NS NAME NODE IMAGE [SECRET]: a pod that runs IMAGE's /pause on NODE (IfNotPresent), restricted-PSS clean.
+# workload NS NAME NODE IMAGE [SECRET] [VOLUME_IMAGE]: a pod that runs IMAGE's /pause on NODE
+# (IfNotPresent), restricted-PSS clean; with VOLUME_IMAGE, that image mounted at /data as an image
+# volume (IfNotPresent).
 workload() {
-  local secrets=""
+  local secrets="" volumes="" mounts=""
   [ -z "${5:-}" ] || secrets="imagePullSecrets: [{name: $5}]"
+  if [ -n "${6:-}" ]; then
+    volumes="volumes: [{name: data, image: {reference: \"$6\", pullPolicy: IfNotPresent}}]"
+    mounts="volumeMounts: [{name: data, mountPath: /data, readOnly: true}]"
+  fi
   k -n "$1" apply -f - >/dev/null <<W
 apiVersion: v1
 kind: Pod
@@ -309,11 +375,13 @@ spec:
   restartPolicy: Never
   automountServiceAccountToken: false
   $secrets
+  $volumes
   securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
   containers:
   - name: app
     image: $4
     imagePullPolicy: IfNotPresent
+    $mounts
     securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 W
 }
@@ -332,27 +400,46 @@ test_image_gc_prepull() {
     { cat "$state/gc-drop.err" >&2; fail "the dropping run failed"; }
   grep -q "puller kept" "$state/gc-keep.out" || fail "gc-keep: no 'puller kept' in the report"
   for nd in "$GC_KEEP" "$GC_DROP"; do node_has_image "$nd" "$QUAYCTL_IMAGE_GC" || fail "$QUAYCTL_IMAGE_GC not pulled on $nd"; done
-  wait_until "the dropping run's puller (TTL 0) to be gone" 60 run_objects_gone "$ns" gc-drop
+  # The same for an OCI artifact with the volume strategy: what keeps it is the image volume of the
+  # kept puller's exited container (the kubelet's handleImageVolumes), not a container image. Another
+  # installation (INSTANCE): a run replaces its own instance's kept pullers, whatever they hold.
+  for nd in "$GC_KEEP" "$GC_DROP"; do node_has_image "$nd" "$QUAYCTL_IMAGE_GC_ARTIFACT" && fail "$QUAYCTL_IMAGE_GC_ARTIFACT already on $nd"; done
+  run_controller "$state/gc-keep-volume" QUAY_IMAGES="$QUAYCTL_IMAGE_GC_ARTIFACT" NAMESPACE="$ns" RUN_ID=gc-keep-volume INSTANCE=gc-volume \
+    PULL_STRATEGY=volume RUNNER_IMAGE="$QUAYCTL_IMAGE_PAUSE" NODE_SELECTOR="kubernetes.io/hostname=$GC_KEEP" ||
+    { cat "$state/gc-keep-volume.err" >&2; fail "the keeping volume run failed"; }
+  run_controller "$state/gc-drop-volume" QUAY_IMAGES="$QUAYCTL_IMAGE_GC_ARTIFACT" NAMESPACE="$ns" RUN_ID=gc-drop-volume INSTANCE=gc-volume \
+    PULL_STRATEGY=volume RUNNER_IMAGE="$QUAYCTL_IMAGE_PAUSE" NODE_SELECTOR="kubernetes.io/hostname=$GC_DROP" \
+    KEEP_LAST_PULLER=false TTL_SECONDS_AFTER_FINISHED=0 || { cat "$state/gc-drop-volume.err" >&2; fail "the dropping volume run failed"; }
+  grep -q "puller kept" "$state/gc-keep-volume.out" || fail "gc-keep-volume: no 'puller kept' in the report"
+  for nd in "$GC_KEEP" "$GC_DROP"; do
+    node_has_image "$nd" "$QUAYCTL_IMAGE_GC_ARTIFACT" || fail "$QUAYCTL_IMAGE_GC_ARTIFACT not pulled on $nd"
+  done
+  wait_until "the dropping runs' pullers (TTL 0) to be gone" 60 sh -c \
+    "[ -z \"\$(kubectl -n $ns get jobs,pods -l 'quayctl-controller/run in (gc-drop,gc-drop-volume)' -o name)\" ]"
   date +%s > "$state/gc-pulled-at"
-  note "$QUAYCTL_IMAGE_GC on $GC_KEEP (puller kept) and $GC_DROP (puller gone); the verdict comes after the kubelets' next GC"
+  note "$QUAYCTL_IMAGE_GC and $QUAYCTL_IMAGE_GC_ARTIFACT on $GC_KEEP (pullers kept) and $GC_DROP (pullers gone); the verdict comes after the kubelets' next GC"
 }
 
 # 5b. (last) The kubelet's image GC has run since (every 5 minutes): the image is gone from the node
 #     whose puller went, and still on the node whose puller was kept (containerd, not node.status).
 test_image_gc_verdict() {
-  local ns=e2e-gc waited=$SECONDS
+  local ns=e2e-gc waited=$SECONDS run
   [ -f "$state/gc-pulled-at" ] || fail "test_image_gc_prepull did not run"
   # The kubelets started at the setup; their GC runs then and every 5 minutes: the one at about
   # 5 minutes collects what was unused for a minute. Bounded at two periods (and a margin).
   local deadline=$(( $(cat "$state/gc-nodes-up") + 660 - $(date +%s) ))
   [ "$deadline" -gt 0 ] || deadline=1
-  wait_until "the kubelet's image GC to remove $QUAYCTL_IMAGE_GC from $GC_DROP" "$deadline" \
-    sh -c "! '$hack/real-node.sh' ctr '$state' '$GC_DROP' -n k8s.io images ls -q | grep -qxF '$QUAYCTL_IMAGE_GC'"
+  wait_until "the kubelet's image GC to remove $QUAYCTL_IMAGE_GC and $QUAYCTL_IMAGE_GC_ARTIFACT from $GC_DROP" "$deadline" \
+    sh -c "! '$hack/real-node.sh' ctr '$state' '$GC_DROP' -n k8s.io images ls -q | grep -qxF -e '$QUAYCTL_IMAGE_GC' -e '$QUAYCTL_IMAGE_GC_ARTIFACT'"
   node_has_image "$GC_KEEP" "$QUAYCTL_IMAGE_GC" || fail "the kept puller did not keep $QUAYCTL_IMAGE_GC on $GC_KEEP"
+  node_has_image "$GC_KEEP" "$QUAYCTL_IMAGE_GC_ARTIFACT" ||
+    fail "the kept volume puller did not keep $QUAYCTL_IMAGE_GC_ARTIFACT on $GC_KEEP"
   grep -q "Removing image to free bytes" "$state/real/logs/$GC_DROP-kubelet.log" || fail "no image GC in $GC_DROP's kubelet log"
-  [ "$(k -n "$ns" get pods -l quayctl-controller/run=gc-keep --field-selector status.phase=Succeeded -o name | grep -c .)" = 1 ] ||
-    fail "the kept puller's pod is gone"
-  note "GC removed it from $GC_DROP $(( $(date +%s) - $(cat "$state/gc-pulled-at") )) s after the pull (waited $((SECONDS - waited)) s here); $GC_KEEP still has it"
+  for run in gc-keep gc-keep-volume; do
+    [ "$(k -n "$ns" get pods -l "quayctl-controller/run=$run" --field-selector status.phase=Succeeded -o name | grep -c .)" = 1 ] ||
+      fail "the kept puller's pod of $run is gone"
+  done
+  note "GC removed both from $GC_DROP $(( $(date +%s) - $(cat "$state/gc-pulled-at") )) s after the pulls (waited $((SECONDS - waited)) s here); $GC_KEEP still has both"
 }
 
 # 6. A node joins with the startup taint (--register-with-taints) while a run for joining nodes
@@ -370,7 +457,7 @@ test_a_joining_node_gets_its_images_before_any_workload() {
   wait_until "the run for joining nodes to watch" 30 grep -q "listed nodes" "$state/join.err"
   REAL_NODE_TAINTS="$STARTUP_TAINT=pending:NoSchedule" REAL_NODE_LABELS=quayctl-e2e/pool=join "$hack/real-node.sh" up "$state" "$JOIN"
   k get node "$JOIN" -o jsonpath='{.spec.taints[*].key}' | grep -qw "$STARTUP_TAINT" ||
-    k get events -n default --field-selector "regarding.name=$JOIN,reason=StartupTaintRemoved" -o name | grep -q . ||
+    k get events -n default --field-selector "involvedObject.name=$JOIN,reason=StartupTaintRemoved" -o name | grep -q . ||
     fail "$JOIN registered without the startup taint"
   wait_until "the run to release $JOIN" 120 sh -c \
     "! kubectl get node $JOIN -o jsonpath='{.spec.taints[*].key}' | grep -qw '$STARTUP_TAINT'"
@@ -382,7 +469,7 @@ test_a_joining_node_gets_its_images_before_any_workload() {
   grep -E "^$JOIN " "$state/join.out" | grep -q "startup taint removed" || fail "no 'startup taint removed' for $JOIN"
   grep -q "without the startup taint not considered" "$state/join.out" || fail "the other nodes were considered"
   node_has_image "$JOIN" "$QUAYCTL_IMAGE_JOIN" || fail "$QUAYCTL_IMAGE_JOIN not pulled on $JOIN"
-  k get events -n default --field-selector "regarding.name=$JOIN,reason=StartupTaintRemoved" -o name | grep -q . ||
+  k get events -n default --field-selector "involvedObject.name=$JOIN,reason=StartupTaintRemoved" -o name | grep -q . ||
     fail "no StartupTaintRemoved Event on $JOIN"
   wait_until "the workload to run" 60 sh -c "[ \"\$(kubectl -n $ns get pod app -o jsonpath='{.status.phase}')\" = Running ]"
   events=$(pod_events "$ns" app)
@@ -418,10 +505,85 @@ test_private_registry_pre_pull_and_what_it_gives_workloads() {
   wait_until "the workload without credentials to be refused the image" 60 sh -c \
     "kubectl -n $ns get events --field-selector involvedObject.name=no-credentials -o jsonpath='{.items[*].reason}' | grep -qw Failed"
   events=$(pod_events "$ns" no-credentials)
-  note "no credentials: $(echo "$events" | paste -sd '|' | cut -c1-400)"
+  note "no credentials: $(echo "$events" | grep '^Failed: Failed to pull' | head -n 1)"
   [ "$(pod_phase "$ns" no-credentials)" = Pending ] || fail "the pod without credentials is not Pending"
   echo "$events" | grep -q "^Pulling: Pulling image \"$QUAYCTL_IMAGE_PRIVATE\"" || fail "the kubelet did not re-check the registry"
-  echo "$events" | grep -qiE "^Failed: Failed to pull image .*(401|unauthorized)" || fail "the kubelet's events do not say the registry refused it"
+  # containerd 1.6/1.7: "401 Unauthorized"; 2.x: "pull access denied, ... authorization failed".
+  echo "$events" | grep -qiE "^Failed: Failed to pull image .*(401|unauthorized|authorization failed)" ||
+    fail "the kubelet's events do not say the registry refused it"
+}
+
+# 10. PULL_STRATEGY=volume on containerd 2.x: one image volume per image, each mounted by a container
+#     of the runner (RUNNER_IMAGE: here the nodes' sandbox image, pinned by containerd, so nothing but
+#     the images is pulled), no helper image. A data-only image (no binary: no container could run
+#     from it) and an OCI artifact end up on the node; a workload mounting the artifact as an image
+#     volume starts without a pull. Then what the kubelet says when an image volume cannot be had:
+#     a missing tag, and an artifact with the empty config (containerd/containerd#11907), each
+#     reported on its node with the kubelet's reason, beside an image that works.
+test_volume_strategy_pulls_data_only_images_and_artifacts() {
+  local ns=e2e-volume nd=real-2 img pod spec events code=0 row
+  local missing=$QUAYCTL_REGISTRY/quayctl-e2e/data-only:no-such-tag
+  new_namespace "$ns"
+  for img in "$QUAYCTL_IMAGE_DATA_ONLY" "$QUAYCTL_IMAGE_ARTIFACT"; do
+    node_has_image "$nd" "$img" && fail "$img already on $nd"
+  done
+  run_controller "$state/volume" PULL_STRATEGY=volume RUNNER_IMAGE="$QUAYCTL_IMAGE_PAUSE" PULLER_KIND=pod \
+    QUAY_IMAGES="$QUAYCTL_IMAGE_DATA_ONLY;$QUAYCTL_IMAGE_ARTIFACT" NAMESPACE="$ns" RUN_ID=volume \
+    NODE_SELECTOR="kubernetes.io/hostname=$nd" || { cat "$state/volume.err" "$state/volume.out" >&2; fail "the volume run failed"; }
+  note "run: $(tail -n 1 "$state/volume.out")"
+  for img in "$QUAYCTL_IMAGE_DATA_ONLY" "$QUAYCTL_IMAGE_ARTIFACT"; do
+    node_has_image "$nd" "$img" || fail "$img not in $nd's containerd"
+  done
+  pod=$(k -n "$ns" get pods -l quayctl-controller/run=volume -o jsonpath='{.items[0].metadata.name}')
+  spec=$(k -n "$ns" get pod "$pod" -o jsonpath='{.spec.initContainers}|{.spec.volumes[*].image.reference}|{.spec.containers[*].image}|{.spec.containers[*].args}')
+  note "puller $pod: $spec"
+  [[ $spec == "|$QUAYCTL_IMAGE_DATA_ONLY $QUAYCTL_IMAGE_ARTIFACT|$QUAYCTL_IMAGE_PAUSE $QUAYCTL_IMAGE_PAUSE|"* ]] ||
+    fail "the puller is not two image volumes and two runners, without an init container: $spec"
+  events=$(pod_events "$ns" "$pod")
+  note "puller events: $(echo "$events" | grep -E '^(Pulling|Pulled)' | paste -sd '|')"
+  echo "$events" | grep -q "^Pulled: Container image \"$QUAYCTL_IMAGE_PAUSE\" already present on machine" ||
+    fail "the runner was not already on the node"
+  echo "$events" | grep -q "^Pulling: Pulling image \"$QUAYCTL_IMAGE_PAUSE\"" && fail "the runner was pulled"
+
+  # A workload mounting the artifact: it is there, nothing is pulled.
+  workload "$ns" uses-artifact "$nd" "$QUAYCTL_IMAGE_PAUSE" "" "$QUAYCTL_IMAGE_ARTIFACT"
+  wait_until "the workload mounting the artifact to run" 60 sh -c "[ \"\$(kubectl -n $ns get pod uses-artifact -o jsonpath='{.status.phase}')\" = Running ]"
+  events=$(pod_events "$ns" uses-artifact)
+  note "workload events: $(echo "$events" | grep -E '^(Pulling|Pulled)' | paste -sd '|')"
+  echo "$events" | grep -q "^Pulling:" && fail "the workload pulled"
+  echo "$events" | grep -q "^Pulled: .*$QUAYCTL_IMAGE_ARTIFACT.* already present on machine" ||
+    fail "the kubelet did not find the artifact already present"
+
+  # What cannot be mounted or pulled: reported per node and image, with the kubelet's reason.
+  run_controller "$state/volume-bad" PULL_STRATEGY=volume RUNNER_IMAGE="$QUAYCTL_IMAGE_PAUSE" PULLER_KIND=pod \
+    QUAY_IMAGES="$QUAYCTL_IMAGE_SMALL;$missing;$QUAYCTL_IMAGE_ARTIFACT_EMPTY_CONFIG" NAMESPACE="$ns" RUN_ID=volume-bad \
+    PULL_ERROR_GRACE_SECONDS=5 DEADLINE_SECONDS=120 NODE_SELECTOR="kubernetes.io/hostname=$nd" || code=$?
+  sed 's/^/    | /' "$state/volume-bad.out" >&2
+  [ "$code" = 1 ] || { cat "$state/volume-bad.err" >&2; fail "exit $code, want 1"; }
+  row=$(grep -E "^$nd " "$state/volume-bad.out") || fail "no report row for $nd"
+  [[ $row == *"$missing"*"not found"* ]] || fail "the row does not name the missing tag with the kubelet's 'not found': $row"
+  [[ $row =~ ^$nd\ +failed\  ]] || fail "not failed (fast) on $nd: $row"
+  [[ $row == *"image 3: pulled, but the runtime cannot mount it as an image volume"* ]] ||
+    fail "the row does not say the empty-config artifact cannot be mounted: $row"
+  node_has_image "$nd" "$QUAYCTL_IMAGE_SMALL" || fail "the image that works was not pulled beside the failures"
+  pod=$(k -n "$ns" get pods -l quayctl-controller/run=volume-bad -o jsonpath='{.items[0].metadata.name}')
+  note "kubelet, per container: $(k -n "$ns" get pod "$pod" -o jsonpath='{range .status.containerStatuses[*]}{.name}={.state.waiting.reason}{.state.terminated.reason}: {.state.waiting.message}{"\n"}{end}' | paste -sd '|')"
+}
+
+# 11. The platform: an image whose index has linux/arm64 only, on amd64 nodes. The kubelet's "no
+#     match for platform" is a failure with that reason on each node (not counted by the breaker
+#     against the image: every node reports it, none is skipped as "held back").
+test_an_image_without_the_nodes_platform_is_named() {
+  local ns=e2e-platform code=0 nd row
+  new_namespace "$ns"
+  run_controller "$state/platform" QUAY_IMAGES="$QUAYCTL_IMAGE_ARM64_ONLY" NAMESPACE="$ns" PULL_ERROR_GRACE_SECONDS=5 \
+    DEADLINE_SECONDS=120 NODE_SELECTOR="$POOL" || code=$?
+  sed 's/^/    | /' "$state/platform.out" >&2
+  [ "$code" = 1 ] || { cat "$state/platform.err" >&2; fail "exit $code, want 1"; }
+  for nd in "${NODES[@]}"; do
+    row=$(grep -E "^$nd " "$state/platform.out") || fail "no report row for $nd"
+    [[ $row == *"failed"*"no variant for linux/amd64"* ]] || fail "the row for $nd does not say the platform is missing: $row"
+  done
 }
 
 # 8. PULLER_KIND=pod on real nodes: bare puller pods under `restricted`, the images really pulled,
@@ -513,9 +675,11 @@ finish() {
 }
 
 # The GC test's two halves frame the rest: the kubelets' GC loop runs every 5 minutes.
-all_tests=(test_image_gc_prepull test_cronjob_as_users_run_it test_docker_run_against_a_kubeconfig test_real_pull_failures
+all_tests=(test_image_gc_prepull test_cronjob_as_users_run_it test_docker_run_against_a_kubeconfig
+  test_the_image_is_an_index_for_amd64_and_arm64 test_real_pull_failures
   test_two_real_nodes test_a_joining_node_gets_its_images_before_any_workload
   test_private_registry_pre_pull_and_what_it_gives_workloads test_pod_kind_pulls_for_real test_helm_install_upgrade_uninstall
+  test_volume_strategy_pulls_data_only_images_and_artifacts test_an_image_without_the_nodes_platform_is_named
   test_image_gc_verdict)
 tests=("$@"); [ ${#tests[@]} -gt 0 ] || tests=("${all_tests[@]}")
 for t in "${tests[@]}"; do declare -F "$t" >/dev/null || { echo "unknown test $t (have: ${all_tests[*]})" >&2; exit 2; }; done
