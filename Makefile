@@ -76,14 +76,15 @@ deploy: ## kubectl apply -k k8s/deploy to the current kubectl context
 demo: ## build what is missing, run the controller on ~20 simulated nodes, tear down
 	hack/demo.sh
 
-bench: ## figures: run time, peak memory, API requests at N simulated nodes; real-node pull floor
+bench: ## figures: run time, peak memory, API requests at N simulated nodes; IMAGES_FROM at 5,000 nodes; real-node pulls
 	hack/bench.sh
+	hack/bench-images-from.sh
 	hack/bench-real.sh
 
 bench-join: ## figures: how long a joining node waits for its release (before/after the watch window), and what the node watch costs
 	hack/bench-join.sh
 
-heap: ## heap profile (heaptrack) of a run at HEAP_NODES (default 5000) kwok nodes: where the memory goes
+heap: ## heap profile (heaptrack) and peak RSS of a run at HEAP_NODES (5000) kwok nodes with IMAGES_FROM over HEAP_WORKLOADS (10000)
 	hack/heap.sh
 
 clean: ## remove build output (the control-plane cache in ~/.cache stays)

@@ -138,7 +138,9 @@ real_pki() {
   # `kubernetes` Service, which kube-proxy on each node routes to. The apiserver reaches kubelets by
   # InternalIP only (the node's veth address), never through the machine's resolver.
   real_apiserver=(--client-ca-file "$ca_file" --kubelet-preferred-address-types InternalIP)
-  real_controllers=,root-ca-certificate-publisher-controller
+  # Real workloads too (IMAGES_FROM's real-node test runs a Deployment): the Deployment and
+  # ReplicaSet controllers. kwok clusters leave them out, so workloads there never make pods.
+  real_controllers=,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller
   real_kcm=(--root-ca-file "$ca_file")
 }
 

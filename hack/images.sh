@@ -14,7 +14,7 @@
 #   images.sh push STATE       push those layouts to the run's registry (skopeo), write STATE/real/images.env
 #                              (payload-small also as quayctl-e2e/only-a:1, only-b:1, gc:1, pod-kind:1, helm-a:1
 #                              and helm-b:1; artifact also as quayctl-e2e/gc-artifact:1; the runnable
-#                              pause as quayctl-e2e/join:3.10 and, to the private registry with its
+#                              pause as quayctl-e2e/join:3.10 and from:3.10 and, to the private registry with its
 #                              credentials, as quayctl-e2e/private:3.10: workloads run them)
 #   images.sh controller STATE the controller image from the project's Dockerfile, built by the run's
 #                              dockerd from the `make build` binaries (BINARIES=prebuilt, BASE=scratch:
@@ -149,7 +149,7 @@ push() {
     payload-small:1:ONLY_A:only-a payload-small:1:ONLY_B:only-b payload-small:1:GC:gc payload-small:1:POD_KIND:pod-kind payload-small:1:HELM_A:helm-a \
     payload-small:1:HELM_B:helm-b pause:3.10:JOIN:join \
     data-only:1:DATA_ONLY artifact:1:ARTIFACT artifact-empty-config:1:ARTIFACT_EMPTY_CONFIG \
-    artifact:1:GC_ARTIFACT:gc-artifact arm64-only:1:ARM64_ONLY \
+    artifact:1:GC_ARTIFACT:gc-artifact arm64-only:1:ARM64_ONLY pause:3.10:FROM:from \
     pause:3.10:PRIVATE:private:private; do
     IFS=: read -r name tag var repo private <<< "$spec"
     local registry=$QUAYCTL_REGISTRY creds=()

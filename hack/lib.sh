@@ -70,3 +70,37 @@ create_kwok_nodes() {
   done
   wait_ready_nodes "$n" 1200
 }
+
+# create_kwok_pools N POOLS: N plain kwok nodes (bench-00001...) in POOLS pools, node i labelled
+# pool=p<i mod POOLS> (IMAGES_FROM at scale), then wait until they are Ready.
+create_kwok_pools() {
+  local n=$1 pools=$2 p i specs
+  for ((p = 0; p < pools; p++)); do
+    specs=()
+    for ((i = p + 1; i <= n; i += pools)); do specs+=("$(printf 'bench-%05d' "$i")"); done
+    for ((i = 0; i < ${#specs[@]}; i += 500)); do
+      NODE_LABELS="pool=p$p" "$hack/nodes.sh" "${specs[@]:i:500}" | kubectl apply -f - >/dev/null
+    done
+  done
+  wait_ready_nodes "$n" 1200
+}
+
+# create_workloads COUNT POOLS: hack/workloads.py's workloads (their pods never run: no Deployment or
+# StatefulSet controller here, CronJobs scheduled once a year, Jobs and DaemonSets on no node) in
+# namespaces w0..w9.
+create_workloads() {
+  local i
+  for i in $(seq 0 9); do kubectl create namespace "w$i" >/dev/null; done
+  python3 "$hack/workloads.py" "$1" "$2" | kubectl create -f - >/dev/null
+}
+
+# peak_rss_kib COMMAND...: run COMMAND (its stdout and stderr as given), then print its peak resident
+# set (ru_maxrss of the child, KiB) on fd 3; its exit code is returned.
+peak_rss_kib() {
+  python3 -c '
+import os, resource, subprocess, sys
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+os.write(3, f"{usage.ru_maxrss}\n".encode())
+sys.exit(os.waitstatus_to_exitcode(status))' "$@"
+}

@@ -17,8 +17,7 @@ use crate::workloads::ImagesFrom;
 
 pub const MAX_DEADLINE_SECONDS: u64 = 86_400;
 pub const MAX_CREATE_CONCURRENCY: usize = 256;
-/// More containers than this in one pod is not a pre-pull any more; it also bounds per-node state.
-pub const MAX_IMAGES: usize = 64;
+pub use crate::images::MAX_IMAGES;
 /// At most this many `TOLERATIONS` entries.
 pub const MAX_TOLERATIONS: usize = 32;
 /// `STARTUP_TAINT_MAX_HOLD_SECONDS` at most: a day.

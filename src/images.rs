@@ -3,8 +3,12 @@
 
 use crate::reference::Reference;
 
-/// A set of images of the run: bit i set = image i of `QUAY_IMAGES` (at most
-/// [`crate::config::MAX_IMAGES`]).
+/// Images per puller, at most: more containers than this in one pod is not a pre-pull any more
+/// (`QUAY_IMAGES` is refused above it; with `IMAGES_FROM` a node's set is cut at it); it also bounds
+/// per-node state.
+pub const MAX_IMAGES: usize = 64;
+
+/// A set of a node's images: bit i set = the i-th image of its set (at most [`MAX_IMAGES`]).
 pub type ImageMask = u64;
 
 /// Every image of a run of `count` images.

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::config::{Config, PullStrategy, PullerSettings, Selection};
 use crate::images::ImageMask;
 use crate::taints::{StartupTaint, TaintTable, Toleration, is_blocking, match_taints};
-use crate::workloads::{Catalog, Fits, ImageSet, LeftOut};
+use crate::workloads::{Catalog, Fits, ImageSet, LeftOuts};
 
 pub const LABEL_OS: &str = "kubernetes.io/os";
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
@@ -147,7 +147,7 @@ pub struct EligibleNode {
     /// Its images (global indices into the run's images): bit i of `images` is `set[i]`.
     pub set: ImageSet,
     /// What its set left out (more than 64 images wanted there).
-    pub left_out: Vec<LeftOut>,
+    pub left_out: LeftOuts,
     /// The workload placements it fits (`IMAGES_FROM`), and the run's images it lists as present
     /// (`SKIP_PRESENT`): what [`assign_images`] decides its set from.
     pub fits: Fits,

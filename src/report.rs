@@ -1,7 +1,7 @@
 //! Step 6 of the data path: one serialisable result per node, and from it the text table, the JSON
 //! report, the summary line (also the run's Event) and the exit code.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -12,21 +12,21 @@ use crate::exit_code::ExitCode;
 use crate::nodes::Skipped;
 use crate::outcome::Outcome;
 use crate::signal::Signal;
-use crate::tracker::{Ending, ImageResult, LagStats, RunResult, TaintAction, Verdict};
-use crate::workloads::Catalog;
+use crate::tracker::{Ending, ImageResult, ImageResults, LagStats, RunResult, TaintAction, Verdict};
+use crate::workloads::{Catalog, LEFT_OUT_LISTED, LeftOuts};
 
 /// Above this many rows the table groups problems by (outcome, reason) and counts successes.
 pub const MAX_LISTED_ROWS: usize = 200;
 /// Node names shown per group in a grouped table.
 const NAMES_PER_GROUP: usize = 5;
 
-/// What happened to one image on one node.
+/// What happened to one image on one node, as the JSON report writes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ImageOnNode {
-    pub image: String,
+pub struct ImageOnNode<'a> {
+    pub image: &'a str,
     pub result: ImageResult,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub message: Option<&'a str>,
 }
 
 /// What became of a node's startup taint, for the report.
@@ -67,7 +67,9 @@ pub struct NodeResult {
     pub job: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
-    pub images: Vec<ImageOnNode>,
+    /// Per image of its set (written out with the run's image names: [`NodeView`]).
+    #[serde(skip)]
+    pub images: ImageResults,
     /// The node carried `STARTUP_TAINT`: removed, or kept and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_taint: Option<StartupTaintResult>,
@@ -80,9 +82,10 @@ pub struct NodeResult {
     /// Older pullers it could not delete ("name: why"): they stay beside the kept one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_replaced: Vec<String>,
-    /// `IMAGES_FROM`: images the node's workloads want that did not fit in its 64 (lowest ranked).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub left_out: Vec<LeftOutImage>,
+    /// `IMAGES_FROM`: images the node's workloads want that did not fit in its 64, heaviest first
+    /// (written out: their count and the first [`LEFT_OUT_LISTED`]).
+    #[serde(skip)]
+    pub left_out: LeftOuts,
     /// What the run did besides the verdict, in words (the table's last column).
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -90,9 +93,69 @@ pub struct NodeResult {
 
 /// An image a node's set left out, and its rank's weight (pods expected to want it there).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LeftOutImage {
-    pub image: String,
+pub struct LeftOutImage<'a> {
+    pub image: &'a str,
     pub weight: f64,
+}
+
+/// One node as the JSON report writes it: its result, its images named, each image written as it
+/// is read (5,000 nodes of 64 images are never all in memory at once as JSON values).
+#[derive(Serialize)]
+struct NodeView<'a> {
+    #[serde(flatten)]
+    node: &'a NodeResult,
+    images: ImagesView<'a>,
+    #[serde(skip_serializing_if = "is_zero")]
+    left_out_count: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    left_out: Vec<LeftOutImage<'a>>,
+}
+
+/// The run's image `index`, by name.
+fn image_name(names: &[ImageInfo], index: usize) -> &str {
+    names.get(index).map_or("?", |n| n.image.as_str())
+}
+
+struct ImagesView<'a> {
+    images: &'a ImageResults,
+    names: &'a [ImageInfo],
+}
+
+impl Serialize for ImagesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.images.iter().map(|(index, result, message)| ImageOnNode {
+            image: image_name(self.names, index),
+            result,
+            message,
+        }))
+    }
+}
+
+/// Every node, one [`NodeView`] at a time.
+struct NodesView<'a> {
+    nodes: &'a [NodeResult],
+    names: &'a [ImageInfo],
+}
+
+impl Serialize for NodesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.nodes.iter().map(|node| {
+            NodeView {
+                node,
+                images: ImagesView { images: &node.images, names: self.names },
+                left_out_count: node.left_out.len(),
+                left_out: node
+                    .left_out
+                    .iter()
+                    .take(LEFT_OUT_LISTED)
+                    .map(|l| LeftOutImage {
+                        image: image_name(self.names, l.image as usize),
+                        weight: (l.weight * 1000.0).round() / 1000.0,
+                    })
+                    .collect(),
+            }
+        }))
+    }
 }
 
 /// One image of the run, and the workloads that asked for it (`IMAGES_FROM`; none: `QUAY_IMAGES`).
@@ -133,25 +196,14 @@ impl NodeResult {
             ));
         }
         NodeResult {
-            left_out: v
-                .left_out
-                .iter()
-                .map(|l| LeftOutImage {
-                    image: images[l.image as usize].clone(),
-                    weight: (l.weight * 1000.0).round() / 1000.0,
-                })
-                .collect(),
+            left_out: v.left_out,
             notes,
             node: v.node,
             outcome: v.outcome,
             reason: v.reason,
             job: v.job,
             duration_seconds: v.duration.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
-            images: v
-                .images
-                .into_iter()
-                .map(|i| ImageOnNode { image: images[i.index].clone(), result: i.result, message: i.message })
-                .collect(),
+            images: v.images,
             startup_taint: v.taint.map(|action| StartupTaintResult::new(action, taint.to_string())),
             puller_kept: v.kept,
             replaced: v.replaced,
@@ -262,7 +314,7 @@ impl Serialize for Report {
             counts: BTreeMap<&'static str, usize>,
             #[serde(skip_serializing_if = "<[ImageInfo]>::is_empty")]
             images: &'a [ImageInfo],
-            nodes: &'a [NodeResult],
+            nodes: NodesView<'a>,
             skipped: &'a [SkippedNode],
             held_back_images: &'a [HeldBack],
             job_start_lag: LagStats,
@@ -282,7 +334,7 @@ impl Serialize for Report {
             eligible: self.nodes.len(),
             counts: self.counts(),
             images: &self.images,
-            nodes: &self.nodes,
+            nodes: NodesView { nodes: &self.nodes, names: &self.images },
             skipped: &self.skipped,
             held_back_images: &self.held_back_images,
             job_start_lag: self.job_start_lag,
@@ -430,13 +482,11 @@ impl Report {
     /// the workloads that asked for it.
     fn image_lines(&self) -> String {
         let mut out = String::new();
-        let index: HashMap<&str, usize> =
-            self.images.iter().enumerate().map(|(i, info)| (info.image.as_str(), i)).collect();
         let mut counts: Vec<BTreeMap<ImageResult, usize>> = vec![BTreeMap::new(); self.images.len()];
         for n in &self.nodes {
-            for i in &n.images {
-                if let Some(&at) = index.get(i.image.as_str()) {
-                    *counts[at].entry(i.result).or_default() += 1;
+            for (index, result, _) in n.images.iter() {
+                if let Some(c) = counts.get_mut(index) {
+                    *c.entry(result).or_default() += 1;
                 }
             }
         }
@@ -554,14 +604,16 @@ mod tests {
             reason: reason.into(),
             job: Some(format!("prepull-r1-{node}")),
             duration_seconds: Some(1.5),
-            images: vec![ImageOnNode {
-                image: "docker.io/library/nginx:1.27".into(),
-                result: if outcome.is_success() { ImageResult::Pulled } else { ImageResult::Failed },
-                message: (!outcome.is_success()).then(|| reason.to_string()),
-            }],
+            images: ImageResults {
+                set: crate::workloads::first(1),
+                pulled: outcome.is_success() as u64,
+                failed: !outcome.is_success() as u64,
+                messages: if outcome.is_success() { Vec::new() } else { vec![(0, reason.to_string())] },
+                ..Default::default()
+            },
             startup_taint: None,
             puller_kept: false,
-            left_out: Vec::new(),
+            left_out: Default::default(),
             replaced: Vec::new(),
             not_replaced: Vec::new(),
             notes: Vec::new(),

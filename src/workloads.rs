@@ -14,9 +14,8 @@ use k8s_openapi::api::core::v1::{Node, PodTemplateSpec, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::config::MAX_IMAGES;
 use crate::grammar::{is_dns_label, validate_label_selector};
-use crate::images::{Image, PullPolicy};
+use crate::images::{Image, MAX_IMAGES, PullPolicy};
 use crate::reference::Reference;
 use crate::scheduling::{Constraints, NodeFacts, daemon_tolerations};
 use crate::taints::StartupTaint;
@@ -321,6 +320,12 @@ pub fn first(count: usize) -> ImageSet {
 /// The placements a node fits (indices into the catalog's distinct placements), shared by nodes alike.
 pub type Fits = Arc<[u32]>;
 
+/// Left-out images listed per node in the report and the dry run (the count says how many).
+pub const LEFT_OUT_LISTED: usize = 10;
+
+/// What a node's set left out, heaviest first, shared by nodes alike.
+pub type LeftOuts = Arc<[LeftOut]>;
+
 /// One image a node's set left out, past [`MAX_IMAGES`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LeftOut {
@@ -350,7 +355,7 @@ pub struct Catalog {
     fits: HashMap<Vec<u32>, Fits>,
     sets: HashMap<Vec<u32>, ImageSet>,
     /// The set (and what was left out) of each signature, once the node list is complete.
-    by_fits: HashMap<Fits, (ImageSet, Vec<LeftOut>)>,
+    by_fits: HashMap<Fits, (ImageSet, LeftOuts)>,
 }
 
 #[derive(Clone, Debug)]
@@ -479,7 +484,7 @@ impl Catalog {
     /// those placements asks for, ranked by the pods expected to want it on such a node (a
     /// DaemonSet's: 1; a Deployment's: its replicas over the nodes it fits), at most [`MAX_IMAGES`]
     /// in all; what did not fit, with its weight. Call once the node list is complete.
-    pub fn set_for(&mut self, fits: &Fits) -> (ImageSet, Vec<LeftOut>) {
+    pub fn set_for(&mut self, fits: &Fits) -> (ImageSet, LeftOuts) {
         if let Some(known) = self.by_fits.get(fits) {
             return known.clone();
         }
@@ -499,7 +504,7 @@ impl Catalog {
         // Heavier first; ties in the order the images were first named.
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let room = MAX_IMAGES.saturating_sub(self.explicit);
-        let left_out: Vec<LeftOut> = ranked
+        let left_out: LeftOuts = ranked
             .split_off(ranked.len().min(room))
             .into_iter()
             .map(|(image, weight)| LeftOut { image, weight })

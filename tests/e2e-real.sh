@@ -19,7 +19,7 @@ set -euo pipefail
 PULL_FAILURE_MAX_SECONDS=${PULL_FAILURE_MAX_SECONDS:-45}
 NODES=(real-1 real-2)
 POOL=quayctl-e2e/pool=main # NODES carry it; the nodes of the GC and joining tests do not
-GC_KEEP=real-gc-keep GC_DROP=real-gc-drop JOIN=real-join
+GC_KEEP=real-gc-keep GC_DROP=real-gc-drop JOIN=real-join FROM=real-from
 NS=quayctl-controller # the shipped manifest's namespace
 # The startup taint of the shipped manifest (its ConfigMap's STARTUP_TAINT).
 STARTUP_TAINT=$(sed -n 's/^ *STARTUP_TAINT: *//p' "$(dirname "${BASH_SOURCE[0]}")/../k8s/deploy/quayctl-controller-cronjob.yaml")
@@ -480,6 +480,55 @@ test_a_joining_node_gets_its_images_before_any_workload() {
   return 0
 }
 
+# 6b. IMAGES_FROM for real: a Deployment pinned to a pool, whose node has not joined yet; a joining
+#     run reads the workloads (no QUAY_IMAGES) and watches; the node joins with the startup taint;
+#     the run pre-pulls the Deployment's image there and releases it; the ReplicaSet's pod then
+#     starts with the image already present on the machine.
+test_images_from_a_deployment_reach_a_joining_node() {
+  local ns=e2e-from events pod
+  new_namespace "$ns"
+  k -n "$ns" apply -f - >/dev/null <<D
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: from}}
+  template:
+    metadata: {labels: {app: from}}
+    spec:
+      nodeSelector: {quayctl-e2e/pool: from}
+      automountServiceAccountToken: false
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: app
+        image: $QUAYCTL_IMAGE_FROM
+        imagePullPolicy: IfNotPresent
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+D
+  run_controller "$state/from" IMAGES_FROM="namespaces=$ns;kinds=deployments" NAMESPACE="$ns" STARTUP_TAINT="$STARTUP_TAINT" \
+    STARTUP_TAINT_ONLY=true STARTUP_TAINT_WATCH_SECONDS=60 PULLER_KIND=pod &
+  local run_pid=$!
+  wait_until "the run to read the workloads and watch" 30 grep -q "listed nodes" "$state/from.err"
+  grep -q "listed the workloads (IMAGES_FROM)" "$state/from.err" || fail "no workload list in the log"
+  REAL_NODE_TAINTS="$STARTUP_TAINT=pending:NoSchedule" REAL_NODE_LABELS=quayctl-e2e/pool=from "$hack/real-node.sh" up "$state" "$FROM"
+  wait_until "the run to release $FROM" 120 sh -c \
+    "! kubectl get node $FROM -o jsonpath='{.spec.taints[*].key}' | grep -qw '$STARTUP_TAINT'"
+  wait "$run_pid" || { cat "$state/from.err" "$state/from.out" >&2; fail "the run for joining nodes failed"; }
+  note "run: $(tail -n 1 "$state/from.out")"
+  grep -q "for Deployment $ns/app" "$state/from.out" || fail "the report does not name the Deployment"
+  node_has_image "$FROM" "$QUAYCTL_IMAGE_FROM" || fail "$QUAYCTL_IMAGE_FROM not pulled on $FROM"
+  wait_until "the Deployment's pod to run on $FROM" 90 sh -c \
+    "kubectl -n $ns get pods -l app=from -o jsonpath='{.items[*].status.phase}' | grep -qw Running"
+  pod=$(k -n "$ns" get pods -l app=from -o jsonpath='{.items[0].metadata.name}')
+  events=$(pod_events "$ns" "$pod")
+  note "workload events: $(echo "$events" | grep -E '^(Pulling|Pulled)' | paste -sd '|')"
+  echo "$events" | grep -q "^Pulled: Container image \"$QUAYCTL_IMAGE_FROM\" already present on machine" ||
+    fail "the kubelet did not find the Deployment's image already present"
+  echo "$events" | grep -q "^Pulling:" && fail "the workload pulled the image itself"
+  return 0
+}
+
 # 7. A private registry (basic auth) on the newest kubelet, where KubeletEnsureSecretPulledImages is
 #    on: a pre-pull with IMAGE_PULL_SECRETS; a workload whose secret holds the same credentials under
 #    another name starts without pulling; one without credentials does not get the image.
@@ -677,7 +726,7 @@ finish() {
 # The GC test's two halves frame the rest: the kubelets' GC loop runs every 5 minutes.
 all_tests=(test_image_gc_prepull test_cronjob_as_users_run_it test_docker_run_against_a_kubeconfig
   test_the_image_is_an_index_for_amd64_and_arm64 test_real_pull_failures
-  test_two_real_nodes test_a_joining_node_gets_its_images_before_any_workload
+  test_two_real_nodes test_a_joining_node_gets_its_images_before_any_workload test_images_from_a_deployment_reach_a_joining_node
   test_private_registry_pre_pull_and_what_it_gives_workloads test_pod_kind_pulls_for_real test_helm_install_upgrade_uninstall
   test_volume_strategy_pulls_data_only_images_and_artifacts test_an_image_without_the_nodes_platform_is_named
   test_image_gc_verdict)

@@ -11,7 +11,7 @@ use crate::images::ImageMask;
 use crate::nodes::EligibleNode;
 use crate::outcome::Outcome;
 use crate::types::{NodeRef, PullerKind};
-use crate::workloads::{ImageSet, LeftOut};
+use crate::workloads::{ImageSet, LeftOuts};
 
 use super::TaintAction;
 
@@ -113,7 +113,7 @@ pub(super) struct Entry {
     /// Its images, as indices into the run's: bit i of every mask in `images` is `set[i]`.
     pub set: ImageSet,
     /// What its set left out (`IMAGES_FROM`, more than 64 wanted there).
-    pub left_out: Vec<LeftOut>,
+    pub left_out: LeftOuts,
     /// Its puller's UID once created: it is deleted as that object only.
     pub puller_uid: Option<String>,
     /// Its blocking taints (the run's taint table): its puller tolerates exactly these.

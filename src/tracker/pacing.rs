@@ -41,7 +41,15 @@ pub(super) struct Pacer {
     lags: Vec<u32>,
     all_created_logged: bool,
     run_deadline_warned: bool,
+    /// Puller containers in the creates in flight (see [`CONTAINERS_IN_FLIGHT`]).
+    pub containers_in_flight: usize,
 }
+
+/// Creates in flight carry at most this many puller containers (each create holds its pod, its
+/// request and its answer, and a 64-image pod weighs some 100 KiB): with 2 images
+/// `CREATE_CONCURRENCY` (16) decides, with 64 (`IMAGES_FROM`) 4 creates are in flight, which still
+/// outpace the scheduler's bindings (50/s at defaults) and keep the run's memory flat.
+pub const CONTAINERS_IN_FLIGHT: usize = 256;
 
 /// A create error that is not fatal: what it means for the node.
 enum Denial {
@@ -137,9 +145,12 @@ impl Tracker {
             }
             let creating = self.count(State::Creating);
             let parallel_full = pacing.max_parallel.is_some_and(|m| creating + self.active() >= m);
+            let heavy = creating > 0
+                && self.pacer.containers_in_flight + entry.images.wanted.count_ones() as usize > CONTAINERS_IN_FLIGHT;
             // Pods have no Job controller to pace to: the create concurrency and MAX_PARALLEL bound them.
             let paced = self.template.kind() == PullerKind::Job && self.unstarted() >= pace;
             if creating >= pacing.create_concurrency
+                || heavy
                 || parallel_full
                 || paced
                 || (self.pacer.wave == Wave::Seeding && !entry.seed)

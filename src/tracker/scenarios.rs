@@ -2140,3 +2140,29 @@ fn each_node_pulls_its_own_set_and_failures_keep_the_runs_numbers() {
     }
     .check();
 }
+
+#[test]
+fn creates_in_flight_are_bounded_by_their_containers() {
+    // 64 images per puller (IMAGES_FROM's most): 4 creates in flight (256 containers), not 16.
+    let images: Vec<String> = (0..64).map(|i| format!("registry.example.com/app-{i}:1")).collect();
+    let quay = Box::leak(images.join(";").into_boxed_str());
+    let all = Box::leak((1..=64).map(|i| i.to_string()).collect::<Vec<_>>().join(",").into_boxed_str());
+    let create = |node: &str| -> &'static str { Box::leak(format!("create {node} [{all}]").into_boxed_str()) };
+    let four: &'static [&'static str] =
+        Box::leak(vec![create("a"), create("b"), create("c"), create("d")].into_boxed_slice());
+    let next: &'static [&'static str] = Box::leak(vec![create("e")].into_boxed_slice());
+    let vars: &'static [(&'static str, &'static str)] =
+        Box::leak(vec![("QUAY_IMAGES", &*quay), ("PULLER_KIND", "pod")].into_boxed_slice());
+    Scenario {
+        name: "64-image pullers: four creates in flight, the next when one answers",
+        vars,
+        nodes: ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| EligibleNode { name: n.to_string(), set: first(64), images: u64::MAX, ..Default::default() })
+            .collect(),
+        steps: vec![(0, In::Start, &["watch pods"]), (0, In::Ready, four), (1, In::Created("a"), next)],
+        ending: End::Running,
+        ..Scenario::default()
+    }
+    .check();
+}

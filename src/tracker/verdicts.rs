@@ -12,9 +12,7 @@ use crate::outcome::Outcome;
 use crate::types::{Announcement, TaintRemoval};
 
 use super::entry::{Entry, State, TaintState};
-use super::{
-    Action, Ending, ImageResult, ImageVerdict, MAX_LOGGED_FAILURES, RunResult, TaintAction, Tracker, Verdict, span,
-};
+use super::{Action, Ending, ImageResults, MAX_LOGGED_FAILURES, RunResult, TaintAction, Tracker, Verdict, span};
 
 impl Tracker {
     /// The clock: the watches' bound, the run's own deadline, pull errors past their grace, nodes
@@ -338,32 +336,21 @@ impl Tracker {
     fn verdict_of(&self, i: usize) -> Verdict {
         let e: &Entry = &self.nodes[i];
         let (outcome, reason) = e.verdict.clone().expect("every node is concluded");
-        let images = (0..e.set.len())
-            .map(|local| {
-                let bit = 1 << local;
-                let im = &e.images;
-                // An image already on the node stays `present`, even when its puller ran it to
-                // hold it (KEEP_LAST_PULLER): nothing was pulled.
-                let result = if im.present & bit != 0 {
-                    ImageResult::Present
-                } else if im.pulled & bit != 0 {
-                    ImageResult::Pulled
-                } else if im.failed & bit != 0 {
-                    ImageResult::Failed
-                } else if im.not_sent & bit != 0 {
-                    ImageResult::NotSent
-                } else {
-                    ImageResult::Unknown
-                };
-                let message = match result {
-                    ImageResult::Failed | ImageResult::NotSent => {
-                        im.notes.iter().find(|n| n.image as usize == local).map(|n| n.message.clone())
-                    }
-                    _ => None,
-                };
-                ImageVerdict { index: e.set[local] as usize, result, message }
-            })
-            .collect();
+        let im = &e.images;
+        let bad = im.failed | im.not_sent;
+        let images = ImageResults {
+            set: e.set.clone(),
+            present: im.present,
+            pulled: im.pulled,
+            failed: im.failed,
+            not_sent: im.not_sent,
+            messages: im
+                .notes
+                .iter()
+                .filter(|n| bad & (1 << n.image) != 0)
+                .map(|n| (n.image, n.message.clone()))
+                .collect(),
+        };
         let duration = match (e.created_at, e.finished_at) {
             (Some(c), Some(f)) => Some(Duration::try_from(f.duration_since(c)).unwrap_or_default()),
             _ => None,
