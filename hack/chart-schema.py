@@ -86,11 +86,11 @@ def pattern(variable, regex, **extra):
 
 CONFIG = {
     "quayImages": counted(
-        f"QUAY_IMAGES (required): `;`-separated image references, at most {MAX_IMAGES}.",
+        f"QUAY_IMAGES (required unless imagesFrom is set): `;`-separated image references, at most {MAX_IMAGES}.",
         REFERENCE,
         ";",
         MAX_IMAGES,
-        type="string",
+        type=["string", "null"],
     ),
     "deadlineSeconds": integer("DEADLINE_SECONDS", 1, 86400),
     "waitGraceSeconds": integer("WAIT_GRACE_SECONDS", 0, 3600),
@@ -127,12 +127,28 @@ CONFIG = {
     "rustLog": nullable("string", description="RUST_LOG"),
 }
 
+# IMAGES_FROM is on: imagesFrom names namespaces or a namespace selector.
+IMAGES_FROM_ON = {
+    "properties": {
+        "imagesFrom": {
+            "anyOf": [
+                {"properties": {"namespaces": {"minItems": 1}}, "required": ["namespaces"]},
+                {"properties": {"namespaceSelector": {"minLength": 1}}, "required": ["namespaceSelector"]},
+            ]
+        }
+    },
+    "required": ["imagesFrom"],
+}
+
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "quayctl-controller chart values",
     "type": "object",
     "additionalProperties": False,
     "required": ["config", "image", "schedule"],
+    # QUAY_IMAGES is required unless IMAGES_FROM says where the images come from (config.rs).
+    "if": IMAGES_FROM_ON,
+    "else": {"properties": {"config": {"required": ["quayImages"], "properties": {"quayImages": {"type": "string"}}}}},
     "properties": {
         # Every object is named after it; the joining CronJob adds `-joining` (8) to a name that must
         # stay within a CronJob's 52 characters.
@@ -209,7 +225,6 @@ SCHEMA = {
         "config": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["quayImages"],
             "properties": CONFIG,
             # The quayctl strategy needs its image (config.rs: QUAYCTL_IMAGE is required with it).
             "if": {"properties": {"pullStrategy": {"const": "quayctl"}}, "required": ["pullStrategy"]},
