@@ -2223,6 +2223,28 @@ async fn helm_chart_is_the_shipped_manifests_and_refuses_what_the_controller_ref
         &format!("config.tolerations={}", too_many_tolerations.replace(',', "\\,")),
     ]);
     assert!(!ok && err.contains("values don't meet"), "33 tolerations: {err}");
+    // imagesFrom: QUAY_IMAGES may go; IMAGES_FROM and a RoleBinding in each named namespace come.
+    let (ok, _, err) = helm(&["template", "x", chart, "--set", "config.quayImages=null"]);
+    assert!(!ok && err.contains("quayImages"), "no images at all: {err}");
+    let from = ["template", "x", chart, "--set", "config.quayImages=null", "--set", "imagesFrom.namespaces={ml,web}"];
+    let (ok, rendered, err) = helm(&from);
+    assert!(ok, "{err}");
+    assert!(rendered.contains("IMAGES_FROM: \"namespaces=ml,web\"") && !rendered.contains("QUAY_IMAGES"), "{rendered}");
+    assert_eq!(
+        rendered.matches("kind: RoleBinding\nmetadata:\n  name: quayctl-controller-images-from").count(),
+        2,
+        "{rendered}"
+    );
+    let (ok, _, err) = helm(&[
+        "template",
+        "x",
+        chart,
+        "--set",
+        "imagesFrom.namespaces={ml}",
+        "--set",
+        "imagesFrom.namespaceSelector=a=b",
+    ]);
+    assert!(!ok && err.contains("values don't meet"), "namespaces and a selector: {err}");
     let run = controller(&[
         ("QUAY_IMAGES", "nginx:1.27"),
         ("HELPER_IMAGE", HELPER_IMAGE),
@@ -2427,7 +2449,17 @@ spec:
     assert_eq!(run.code, 0, "{run:?}");
     let image = |path: &str| format!("{r}/{path}");
     let busybox = "docker.io/library/busybox:1.36".to_string();
-    let trainer = [image("ml/fetch:1"), image("ml/trainer:2.4"), image("ml/weights:v3")];
+    // The apiserver keeps a template's image volume only with its ImageVolume gate on (the default
+    // from 1.35); 1.33 drops the field on write, so the Deployment it stores asks for two images.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "e2e-from-ml");
+    let stored = deployments.get("trainer").await.unwrap();
+    let volume_kept =
+        stored.spec.unwrap().template.spec.unwrap().volumes.unwrap_or_default().iter().any(|v| v.image.is_some());
+    assert_eq!(volume_kept, server_minor().await >= 35, "the stored template's image volume");
+    let mut trainer = vec![image("ml/fetch:1"), image("ml/trainer:2.4")];
+    if volume_kept {
+        trainer.push(image("ml/weights:v3"));
+    }
     let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for node in ["from-gpu-0", "from-gpu-1"] {
         want.insert(node.into(), [busybox.clone()].into_iter().chain(trainer.iter().cloned()).collect());
