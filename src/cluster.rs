@@ -48,6 +48,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ListStats {
     pub requests: usize,
     pub objects: usize,
+    /// Of those, the workloads that add images.
+    pub workloads: usize,
     pub bytes: u64,
 }
 
@@ -55,6 +57,7 @@ impl ListStats {
     fn add(&mut self, other: ListStats) {
         self.requests += other.requests;
         self.objects += other.objects;
+        self.workloads += other.workloads;
         self.bytes += other.bytes;
     }
 }
@@ -238,7 +241,7 @@ impl Cluster {
     /// selector), each list paged (`limit`/`continue`) and read once, each page turned into the
     /// little matching needs ([`Workload::from_object`]) before the next is asked for. With a
     /// namespace selector, the namespaces it selects first, then each kind cluster-wide.
-    pub async fn workloads(&self, from: &ImagesFrom) -> Result<(Vec<Workload>, ListStats)> {
+    pub async fn workloads(&self, from: &ImagesFrom, mut on_workload: impl FnMut(Workload)) -> Result<ListStats> {
         let mut stats = ListStats::default();
         let allowed: Option<HashSet<String>> = match &from.namespaces {
             Namespaces::Selector(selector) => {
@@ -254,8 +257,8 @@ impl Cluster {
             Namespaces::Names(names) => names.iter().map(|n| Some(n.as_str())).collect(),
             Namespaces::All | Namespaces::Selector(_) => vec![None],
         };
-        let mut workloads = Vec::new();
         let selector = from.selector.as_deref();
+        let mut kept = 0;
         let mut keep = |object: Listed| {
             let namespace = match &object {
                 Listed::Deployment(o) => o.metadata.namespace.as_deref(),
@@ -268,7 +271,10 @@ impl Cluster {
                 return;
             }
             match Workload::from_object(&object) {
-                Ok(workload) => workloads.push(workload),
+                Ok(workload) => {
+                    kept += 1;
+                    on_workload(workload)
+                }
                 Err(why) => debug!(?why, "a workload that adds no images"),
             }
         };
@@ -292,7 +298,8 @@ impl Cluster {
                 stats.add(page_stats);
             }
         }
-        Ok((workloads, stats))
+        stats.workloads = kept;
+        Ok(stats)
     }
 
     /// Every object of kind `K` in `namespace` (`None`: all namespaces) with the label `selector`,

@@ -155,14 +155,13 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
         None => Catalog::explicit(config.images.clone()),
         Some(from) => {
             let listing = Instant::now();
-            let (workloads, stats) = cluster.workloads(from).await?;
-            let count = workloads.len();
-            let catalog = Catalog::new(config.images.clone(), workloads);
+            let mut catalog = Catalog::explicit(config.images.clone());
+            let stats = cluster.workloads(from, |workload| catalog.add(workload)).await?;
             for (workload, problem) in &catalog.unparsable {
                 warn!(%workload, %problem, "an image of this workload is no image reference; left out");
             }
             info!(
-                workloads = count,
+                workloads = stats.workloads,
                 objects = stats.objects,
                 requests = stats.requests,
                 bytes = stats.bytes,

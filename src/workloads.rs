@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Node, PodTemplateSpec, Taint};
+use k8s_openapi::api::core::v1::{Node, PodSpec, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
@@ -246,15 +246,17 @@ impl Workload {
         if replicas <= 0 {
             return Err(Ignored::NoReplicas);
         }
-        let template = template.cloned().unwrap_or_default();
-        if is_ours(meta) || template.metadata.as_ref().is_some_and(is_ours) {
+        if is_ours(meta) || template.and_then(|t| t.metadata.as_ref()).is_some_and(is_ours) {
             return Err(Ignored::Ours);
         }
-        Ok(Workload::from_template(kind, meta, replicas as u32, &template))
+        let empty = PodSpec::default();
+        let spec = template.and_then(|t| t.spec.as_ref()).unwrap_or(&empty);
+        Ok(Workload::from_spec(kind, meta, replicas as u32, spec))
     }
 
-    fn from_template(kind: Kind, meta: &ObjectMeta, replicas: u32, template: &PodTemplateSpec) -> Workload {
-        let spec = template.spec.clone().unwrap_or_default();
+    /// What matching needs of a pod template's spec, copied out of it (the listed object goes
+    /// with its page).
+    fn from_spec(kind: Kind, meta: &ObjectMeta, replicas: u32, spec: &PodSpec) -> Workload {
         let daemon = kind == Kind::DaemonSet;
         let mut tolerations = spec.tolerations.clone().unwrap_or_default();
         if daemon {
@@ -279,9 +281,9 @@ impl Workload {
             daemon,
             constraints: Constraints {
                 node_selector: spec.node_selector.clone().unwrap_or_default(),
-                affinity: spec
-                    .affinity
-                    .and_then(|a| a.node_affinity?.required_during_scheduling_ignored_during_execution),
+                affinity: spec.affinity.as_ref().and_then(|a| {
+                    a.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.clone()
+                }),
                 tolerations,
             },
             images,
@@ -345,6 +347,8 @@ pub struct Catalog {
     pub workloads: Vec<WorkloadRef>,
     /// Per distinct placement: its constraints, and per workload in it (replicas, daemon, images).
     placements: Vec<Placement>,
+    /// The placements by their constraints (serialized).
+    placement_index: HashMap<String, u32>,
     /// Entries of the workloads that are no image reference (their workload named): skipped.
     pub unparsable: Vec<(String, String)>,
     /// Normalized reference -> image, for `SKIP_PRESENT` against a node's `status.images`.
@@ -370,45 +374,52 @@ struct Placement {
 impl Catalog {
     /// The explicit images (every node), and the workloads'. An image entry of a workload that is no
     /// image reference is left out (and said so).
-    pub fn new(explicit: Vec<Image>, workloads: Vec<Workload>) -> Catalog {
+    pub fn new(explicit: Vec<Image>, workloads: impl IntoIterator<Item = Workload>) -> Catalog {
         let mut catalog = Catalog { explicit: explicit.len(), ..Default::default() };
         for image in explicit {
             catalog.add_image(image);
         }
-        let mut placements: HashMap<String, u32> = HashMap::new();
         for workload in workloads {
-            let w = catalog.workloads.len() as u32;
-            let mut ids = Vec::new();
-            for entry in &workload.images {
-                let image = match Image::parse(entry.trim()) {
-                    Ok(image) => image,
-                    Err(e) => {
-                        catalog.unparsable.push((workload.id.to_string(), format!("{entry}: {e}")));
-                        continue;
-                    }
-                };
-                let id = match catalog.by_name.get(&image.normalized) {
-                    Some(id) => *id,
-                    None => catalog.add_image(image),
-                };
-                if !ids.contains(&id) {
-                    ids.push(id);
-                    catalog.wanted_by[id as usize].push(w);
-                }
-            }
-            let key = serde_json::to_string(&workload.constraints).unwrap_or_default();
-            let p = *placements.entry(key).or_insert_with(|| {
-                catalog.placements.push(Placement {
-                    constraints: workload.constraints.clone(),
-                    members: Vec::new(),
-                    fits: 0,
-                });
-                (catalog.placements.len() - 1) as u32
-            });
-            catalog.placements[p as usize].members.push((w, workload.replicas, workload.daemon, ids));
-            catalog.workloads.push(workload.id);
+            catalog.add(workload);
         }
         catalog
+    }
+
+    /// One more workload, as it is listed: its images (each once, interned), its placement
+    /// (interned: workloads with the same constraints share one), who it is. Nothing else of it
+    /// is kept.
+    pub fn add(&mut self, workload: Workload) {
+        let w = self.workloads.len() as u32;
+        let mut ids = Vec::new();
+        for entry in &workload.images {
+            let image = match Image::parse(entry.trim()) {
+                Ok(image) => image,
+                Err(e) => {
+                    self.unparsable.push((workload.id.to_string(), format!("{entry}: {e}")));
+                    continue;
+                }
+            };
+            let id = match self.by_name.get(&image.normalized) {
+                Some(id) => *id,
+                None => self.add_image(image),
+            };
+            if !ids.contains(&id) {
+                ids.push(id);
+                self.wanted_by[id as usize].push(w);
+            }
+        }
+        let key = serde_json::to_string(&workload.constraints).unwrap_or_default();
+        let p = match self.placement_index.get(&key) {
+            Some(&p) => p,
+            None => {
+                self.placements.push(Placement { constraints: workload.constraints, members: Vec::new(), fits: 0 });
+                let p = (self.placements.len() - 1) as u32;
+                self.placement_index.insert(key, p);
+                p
+            }
+        };
+        self.placements[p as usize].members.push((w, workload.replicas, workload.daemon, ids));
+        self.workloads.push(workload.id);
     }
 
     /// A catalog of `QUAY_IMAGES` alone: every node gets every image.
