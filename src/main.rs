@@ -14,6 +14,7 @@ use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 use tokio::sync::watch;
 
 fn main() -> ProcessExitCode {
+    tune_malloc();
     // One thread is plenty for a controller that waits on the network, and keeps one malloc arena.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -69,3 +70,22 @@ fn signal_stream(term: UnixSignal, int: UnixSignal) -> impl futures::Stream<Item
         Some((signal, (term, int)))
     }))
 }
+
+/// glibc's malloc, set for a process whose big allocations are transient: response bodies of list
+/// pages and watch events of 64-image pullers (tens to hundreds of KiB each). Left dynamic, the mmap
+/// threshold rises to the largest of them once one is freed, and from then on they are carved
+/// from the heap, where what is freed between live allocations stays resident. Fixed at 64 KiB,
+/// they are mapped and unmapped whole (`make heap`: 0.8 MiB less peak RSS at 2,000 nodes and 10,000
+/// workloads); one arena, as the blocking pool's threads would otherwise each get their own.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    // SAFETY: mallopt only sets malloc's parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}

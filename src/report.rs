@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -162,8 +163,13 @@ impl Serialize for NodesView<'_> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ImageInfo {
     pub image: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub workloads: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "strs")]
+    pub workloads: Vec<Arc<str>>,
+}
+
+/// Shared strings as a JSON array of strings.
+fn strs<S: serde::Serializer>(names: &[Arc<str>], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(names.iter().map(|name| &**name))
 }
 
 impl ImageInfo {
@@ -175,7 +181,7 @@ impl ImageInfo {
             .zip(&catalog.wanted_by)
             .map(|(image, by)| ImageInfo {
                 image: image.normalized.clone(),
-                workloads: by.iter().map(|&w| catalog.workloads[w as usize].to_string()).collect(),
+                workloads: by.iter().map(|&w| catalog.workloads[w as usize].clone()).collect(),
             })
             .collect()
     }

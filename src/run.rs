@@ -157,6 +157,7 @@ async fn plan(cluster: &Cluster, config: &Config, clock: Clock) -> Result<Planne
             let listing = Instant::now();
             let mut catalog = Catalog::explicit(config.images.clone());
             let stats = cluster.workloads(from, |workload| catalog.add(workload)).await?;
+            catalog.listed();
             for (workload, problem) in &catalog.unparsable {
                 warn!(%workload, %problem, "an image of this workload is no image reference; left out");
             }

@@ -344,7 +344,9 @@ pub struct Catalog {
     pub explicit: usize,
     /// Per image, the workloads whose templates name it (indices into `workloads`).
     pub wanted_by: Vec<Vec<u32>>,
-    pub workloads: Vec<WorkloadRef>,
+    /// Who each workload is, as the report names it (`Deployment ml/trainer`): one string each,
+    /// shared with the report (10,000 workloads: about 0.5 MiB).
+    pub workloads: Vec<Arc<str>>,
     /// Per distinct placement: its constraints, and per workload in it (replicas, daemon, images).
     placements: Vec<Placement>,
     /// The placements by their constraints (serialized).
@@ -366,7 +368,7 @@ pub struct Catalog {
 struct Placement {
     constraints: Constraints,
     /// (workload, replicas, daemon, image indices)
-    members: Vec<(u32, u32, bool, Vec<u32>)>,
+    members: Vec<(u32, u32, bool, Box<[u32]>)>,
     /// Listed nodes it fits (its replicas spread over them).
     fits: u32,
 }
@@ -418,8 +420,23 @@ impl Catalog {
                 p
             }
         };
-        self.placements[p as usize].members.push((w, workload.replicas, workload.daemon, ids));
-        self.workloads.push(workload.id);
+        self.placements[p as usize].members.push((w, workload.replicas, workload.daemon, ids.into()));
+        self.workloads.push(workload.id.to_string().into());
+    }
+
+    /// The lists are complete: give back what the vectors grew beyond their contents (they grew by
+    /// doubling while pages arrived, and live for the whole run).
+    pub fn listed(&mut self) {
+        self.images.shrink_to_fit();
+        self.workloads.shrink_to_fit();
+        self.wanted_by.iter_mut().for_each(Vec::shrink_to_fit);
+        self.wanted_by.shrink_to_fit();
+        for placement in &mut self.placements {
+            placement.members.shrink_to_fit();
+        }
+        self.placements.shrink_to_fit();
+        self.placement_index.shrink_to_fit();
+        self.by_name.shrink_to_fit();
     }
 
     /// A catalog of `QUAY_IMAGES` alone: every node gets every image.
@@ -527,12 +544,12 @@ impl Catalog {
     }
 
     /// The workloads of image `id` among the placements `fits`: why a node got it (`DRY_RUN`).
-    pub fn why(&self, id: u32, fits: &[u32]) -> Vec<&WorkloadRef> {
-        let mut why: Vec<&WorkloadRef> = fits
+    pub fn why(&self, id: u32, fits: &[u32]) -> Vec<&str> {
+        let mut why: Vec<&str> = fits
             .iter()
             .flat_map(|&p| self.placements[p as usize].members.iter())
             .filter(|m| m.3.contains(&id))
-            .map(|m| &self.workloads[m.0 as usize])
+            .map(|m| &*self.workloads[m.0 as usize])
             .collect();
         why.sort();
         why

@@ -289,6 +289,10 @@ impl Tracker {
                 entry.taint = TaintState::Done(TaintAction::Kept { reason, forbidden: false });
             }
         }
+        // The report is built while the tracker still lives: let go of what it no longer needs
+        // (the name index, the workloads' catalog), and hand each node's strings over, not copies.
+        self.by_name = Default::default();
+        drop(std::mem::take(&mut self.template.catalog));
         let verdicts: Vec<Verdict> = (0..self.nodes.len()).map(|i| self.verdict_of(i)).collect();
         let held_back =
             self.breaker.broken.iter().enumerate().filter_map(|(i, b)| b.as_ref().map(|b| (i, b.clone()))).collect();
@@ -333,9 +337,10 @@ impl Tracker {
         }
     }
 
-    fn verdict_of(&self, i: usize) -> Verdict {
-        let e: &Entry = &self.nodes[i];
-        let (outcome, reason) = e.verdict.clone().expect("every node is concluded");
+    fn verdict_of(&mut self, i: usize) -> Verdict {
+        let kept = self.kept(i);
+        let e: &mut Entry = &mut self.nodes[i];
+        let (outcome, reason) = e.verdict.take().expect("every node is concluded");
         let im = &e.images;
         let bad = im.failed | im.not_sent;
         let images = ImageResults {
@@ -362,19 +367,12 @@ impl Tracker {
                 Some(TaintAction::Kept { reason: "the run stopped before removing it".into(), forbidden: false })
             }
         };
+        let node = std::mem::take(&mut e.name);
+        let job = e.created_at.is_some().then(|| std::mem::take(&mut e.puller));
+        let replaced = std::mem::take(&mut e.replaced);
+        let not_replaced = e.not_replaced.iter().map(|(name, why)| format!("{name}: {why}")).collect();
+        let left_out = e.left_out.clone();
         let (outcome, reason) = self.held_or_released(outcome, reason, taint.as_ref());
-        Verdict {
-            node: e.name.clone(),
-            job: e.created_at.is_some().then(|| e.puller.clone()),
-            kept: self.kept(i),
-            outcome,
-            reason,
-            duration,
-            images,
-            taint,
-            replaced: e.replaced.clone(),
-            not_replaced: e.not_replaced.iter().map(|(name, why)| format!("{name}: {why}")).collect(),
-            left_out: e.left_out.clone(),
-        }
+        Verdict { node, job, kept, outcome, reason, duration, images, taint, replaced, not_replaced, left_out }
     }
 }
