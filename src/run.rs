@@ -292,8 +292,8 @@ fn request(cluster: &Cluster, action: Action) -> Option<BoxFuture<'_, Input>> {
         Action::Create(puller) => async move {
             let name = puller.name().to_string();
             let result = match puller {
-                Puller::Job(job) => cluster.create(&*job).await.map(|c| c.map(Puller::Job)),
-                Puller::Pod(pod) => cluster.create(&*pod).await.map(|c| c.map(Puller::Pod)),
+                Puller::Job(job) => cluster.create(job).await.map(|c| c.map(Puller::Job)),
+                Puller::Pod(pod) => cluster.create(pod).await.map(|c| c.map(Puller::Pod)),
             };
             Input::Created { name, result }
         }

@@ -109,7 +109,8 @@ impl Tracker {
                 let e = &self.nodes[q as usize];
                 let local = e.local(idx)?;
                 let bit = 1u64 << local;
-                (e.images.wanted & bit != 0 && !e.older.iter().any(|o| o.images & bit != 0)).then_some((q, local))
+                (e.images.wanted & bit != 0 && !e.rare().older.iter().any(|o| o.images & bit != 0))
+                    .then_some((q, local))
             })
             .collect();
         for (q, local) in queued {

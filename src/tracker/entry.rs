@@ -2,6 +2,8 @@
 //! what became of its taint and its pullers. Grouped by concern; everything starts empty but what
 //! the node list said.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -108,8 +110,8 @@ pub(super) struct Entry {
     pub held_since: Option<Timestamp>,
     /// Its architecture (`kubernetes.io/arch`), for a pull that finds no variant for it.
     pub arch: Option<String>,
-    /// The name of its puller (Job or pod).
-    pub puller: String,
+    /// The name of its puller (Job or pod), shared with the tracker's index of pullers by name.
+    pub puller: Arc<str>,
     /// Its images, as indices into the run's: bit i of every mask in `images` is `set[i]`.
     pub set: ImageSet,
     /// What its set left out (`IMAGES_FROM`, more than 64 wanted there).
@@ -128,13 +130,25 @@ pub(super) struct Entry {
     pub created_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
-    pub last_problem: Option<String>,
     pub verdict: Option<(Outcome, String)>,
     /// The Job and its pod as the watches showed them while the create was still in flight (the
     /// Job's event as it came: a Job created and deleted again before the create returned stays
     /// deleted).
     pub early_job: Option<Box<Event<Job>>>,
     pub early_pod: Option<Box<Event<Pod>>>,
+    pub taint: TaintState,
+    /// The deletion of its own puller was asked for.
+    pub deleting: bool,
+    /// What few nodes need (read with [`Entry::rare`], written with [`Entry::rare_mut`]).
+    rare: Option<Box<Rare>>,
+}
+
+/// What few nodes of a run need, behind one box so that a node's entry stays small (5,000 of them
+/// live for the whole run): the last problem the watches showed, an evicted pod being replaced,
+/// the kept pullers of earlier runs.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Rare {
+    pub last_problem: Option<String>,
     /// `PULLER_KIND=pod`: its pod was evicted or preempted and is being deleted (that incarnation,
     /// by UID); once it is gone, a new one is created with what is left of the pull deadline.
     pub replacing: Option<String>,
@@ -142,9 +156,6 @@ pub(super) struct Entry {
     pub delete_attempts: u8,
     /// `PULLER_KIND=pod`: the replacement is not created before this time (the name rests).
     pub not_before: Option<Timestamp>,
-    pub taint: TaintState,
-    /// The deletion of its own puller was asked for.
-    pub deleting: bool,
     /// Successful pullers of earlier runs on this node: deleted once this run's puller succeeds.
     pub older: Vec<Older>,
     /// Those this run deleted.
@@ -153,10 +164,34 @@ pub(super) struct Entry {
     pub not_replaced: Vec<(String, String)>,
 }
 
+/// What a node without any of it reads.
+static NO_RARE: Rare = Rare {
+    last_problem: None,
+    replacing: None,
+    delete_attempts: 0,
+    not_before: None,
+    older: Vec::new(),
+    replaced: Vec::new(),
+    not_replaced: Vec::new(),
+};
+
 impl Entry {
+    pub fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    /// Takes what it has of [`Rare`], leaving nothing.
+    pub fn take_rare(&mut self) -> Rare {
+        self.rare.take().map(|rare| *rare).unwrap_or_default()
+    }
+
     /// A node as the node list showed it, with `puller` its puller's name (the images of its set it
     /// does not need are present).
-    pub fn new(node: EligibleNode, puller: String) -> Entry {
+    pub fn new(node: EligibleNode, puller: Arc<str>) -> Entry {
         let all = crate::images::all_images(node.set.len());
         Entry {
             name: node.name,

@@ -127,7 +127,7 @@ impl Tracker {
     /// Node `i`'s puller is gone without a verdict: an evicted pod is replaced; anything else was
     /// deleted by someone.
     fn puller_gone(&mut self, i: usize, now: Timestamp) {
-        if self.nodes[i].replacing.is_some() {
+        if self.nodes[i].rare().replacing.is_some() {
             self.replace(i, now);
         } else {
             self.nodes[i].deleting = true;
@@ -151,7 +151,7 @@ impl Tracker {
         if let Some(start) = job.status.as_ref().and_then(|s| s.start_time.as_ref()) {
             self.started(i, start.0, now);
         }
-        if let Some((outcome, reason)) = outcome_from_job(job, self.nodes[i].last_problem.as_deref()) {
+        if let Some((outcome, reason)) = outcome_from_job(job, self.nodes[i].rare().last_problem.as_deref()) {
             if outcome == Outcome::Succeeded {
                 let images = &mut self.nodes[i].images;
                 images.pulled |= images.wanted & !images.failed;
@@ -227,10 +227,10 @@ impl Tracker {
         }
         let view = read_pod(&pod, &self.nodes[i].set);
         if let Some(problem) = pod_problem(&pod) {
-            if self.nodes[i].last_problem.as_deref() != Some(problem.as_str()) {
+            if self.nodes[i].rare().last_problem.as_deref() != Some(problem.as_str()) {
                 warn!(node = %self.nodes[i].name, %problem, "puller pod has a problem");
             }
-            self.nodes[i].last_problem = Some(problem);
+            self.nodes[i].rare_mut().last_problem = Some(problem);
         }
         self.apply_pod(i, view, now)
     }
@@ -305,11 +305,11 @@ impl Tracker {
         let entry = &mut self.nodes[i];
         entry.images.failing.clear();
         entry.images.helper_failing = None;
-        if self.template.kind() == PullerKind::Pod && entry.replacing.is_none() {
+        if self.template.kind() == PullerKind::Pod && entry.rare().replacing.is_none() {
             let uid = uid.unwrap_or_default();
-            entry.replacing = Some(uid.clone());
+            entry.rare_mut().replacing = Some(uid.clone());
             info!(node = %entry.name, "puller pod evicted or preempted: replacing it once it is gone");
-            let name = entry.puller.clone();
+            let name = entry.puller.to_string();
             self.delete(PullerKind::Pod, name, Some(uid), Purpose::Evicted(i));
         }
     }
@@ -320,7 +320,7 @@ impl Tracker {
     /// that never comes).
     pub(super) fn replace(&mut self, i: usize, now: Timestamp) {
         let entry = &mut self.nodes[i];
-        entry.replacing = None;
+        entry.rare_mut().replacing = None;
         let since = entry.started_at.or(entry.created_at).unwrap_or(now);
         let used = now.duration_since(since).as_secs().max(0) as u64;
         let not_replaced = if self.policy.pull_deadline.as_secs() <= used {
@@ -340,7 +340,7 @@ impl Tracker {
         }
         let entry = &mut self.nodes[i];
         entry.images.pulled = 0;
-        entry.not_before = Some(now + span(self.policy.reuse_delay));
+        entry.rare_mut().not_before = Some(now + span(self.policy.reuse_delay));
         self.set(i, State::Queued);
         self.pacer.queue.push_front(i as u32);
     }

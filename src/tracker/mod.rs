@@ -30,6 +30,7 @@ mod verdicts;
 mod scenarios;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -342,7 +343,7 @@ pub struct Tracker {
     template: PullerTemplate,
     nodes: Vec<Entry>,
     /// Puller name → node.
-    by_name: HashMap<String, u32>,
+    by_name: HashMap<Arc<str>, u32>,
     /// Nodes per [`State`], kept by [`Tracker::set`].
     counts: [usize; STATES],
     /// When the run started (its [`Input::Start`]); nothing happens before.
@@ -465,7 +466,7 @@ impl Tracker {
 
     /// Track one more node (queued, not yet in the queue); its index.
     fn track(&mut self, node: EligibleNode) -> usize {
-        let puller = self.template.puller_name(&node.name);
+        let puller: Arc<str> = self.template.puller_name(&node.name).into();
         let i = self.nodes.len();
         self.by_name.insert(puller.clone(), i as u32);
         self.nodes.push(Entry::new(node, puller));

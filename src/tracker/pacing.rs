@@ -140,7 +140,7 @@ impl Tracker {
         let pacing = self.policy.pacing;
         while let Some(&next) = self.pacer.queue.front() {
             let entry = &self.nodes[next as usize];
-            if entry.not_before.is_some_and(|t| now < t) {
+            if entry.rare().not_before.is_some_and(|t| now < t) {
                 break;
             }
             let creating = self.count(State::Creating);

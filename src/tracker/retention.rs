@@ -76,7 +76,7 @@ impl Tracker {
         let entry = &mut self.nodes[i];
         if !entry.deleting {
             entry.deleting = true;
-            let (name, uid) = (entry.puller.clone(), entry.puller_uid.clone());
+            let (name, uid) = (entry.puller.to_string(), entry.puller_uid.clone());
             self.delete(self.template.kind(), name, uid, Purpose::Own(i));
         }
     }
@@ -94,16 +94,17 @@ impl Tracker {
         }
         match purpose {
             Purpose::Evicted(i) => {
-                let Some(uid) = self.nodes[i].replacing.clone() else { return };
+                let Some(uid) = self.nodes[i].rare().replacing.clone() else { return };
                 let entry = &mut self.nodes[i];
-                entry.delete_attempts += 1;
-                if error.class() == ErrorClass::Transient && entry.delete_attempts < self.policy.delete_attempts {
+                entry.rare_mut().delete_attempts += 1;
+                if error.class() == ErrorClass::Transient && entry.rare().delete_attempts < self.policy.delete_attempts
+                {
                     warn!(node = %entry.name, %error, "could not delete the evicted puller pod; trying again");
-                    let name = entry.puller.clone();
+                    let name = entry.puller.to_string();
                     self.delete(PullerKind::Pod, name, Some(uid), Purpose::Evicted(i));
                     return;
                 }
-                entry.replacing = None;
+                entry.rare_mut().replacing = None;
                 let reason = format!(
                     "its pod was evicted or preempted and could not be deleted to make way for a new one: {}",
                     error.message()
@@ -113,8 +114,9 @@ impl Tracker {
             Purpose::Older(i) => {
                 warn!(node = %self.nodes[i].name, puller = name, %error, "could not delete an older puller it replaces");
                 let entry = &mut self.nodes[i];
-                entry.replaced.retain(|r| r != name);
-                entry.not_replaced.push((name.to_string(), error.message()));
+                let rare = entry.rare_mut();
+                rare.replaced.retain(|r| r != name);
+                rare.not_replaced.push((name.to_string(), error.message()));
             }
             Purpose::Own(_) | Purpose::Leftover => {
                 warn!(puller = name, %error, "could not delete a puller (a later run removes it)")
@@ -139,7 +141,7 @@ impl Tracker {
                         later += 1;
                         let images = self.template.mask_of(&self.nodes[i].set, l.images.iter().map(String::as_str));
                         let older = Older { kind: l.kind, name: l.name, uid: l.uid, images, created_at: l.created_at };
-                        self.nodes[i].older.push(older);
+                        self.nodes[i].rare_mut().older.push(older);
                     }
                     continue;
                 }
@@ -173,7 +175,10 @@ impl Tracker {
     /// Of node `i`'s older kept pullers, delete each whose images (of those the run asks for) a
     /// newer one holds: at most one stays where one holds them all.
     fn drop_redundant_older(&mut self, i: usize) {
-        let older = &mut self.nodes[i].older;
+        if self.nodes[i].rare().older.is_empty() {
+            return;
+        }
+        let older = &mut self.nodes[i].rare_mut().older;
         older.sort_by_key(|o| o.created_at);
         let mut redundant = Vec::new();
         for j in 0..older.len() {
@@ -182,8 +187,9 @@ impl Tracker {
             }
         }
         for j in redundant.into_iter().rev() {
-            let o = self.nodes[i].older.remove(j);
-            self.nodes[i].replaced.push(o.name.clone());
+            let rare = self.nodes[i].rare_mut();
+            let o = rare.older.remove(j);
+            rare.replaced.push(o.name.clone());
             self.delete(o.kind, o.name, o.uid, Purpose::Older(i));
         }
     }
@@ -198,7 +204,7 @@ impl Tracker {
         }
         let entry = &mut self.nodes[i];
         let all = entry.all();
-        let held = entry.older.iter().any(|o| o.images & all == all);
+        let held = entry.rare().older.iter().any(|o| o.images & all == all);
         if !(entry.images.wanted == 0 && held) {
             entry.images.wanted = all;
         }
@@ -217,11 +223,15 @@ impl Tracker {
         let kept = self.template.keep_last() && complete;
         let holds = self.nodes[i].images.wanted;
         let replaces = |o: &Older| if kept { o.images & !holds == 0 } else { outcome == Outcome::Succeeded };
-        let (replaced, stay): (Vec<Older>, Vec<Older>) =
-            std::mem::take(&mut self.nodes[i].older).into_iter().partition(|o| replaces(o));
-        self.nodes[i].older = stay;
+        let mut replaced = Vec::new();
+        if !self.nodes[i].rare().older.is_empty() {
+            let rare = self.nodes[i].rare_mut();
+            let stay;
+            (replaced, stay) = std::mem::take(&mut rare.older).into_iter().partition(|o: &Older| replaces(o));
+            rare.older = stay;
+        }
         for older in replaced {
-            self.nodes[i].replaced.push(older.name.clone());
+            self.nodes[i].rare_mut().replaced.push(older.name.clone());
             self.delete(older.kind, older.name, older.uid, Purpose::Older(i));
         }
         if self.template.ttl_seconds_after_finished().is_none() && !kept {

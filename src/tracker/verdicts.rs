@@ -45,7 +45,7 @@ impl Tracker {
         }
         let since = if entry.started_at.is_some() { "started" } else { "was created" };
         let mut reason = self.policy.node_deadline_reason(self.template.kind(), since);
-        if let Some(problem) = &entry.last_problem {
+        if let Some(problem) = &entry.rare().last_problem {
             reason.push_str(&format!("; last pod problem: {problem}"));
         }
         self.delete_own(i);
@@ -368,9 +368,10 @@ impl Tracker {
             }
         };
         let node = std::mem::take(&mut e.name);
-        let job = e.created_at.is_some().then(|| std::mem::take(&mut e.puller));
-        let replaced = std::mem::take(&mut e.replaced);
-        let not_replaced = e.not_replaced.iter().map(|(name, why)| format!("{name}: {why}")).collect();
+        let job = e.created_at.is_some().then(|| e.puller.to_string());
+        let rare = e.take_rare();
+        let replaced = rare.replaced;
+        let not_replaced = rare.not_replaced.iter().map(|(name, why)| format!("{name}: {why}")).collect();
         let left_out = e.left_out.clone();
         let (outcome, reason) = self.held_or_released(outcome, reason, taint.as_ref());
         Verdict { node, job, kept, outcome, reason, duration, images, taint, replaced, not_replaced, left_out }
