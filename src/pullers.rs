@@ -504,6 +504,25 @@ impl PullerTemplate {
         }
     }
 
+    /// The container of a puller for image `i` of the run, running `image`: restricted, with the
+    /// run's resources, and one volume mounted read-only (its name, where).
+    fn container(&self, (i, of): (usize, &Image), image: String, policy: String, mount: (String, &str)) -> Container {
+        Container {
+            name: naming::container_name(i, of.short_name()),
+            image: Some(image),
+            image_pull_policy: Some(policy),
+            volume_mounts: Some(vec![VolumeMount {
+                name: mount.0,
+                mount_path: mount.1.into(),
+                read_only: Some(true),
+                ..Default::default()
+            }]),
+            security_context: Some(restricted_container_security()),
+            resources: Some(self.resources()),
+            ..Default::default()
+        }
+    }
+
     /// Kubelet strategy: copy a static no-op into an emptyDir, then run it from every image, so the
     /// kubelet pulls each image with the node's own runtime and credentials. Restricted-PSS clean.
     fn kubelet_pod_spec(&self, images: &[(usize, &Image)]) -> PodSpec {
@@ -512,19 +531,13 @@ impl PullerTemplate {
         let containers = images
             .iter()
             .map(|(i, image)| Container {
-                name: naming::container_name(*i, image.short_name()),
-                image: Some(image.given.clone()),
-                image_pull_policy: Some(image.pull_policy(self.settings.pull_policy).into()),
                 command: Some(vec![noop.clone()]),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "noop".into(),
-                    mount_path: NOOP_DIR.into(),
-                    read_only: Some(true),
-                    ..Default::default()
-                }]),
-                security_context: Some(restricted_container_security()),
-                resources: Some(self.resources()),
-                ..Default::default()
+                ..self.container(
+                    (*i, image),
+                    image.given.clone(),
+                    image.pull_policy(self.settings.pull_policy).into(),
+                    ("noop".into(), NOOP_DIR),
+                )
             })
             .collect();
         PodSpec {
@@ -575,19 +588,8 @@ impl PullerTemplate {
         let containers = images
             .iter()
             .map(|(i, image)| Container {
-                name: naming::container_name(*i, image.short_name()),
-                image: Some(runner.to_string()),
-                image_pull_policy: Some("IfNotPresent".into()),
                 args: Some(vec!["-v".into()]),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: volume(*i),
-                    mount_path: IMAGE_MOUNT.into(),
-                    read_only: Some(true),
-                    ..Default::default()
-                }]),
-                security_context: Some(restricted_container_security()),
-                resources: Some(self.resources()),
-                ..Default::default()
+                ..self.container((*i, image), runner.to_string(), "IfNotPresent".into(), (volume(*i), IMAGE_MOUNT))
             })
             .collect();
         PodSpec {
